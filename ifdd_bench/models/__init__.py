@@ -1,0 +1,3 @@
+"""Model families of the toolkit. Importing this package registers every model."""
+
+from ifdd_bench.models.output import ModelOutput, split_output  # noqa: F401
