@@ -1,0 +1,59 @@
+"""Plain records shared by every dataset reader, the SynthDFER generator and the engine.
+
+A reader turns an official annotation layout into a list of :class:`ClipRecord` per split; the
+clip dataset turns records into tensors. Class orders are fixed per dataset (0-based indices).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+#: DFEW (and SynthDFER, which is written in the DFEW layout): official 1-based labels minus one.
+DFEW_CLASSES = ("happy", "sad", "neutral", "angry", "surprise", "disgust", "fear")
+#: FERV39k as the IFDD reference maps it (alphabetical).
+FERV39K_CLASSES = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
+#: MAFW official 11-class order (MAE-DFER and IFDD use it).
+MAFW_CLASSES = ("anger", "disgust", "fear", "happiness", "neutral", "sadness", "surprise",
+                "contempt", "anxiety", "helplessness", "disappointment")
+#: MAFW order used by DFER-CLIP / MMA-DFER list files.
+MAFW_CLASSES_DFERCLIP = ("happiness", "sadness", "neutral", "anger", "surprise", "disgust", "fear",
+                         "contempt", "anxiety", "helplessness", "disappointment")
+
+
+@dataclass(frozen=True)
+class ClipRecord:
+    """One annotated clip on disk.
+
+    ``source`` is a folder of frame images or a video file; ``num_frames`` is the number of
+    frames found there (0 if not counted yet); ``label`` is the 0-based class index.
+    """
+
+    clip_id: str
+    source: Path
+    label: int
+    num_frames: int = 0
+
+
+@dataclass
+class SplitRecords:
+    """The clips of one split of one fold, with the class names and what the reader noticed."""
+
+    dataset: str
+    split: str  # train | val | test
+    fold: int
+    classes: tuple[str, ...]
+    records: list[ClipRecord]
+    annotation_file: Path | None = None
+    #: documented defect rules applied while reading, e.g. {"label0_skipped": 12, "short_padded": 3}
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def class_counts(self) -> list[int]:
+        """Number of clips per class index."""
+        out = [0] * len(self.classes)
+        for rec in self.records:
+            out[rec.label] += 1
+        return out
