@@ -1,0 +1,298 @@
+"""Sweeps: grid expansion, skipping finished cells, resume, failures, executors, concurrent writers.
+
+Most tests use ``fake_runner`` (a module-level function, so spawned workers and submitit jobs can
+unpickle it) that writes a result row like the engine does. Its behaviour is driven by files in
+the results folder so it works across processes: ``fail_<run_id>`` makes a cell raise,
+``calls/<run_id>.<pid>.<n>`` records every call.
+"""
+
+from __future__ import annotations
+
+import csv
+import multiprocessing
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from ifdd_bench import registry, results, sweep
+from ifdd_bench.config import train_hash
+from ifdd_bench.errors import BenchError, ConfigError
+
+TOY = "sweep_toy"
+TOY_BASE = "sweep_toy_base"
+
+
+@dataclass(frozen=True)
+class ToyConfig:
+    num_classes: int = 7
+    frames: int = 16
+    img_size: int = 32
+    issm: bool = True  # content-aware split; False -> lazy split
+    ladm: bool = True
+    width: int = 8
+
+
+TOY_ABLATIONS = {"full": {}, "no_issm": {"issm": False}, "no_ladm": {"ladm": False},
+                 "baseline": {"issm": False, "ladm": False}}
+
+
+def _register() -> None:
+    @registry.register_model(TOY, config_cls=ToyConfig, ablations=TOY_ABLATIONS, family="toy",
+                             description="sweep test model")
+    def sweep_toy(cfg):  # never built: the fake runner does not build models
+        raise AssertionError("not built in sweep tests")
+
+    @registry.register_model(TOY_BASE, config_cls=ToyConfig, family="toy", description="sweep test baseline")
+    def sweep_toy_base(cfg):
+        raise AssertionError("not built in sweep tests")
+
+
+_register()
+
+
+def fake_runner(spec, progress=None, resume=True):
+    """Stand-in for engine.train_run: writes one RunRow-shaped row for ``spec``."""
+    res = Path(spec.results_dir)
+    calls = res / "calls"
+    calls.mkdir(parents=True, exist_ok=True)
+    n = len(list(calls.glob(f"{spec.run_id}.*")))
+    (calls / f"{spec.run_id}.{os.getpid()}.{n}").touch()
+    if (res / f"fail_{spec.run_id}").exists():
+        raise RuntimeError(f"planted failure in {spec.run_id}")
+    if (res / f"interrupt_{spec.run_id}").exists():
+        raise KeyboardInterrupt
+    if progress is not None:
+        progress({"epoch": 0})
+    acc = 0.5 + 0.1 * (spec.variant == "full") + 0.01 * spec.data.fold + 0.001 * spec.train.seed
+    results.append_rows(res / results.RUNS_CSV, [{
+        "run_id": spec.run_id, "model": spec.model, "variant": spec.variant, "dataset": spec.data.dataset,
+        "fold": spec.data.fold, "seed": spec.train.seed, "protocol": spec.train.protocol,
+        "train_hash": train_hash(spec.train), "uar": acc, "war": acc + 0.05, "frames": spec.data.frames,
+        "size": spec.data.size, "epochs": spec.train.epochs,
+    }])
+    return {"run_id": spec.run_id}
+
+
+def silent_runner(spec, progress=None, resume=True):
+    """A runner that 'succeeds' without writing its result row."""
+    return {}
+
+
+def _calls(res: Path) -> list[str]:
+    return sorted(p.name.split(".")[0] for p in (res / "calls").glob("*")) if (res / "calls").exists() else []
+
+
+def _plan(tmp_path: Path, **kw):
+    args = dict(model=TOY, variants="full,no_issm", folds="1-2", seeds="0", epochs=1,
+                runs_dir=tmp_path / "runs", results_dir=tmp_path / "res")
+    args.update(kw)
+    return sweep.plan_sweep(**args)
+
+
+# ------------------------------------------------------------------------------------------------
+# grid expansion
+
+
+def test_grid_expands_variants_folds_seeds_and_baselines(tmp_path):
+    plan = _plan(tmp_path, variants="no_issm,full", folds="1,3-4", seeds="0,2", baselines=TOY_BASE)
+    cells = plan.cells()
+    assert len(cells) == 2 * 3 * 2 + 3 * 2
+    ids = [c.run_id for c in cells]
+    assert len(set(ids)) == len(ids)
+    assert ids[0] == f"{TOY}-no_issm-synth-f1-s0-unified"  # table order: variant, fold, seed
+    assert ids[1] == f"{TOY}-no_issm-synth-f1-s2-unified"
+    assert {c.spec.data.fold for c in cells} == {1, 3, 4}
+    assert {c.spec.train.seed for c in cells} == {0, 2}
+    assert [c.role for c in cells].count("baseline") == 6
+    assert all(c.spec.model == TOY_BASE for c in cells if c.role == "baseline")
+    # one protocol for every cell: same train hash, only the seed differs
+    assert len({c.train_hash for c in cells}) == 1
+    assert all(c.spec.train.epochs == 1 for c in cells)
+
+
+def test_defaults_and_all_variants(tmp_path):
+    plan = sweep.plan_sweep(model=TOY, runs_dir=tmp_path, results_dir=tmp_path)
+    # defaults: the IFDD ablation rows the model has, in DEFAULT_VARIANTS order
+    assert plan.variants == tuple(v for v in sweep.DEFAULT_VARIANTS if v in TOY_ABLATIONS)
+    assert plan.folds == sweep.DEFAULT_FOLDS and plan.seeds == sweep.DEFAULT_SEEDS
+    assert plan.train.epochs == sweep.DEFAULT_SYNTH_TRAIN["epochs"]
+    assert plan.data.size == sweep.DEFAULT_SYNTH_DATA["size"]
+    assert _plan(tmp_path, variants="all").variants == tuple(TOY_ABLATIONS)
+    # a real dataset sweeps every official fold with the protocol preset's epochs
+    real = sweep.plan_sweep(model=TOY, dataset="dfew", data_root=str(tmp_path))
+    assert real.folds == (1, 2, 3, 4, 5) and real.train.epochs == 100
+
+
+def test_overrides_route_to_train_data_and_model(tmp_path):
+    plan = _plan(tmp_path, overrides=["lr=1e-3", "data.size=48", "model.width=16"])
+    cell = plan.cells()[0]
+    assert cell.spec.train.lr == 1e-3 and cell.spec.data.size == 48
+    assert cell.spec.model_overrides == (("width", 16),)
+    assert cell.run_id.startswith(f"{TOY}-full-synth-f1-s0-unified-")  # overrides tag the run id
+    assert plan.sweep_id != _plan(tmp_path).sweep_id
+
+
+@pytest.mark.parametrize("kwargs, needle", [
+    ({"variants": "full,no_isssm"}, "no_isssm"),
+    ({"variants": ","}, "no variant"),
+    ({"dataset": "dfew", "data_root": "x", "folds": "1-9"}, "dfew has folds 1-5"),
+    ({"dataset": "ferv39k", "data_root": "x", "folds": "2"}, "ferv39k has folds 1"),
+    ({"folds": "3-1"}, "backwards"),
+    ({"folds": "one"}, "not an integer"),
+    ({"seeds": ""}, "no seed"),
+    ({"dataset": "dfew"}, "--data-root"),
+    ({"dataset": "affectnet"}, "unknown dataset"),
+    ({"baselines": "no_such_model"}, "no_such_model"),
+    ({"baselines": f"{TOY_BASE}:nope"}, "nope"),
+    ({"epochs": 0}, "--epochs"),
+    ({"overrides": ["nosuchkey=1"]}, "nosuchkey"),
+    ({"overrides": ["data.fold=2"]}, "--folds"),
+])
+def test_bad_input_is_a_clear_error(tmp_path, kwargs, needle):
+    with pytest.raises(BenchError) as info:
+        _plan(tmp_path, **kwargs)
+    assert needle in str(info.value)
+
+
+def test_unknown_executor_and_jobs(tmp_path):
+    plan = _plan(tmp_path)
+    with pytest.raises(ConfigError, match="slurmx"):
+        sweep.run_sweep(plan, executor="slurmx", runner=fake_runner)
+    with pytest.raises(ConfigError, match="--jobs"):
+        sweep.run_sweep(plan, jobs=0, runner=fake_runner)
+
+
+# ------------------------------------------------------------------------------------------------
+# skipping finished cells, resume, failures
+
+
+def test_skip_finished_cells(tmp_path):
+    plan = _plan(tmp_path)
+    events = []
+    first = sweep.run_sweep(plan, runner=fake_runner, progress=events.append)
+    assert first.ok and len(first.done) == 4 and not first.skipped
+    assert any(e["event"] == "run" for e in events)  # engine progress is forwarded
+    again = sweep.run_sweep(plan, runner=fake_runner)
+    assert again.done == [] and len(again.skipped) == 4
+    assert len(_calls(tmp_path / "res")) == 4  # nothing was trained twice
+    # a row with the same run_id but another protocol does not count as finished
+    longer = sweep.run_sweep(_plan(tmp_path, epochs=2), runner=fake_runner)
+    assert len(longer.done) == 4 and not longer.skipped
+    summary = sweep.summarize(plan)
+    assert [r["variant"] for r in summary] == ["full", "no_issm"]
+    assert summary[0]["n"] == 2 and summary[0]["uar_mean"] == pytest.approx(0.615)
+    assert summary[0]["uar_std"] == pytest.approx(0.00707, abs=1e-4)
+
+
+def test_resume_after_interruption_runs_only_missing_cells(tmp_path):
+    plan = _plan(tmp_path)
+    res = tmp_path / "res"
+    res.mkdir()
+    ids = [c.run_id for c in plan.cells()]
+    (res / f"interrupt_{ids[2]}").touch()
+    with pytest.raises(KeyboardInterrupt):
+        sweep.run_sweep(plan, runner=fake_runner)
+    book = sweep.JobBook(tmp_path / "runs" / "sweeps" / plan.sweep_id, plan.sweep_id)
+    assert {r["run_id"]: r["status"] for r in book.rows()} == {ids[0]: "done", ids[1]: "done", ids[2]: "interrupted"}
+    (res / f"interrupt_{ids[2]}").unlink()
+    before = _calls(res)
+    outcome = sweep.run_sweep(plan, runner=fake_runner)
+    assert outcome.skipped == ids[:2] and outcome.done == ids[2:]
+    assert sorted(_calls(res)) == sorted(before + ids[2:])  # only the missing cells ran
+    attempts = [r for r in book.rows() if r["run_id"] == ids[2]]
+    assert [r["attempt"] for r in attempts] == ["1", "2"] and attempts[-1]["status"] == "done"
+
+
+def test_failed_cells_are_reported_and_rerunnable(tmp_path):
+    plan = _plan(tmp_path)
+    res = tmp_path / "res"
+    res.mkdir()
+    ids = [c.run_id for c in plan.cells()]
+    (res / f"fail_{ids[1]}").touch()
+    outcome = sweep.run_sweep(plan, runner=fake_runner)
+    assert not outcome.ok and [f.run_id for f in outcome.failed] == [ids[1]]
+    assert "planted failure" in outcome.failed[0].error
+    assert sorted(outcome.done) == sorted(ids[:1] + ids[2:])  # the sweep went on after the failure
+    rows = sweep.JobBook(outcome.folder, plan.sweep_id).rows()
+    failed = [r for r in rows if r["status"] == "failed"]
+    assert len(failed) == 1 and "RuntimeError: planted failure" in failed[0]["error"]
+    assert (outcome.folder / "errors" / f"{ids[1]}.1.txt").read_text().count("Traceback") == 1
+    (res / f"fail_{ids[1]}").unlink()
+    rerun = sweep.run_sweep(plan, runner=fake_runner)
+    assert rerun.ok and rerun.done == [ids[1]]
+
+
+def test_runner_that_writes_no_row_is_a_failure(tmp_path):
+    outcome = sweep.run_sweep(_plan(tmp_path, folds="1", variants="full"), runner=silent_runner)
+    assert len(outcome.failed) == 1 and "has no row" in outcome.failed[0].error
+
+
+# ------------------------------------------------------------------------------------------------
+# executors
+
+
+def test_parallel_local_jobs(tmp_path):
+    plan = _plan(tmp_path)
+    res = tmp_path / "res"
+    res.mkdir()
+    (res / f"fail_{plan.cells()[3].run_id}").touch()
+    outcome = sweep.run_sweep(plan, runner=fake_runner, jobs=2)
+    assert len(outcome.done) == 3 and len(outcome.failed) == 1
+    assert "planted failure" in outcome.failed[0].error
+    pids = {p.name.split(".")[1] for p in (res / "calls").glob("*")}
+    assert str(os.getpid()) not in pids  # cells ran in worker processes
+    frame = results.load(res / results.RUNS_CSV)
+    assert len(frame) == 3 and frame["run_id"].is_unique
+
+
+def test_submitit_local_executor(tmp_path, monkeypatch):
+    pytest.importorskip("submitit")
+    # the submitit job process unpickles fake_runner by module name: make this folder importable
+    here = str(Path(__file__).resolve().parent)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([here, os.environ.get("PYTHONPATH", "")]))
+    plan = _plan(tmp_path, folds="1")
+    res = tmp_path / "res"
+    res.mkdir()
+    ids = [c.run_id for c in plan.cells()]
+    (res / f"fail_{ids[1]}").touch()
+    outcome = sweep.run_sweep(plan, executor="submitit", jobs=2, runner=fake_runner,
+                              submitit_options={"cluster": "local", "timeout_min": 5})
+    assert outcome.done == [ids[0]]
+    assert [f.run_id for f in outcome.failed] == [ids[1]] and "planted failure" in outcome.failed[0].error
+    rows = sweep.JobBook(outcome.folder, plan.sweep_id).rows()
+    assert all(r["executor"] == "submitit-local" and r["job_id"].isdigit() for r in rows)
+    assert {r["status"] for r in rows} == {"done", "failed"}
+    # the failed cell is re-runnable: only it is submitted again
+    (res / f"fail_{ids[1]}").unlink()
+    rerun = sweep.run_sweep(plan, executor="submitit", runner=fake_runner,
+                            submitit_options={"cluster": "local", "timeout_min": 5})
+    assert rerun.ok and rerun.done == [ids[1]] and rerun.skipped == [ids[0]]
+
+
+# ------------------------------------------------------------------------------------------------
+# concurrent writers never corrupt runs.csv
+
+
+def _writer(path: str, worker: int, count: int) -> None:
+    for i in range(count):
+        results.append_rows(path, [{"run_id": f"w{worker}-{i}", "uar": 0.5, "note": "x" * 200}])
+
+
+def test_concurrent_writers_keep_every_row(tmp_path):
+    path = str(tmp_path / "runs.csv")
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(path, w, 15)) for w in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 60 and len({r["run_id"] for r in rows}) == 60
+    assert all(r["note"] == "x" * 200 for r in rows)
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
