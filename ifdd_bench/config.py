@@ -49,6 +49,7 @@ class DataConfig:
     segments: int = 16  # U for segment sampling (U * V must equal frames)
     segment_len: int = 1  # V consecutive frames per segment
     frame_stride: int = 1  # stride for consecutive sampling (MAFW reference: 2)
+    eval_sampling: str = "center"  # consecutive sampling at eval: center (deterministic) | random (reference FERV39k/MAFW)
     frame_source: str = "default"  # dfew: 16f | raw ; mafw: frames | faces ; default picks per dataset
     train_aug: str = "unified"  # reference | unified | none (clip-consistent augmentation preset)
     eval_views: int = 1  # temporal views averaged in logit space at evaluation
