@@ -62,7 +62,7 @@ from ifdd_bench.config import (
     train_hash,
 )
 from ifdd_bench.errors import ConfigError, suggest
-from ifdd_bench.results import RUNS_CSV
+from ifdd_bench.results import PER_CLASS_CSV, RUNS_CSV, append_rows
 
 log = logging.getLogger(__name__)
 
@@ -594,13 +594,35 @@ def _finish(book: JobBook, cell: Cell, attempt: int, t0: float, outcome: SweepOu
     emit({"event": "cell_failed", "run_id": cell.run_id, "index": index, "error": line})
 
 
-def _check_row(cell: Cell, results_dir: str) -> str | None:
-    """Error text if the runner returned without writing the cell's result row."""
+def _check_row(cell: Cell, results_dir: str, returned: Mapping[str, Any] | None = None) -> str | None:
+    """Error text if the cell's result row is still missing from runs.csv after the runner ran.
+
+    The engine returns the stored row of a run folder that already finished without appending it
+    again; when that row belongs to this cell (same train_hash) but ``results_dir`` lacks it (a
+    new results folder), it is recorded here, with its per-class rows from ``result.json``.
+    """
     todo, _ = split_finished([cell], results_dir)
-    if todo:
-        return (f"runner finished but {Path(results_dir) / RUNS_CSV} has no row for {cell.run_id} "
-                f"with train_hash {cell.train_hash}")
-    return None
+    if not todo:
+        return None
+    row = dict((returned or {}).get("row", returned or {}))
+    if row.get("run_id") == cell.run_id and row.get("train_hash") not in (None, cell.train_hash):
+        return (f"{Path(cell.spec.runs_dir) / cell.run_id} holds a finished run of another protocol "
+                f"(train_hash {row.get('train_hash')}, this sweep {cell.train_hash}); re-run with --restart "
+                f"to retrain it, or use another --runs-dir")
+    if row.get("run_id") == cell.run_id and row.get("train_hash") == cell.train_hash:
+        per_class = []
+        result_json = Path(cell.spec.runs_dir) / cell.run_id / "result.json"
+        if result_json.is_file():
+            try:
+                per_class = json.loads(result_json.read_text()).get("per_class") or []
+            except (OSError, ValueError):
+                per_class = []
+        append_rows(Path(results_dir) / RUNS_CSV, [row])
+        if per_class:
+            append_rows(Path(results_dir) / PER_CLASS_CSV, per_class)
+        return None
+    return (f"runner finished but {Path(results_dir) / RUNS_CSV} has no row for {cell.run_id} "
+            f"with train_hash {cell.train_hash}")
 
 
 def _run_inline(todo: list[Cell], book: JobBook, outcome: SweepOutcome, runner: Runner | None,
@@ -616,7 +638,7 @@ def _run_inline(todo: list[Cell], book: JobBook, outcome: SweepOutcome, runner: 
             emit({"event": "run", "run_id": _rid, "data": data})
 
         try:
-            runner(cell.spec, progress=inner, resume=True)
+            returned = runner(cell.spec, progress=inner, resume=True)
         except KeyboardInterrupt:
             book.update(cell.run_id, attempt, status="interrupted", finished_at=_now())
             raise
@@ -625,7 +647,7 @@ def _run_inline(todo: list[Cell], book: JobBook, outcome: SweepOutcome, runner: 
             _write_text(outcome.folder / "errors" / f"{cell.run_id}.{attempt}.txt", traceback.format_exc())
             _finish(book, cell, attempt, t0, outcome, emit, index, err)
             continue
-        _finish(book, cell, attempt, t0, outcome, emit, index, _check_row(cell, cell.spec.results_dir))
+        _finish(book, cell, attempt, t0, outcome, emit, index, _check_row(cell, cell.spec.results_dir, returned))
 
 
 def _run_pool(todo: list[Cell], book: JobBook, outcome: SweepOutcome, runner: Runner | None,
@@ -646,7 +668,7 @@ def _run_pool(todo: list[Cell], book: JobBook, outcome: SweepOutcome, runner: Ru
             index, cell, attempt, t0 = running[future]
             err = future.exception()
             if err is None:
-                err = _check_row(cell, cell.spec.results_dir)
+                err = _check_row(cell, cell.spec.results_dir, future.result())
             else:
                 _write_text(outcome.folder / "errors" / f"{cell.run_id}.{attempt}.txt",
                             "".join(traceback.format_exception(err)))
@@ -696,8 +718,7 @@ def _run_submitit(todo: list[Cell], book: JobBook, outcome: SweepOutcome, runner
                 index, cell, attempt, t0 = in_flight.pop(job)
                 err: BaseException | str | None
                 try:
-                    job.result()
-                    err = _check_row(cell, cell.spec.results_dir)
+                    err = _check_row(cell, cell.spec.results_dir, job.result())
                 except Exception as exc:  # submitit wraps the job's exception (FailedJobError ...)
                     err = _submitit_error(exc)
                     _write_text(outcome.folder / "errors" / f"{cell.run_id}.{attempt}.txt", str(exc))
