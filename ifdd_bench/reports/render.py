@@ -1,0 +1,272 @@
+"""Render every table and plot of a results folder into an output folder (``ifdd-bench report``).
+
+Reads only CSVs (``runs.csv``, ``per_class.csv``, ``profile.csv``, ``literature.csv`` and the
+run folders' ``history.csv`` / ``predictions.csv``); never imports torch. Writes, atomically:
+
+* ``<table>.tex`` / ``<table>.md`` for the ablation table(s), comparison, per-class recall,
+  reported-vs-measured complexity and paired statistics
+* ``report.md``: every Markdown table and figure in one page, with the command that made it
+* ``summary.csv`` (mean/std per model, variant, dataset) and ``paired_differences.csv``
+* ``plots/*.png`` and ``plots/*.pdf``
+
+Example::
+
+    >>> result = render_report("results", "runs", "results/report")   # doctest: +SKIP
+    >>> [p.name for p in result.files][:2]                           # doctest: +SKIP
+    ['ablation_ifdd_tiny.tex', 'ablation_ifdd_tiny.md']
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ifdd_bench import results
+from ifdd_bench.errors import ConfigError, suggest
+from ifdd_bench.reports import inputs, stats, tables
+from ifdd_bench.reports.inputs import VARIANTS_BY_KEY, is_ifdd_model
+
+FORMATS = ("latex", "md")
+
+
+@dataclass
+class RenderResult:
+    """What :func:`render_report` produced."""
+
+    tables: dict[str, tables.ReportTable] = field(default_factory=dict)
+    ablation_keys: list[str] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # what was not rendered, and why
+    seconds: float = 0.0
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temp file + ``os.replace`` (never a torn file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def parse_formats(formats: str | Iterable[str]) -> list[str]:
+    """``"latex,md"`` -> ``["latex", "md"]``; unknown names raise :class:`ConfigError`."""
+    items = [f.strip().lower() for f in (formats.split(",") if isinstance(formats, str) else formats) if f.strip()]
+    aliases = {"tex": "latex", "markdown": "md"}
+    out = []
+    for item in items:
+        item = aliases.get(item, item)
+        if item not in FORMATS:
+            raise ConfigError(f"unknown report format {item!r}{suggest(item, FORMATS)}; valid: {', '.join(FORMATS)}")
+        if item not in out:
+            out.append(item)
+    if not out:
+        raise ConfigError("--format needs at least one of: latex, md")
+    return out
+
+
+def _check_reference(runs: pd.DataFrame, reference: str) -> None:
+    ifdd_variants = set(runs.loc[runs["model"].map(is_ifdd_model), "variant"])
+    models = set(runs["model"])
+    if reference in ifdd_variants or reference in models:
+        return
+    choices = sorted(ifdd_variants | (models - {m for m in models if is_ifdd_model(m)}))
+    known = " (a known IFDD variant, but no run has it)" if reference in VARIANTS_BY_KEY else ""
+    raise ConfigError(f"--reference {reference!r} matches no run{known}{suggest(reference, choices)}; "
+                      f"choose one of: {', '.join(choices)}")
+
+
+def _labels(runs: pd.DataFrame, literature: pd.DataFrame | None) -> tuple[list[str], dict[str, str]]:
+    """Canonical entry order and short labels for plots."""
+    names = tables.method_names(literature)
+    multi = runs.loc[runs["model"].map(is_ifdd_model), "model"].nunique() > 1
+    pairs = sorted({(m, v) for m, v in zip(runs["model"], runs["variant"])}, key=lambda e: tables.entry_sort_key(*e))
+    order = [inputs.entry_key(m, v) for m, v in pairs]
+    labels = {inputs.entry_key(m, v): tables.entry_label(m, v, names=names, with_model=multi) for m, v in pairs}
+    return order, labels
+
+
+def _compute_by_entry(runs: pd.DataFrame, profile: pd.DataFrame | None) -> tuple[dict[str, float], str, str]:
+    """GMACs per entry from profile.csv; params (M) from runs.csv when no GMACs exist."""
+    gmacs: dict[str, float] = {}
+    for (m, v), part in runs.groupby(["model", "variant"]):
+        match = tables.find_profile(profile, m, v, part["frames"].iloc[0], part["size"].iloc[0])
+        if match is not None and not np.isnan(match.gmacs):
+            gmacs[inputs.entry_key(m, v)] = match.gmacs
+    if gmacs:
+        return gmacs, "GMACs per clip (profile.csv)", "uar_vs_gmacs"
+    params = runs.groupby("entry")["params"].first() / 1e6
+    return {e: float(p) for e, p in params.items() if not np.isnan(p)}, "Params (M), no GMACs in profile.csv", \
+        "uar_vs_params"
+
+
+def _class_names(per_class: pd.DataFrame | None) -> dict[str, list[str]]:
+    if per_class is None:
+        return {}
+    out = {}
+    for dataset, part in per_class.groupby("dataset"):
+        order = part.drop_duplicates("class_index").sort_values("class_index")
+        out[dataset] = list(order["class_name"].astype(str))
+    return out
+
+
+def render_report(
+    results_dir: str | os.PathLike = "results",
+    runs_dir: str | os.PathLike = "runs",
+    out_dir: str | os.PathLike | None = None,
+    *,
+    formats: str | Sequence[str] = FORMATS,
+    plots: bool = True,
+    allow_mixed: bool = False,
+    reference: str = "full",
+    filters: Sequence[str] = (),
+    literature_path: str | os.PathLike | None = None,
+    n_resamples: int = 10_000,
+    seed: int = 0,
+    known_models: Iterable[str] | None = None,
+    command: str = "ifdd-bench report",
+    progress: Callable[[dict[str, Any]], None] | None = None,
+) -> RenderResult:
+    """Render all tables (``formats``) and, with ``plots``, all figures of ``results_dir``.
+
+    Raises a :class:`~ifdd_bench.errors.BenchError` for a missing, empty or foreign ``runs.csv``,
+    unknown variant or model names, a results file mixing protocols or train hashes for one
+    dataset (unless ``allow_mixed``), an unknown format or an unusable ``reference``. Inputs that
+    are optional (per_class.csv, profile.csv, literature.csv, run folders) are skipped with a
+    reason in ``RenderResult.skipped``.
+    """
+    start = time.perf_counter()
+    notify = progress or (lambda event: None)
+    formats = parse_formats(formats)
+    results_dir = Path(results_dir)
+    out_dir = Path(out_dir) if out_dir is not None else results_dir / "report"
+    result = RenderResult()
+
+    runs = inputs.load_runs(results_dir / results.RUNS_CSV, filters=filters, known_models=known_models)
+    mixed_notes = inputs.check_mixed(runs, allow_mixed=allow_mixed)
+    _check_reference(runs, reference)
+    per_class = inputs.load_per_class(results_dir / results.PER_CLASS_CSV, run_ids=runs["run_id"])
+    profile = inputs.load_profile(results_dir / results.PROFILE_CSV)
+    literature = inputs.load_literature(literature_path)
+    if per_class is None:
+        result.skipped.append(f"per-class table and heatmap: {results_dir / results.PER_CLASS_CSV} not found")
+    if profile is None:
+        result.skipped.append(f"GMACs columns: {results_dir / results.PROFILE_CSV} not found")
+    if literature is None:
+        result.skipped.append("comparison rows from the literature: literature.csv not found")
+
+    # ---- tables
+    ifdd_models = sorted(m for m in runs["model"].unique() if is_ifdd_model(m))
+    for model in ifdd_models or [None]:
+        table = tables.ablation_table(runs, model=model, profile=profile, literature=literature,
+                                      extra_notes=mixed_notes)
+        result.tables[table.key] = table
+        result.ablation_keys.append(table.key)
+    result.tables["comparison"] = tables.comparison_table(runs, literature, reference=reference, profile=profile,
+                                                          extra_notes=mixed_notes)
+    if per_class is not None and not per_class.empty:
+        for dataset in tables.ordered_datasets(per_class["dataset"].unique()):
+            table = tables.per_class_table(per_class, runs, dataset, literature=literature)
+            result.tables[table.key] = table
+    if literature is not None or profile is not None:
+        result.tables["complexity"] = tables.complexity_table(literature, profile)
+    diffs = stats.paired_differences(runs, reference=reference, n_resamples=n_resamples, seed=seed,
+                                     ifdd_models=ifdd_models)
+    if diffs.empty:
+        result.skipped.append(f"paired statistics: no entry shares a dataset with the reference {reference!r}")
+    else:
+        result.tables["stats"] = tables.stats_table(diffs, literature=literature)
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for key, table in result.tables.items():
+        if "latex" in formats:
+            result.files.append(write_text(out_dir / f"{key}.tex", tables.to_latex(table)))
+        if "md" in formats:
+            result.files.append(write_text(out_dir / f"{key}.md", tables.to_markdown(table)))
+        notify({"kind": "table", "name": key})
+    agg = stats.aggregate(runs)
+    agg["entry"] = [inputs.entry_key(m, v) for m, v in zip(agg["model"], agg["variant"])]
+    result.files.append(write_text(out_dir / "summary.csv", agg.to_csv(index=False)))
+    if not diffs.empty:
+        result.files.append(write_text(out_dir / "paired_differences.csv", diffs.to_csv(index=False)))
+
+    # ---- plots
+    figures: list[tuple[str, Path]] = []
+    if plots:
+        figures = _render_plots(runs, agg, per_class, profile, literature, Path(runs_dir), out_dir / "plots",
+                                result, notify)
+    if "md" in formats:
+        result.files.append(write_text(out_dir / "report.md", _report_page(result, figures, out_dir, command)))
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _render_plots(runs, agg, per_class, profile, literature, runs_dir: Path, plot_dir: Path,
+                  result: RenderResult, notify) -> list[tuple[str, Path]]:
+    from ifdd_bench.reports import plots  # matplotlib only when figures are asked for
+
+    order, labels = _labels(runs, literature)
+    labels = {e: plots.mathtext_label(text) for e, text in labels.items()}
+    palette = plots.entry_palette(order)
+    figures: list[tuple[str, Path]] = []
+
+    def keep(title: str, paths: list[Path]) -> None:
+        result.files.extend(paths)
+        for path in paths:
+            if path.suffix == ".png":
+                figures.append((title, path))
+        notify({"kind": "plot", "name": title})
+
+    keep("UAR and WAR per variant", plots.metric_bars(runs, order, labels, palette, plot_dir))
+    compute, axis_label, stem = _compute_by_entry(runs, profile)
+    if compute:
+        keep("UAR vs compute", plots.uar_vs_compute(agg, compute, order, labels, palette, plot_dir,
+                                                   axis_label=axis_label, stem=stem))
+        if stem == "uar_vs_params":
+            result.skipped.append("UAR vs GMACs: no GMACs in profile.csv, plotted against params instead")
+    else:
+        result.skipped.append("UAR vs compute: neither profile.csv GMACs nor runs.csv params")
+    if per_class is not None and not per_class.empty:
+        keep("Per-class recall", plots.per_class_heatmap(per_class, order, labels, plot_dir))
+    history, problems = inputs.load_histories(runs_dir, runs)
+    result.skipped += problems
+    if history is not None:
+        keep("Training curves", plots.training_curves(history, order, labels, palette, plot_dir))
+    else:
+        result.skipped.append(f"training curves: no history.csv under {runs_dir}/<run_id>/")
+    predictions, problems = inputs.load_predictions(runs_dir, runs)
+    result.skipped += problems
+    if predictions is not None:
+        keep("Confusion matrices", plots.confusion_matrices(predictions, _class_names(per_class), order, labels,
+                                                            plot_dir))
+    else:
+        result.skipped.append(f"confusion matrices: no predictions.csv under {runs_dir}/<run_id>/")
+    return figures
+
+
+def _report_page(result: RenderResult, figures: list[tuple[str, Path]], out_dir: Path, command: str) -> str:
+    """One Markdown page with every table and figure (paths relative to the page)."""
+    lines = ["# ifdd-bench report", "", f"Rendered by `{command}` from CSVs only (no torch).", ""]
+    for key, table in result.tables.items():
+        lines += [f"## {table.caption}", "", tables.to_markdown(table, heading=""), ""]
+    if figures:
+        lines += ["## Figures", ""]
+        for title, path in figures:
+            rel = path.relative_to(out_dir).as_posix()
+            lines += [f"**{title}**: [PDF]({rel[:-4]}.pdf)", "", f"![{title}]({rel})", ""]
+    if result.skipped:
+        lines += ["## Not rendered", ""] + [f"- {item}" for item in result.skipped] + [""]
+    return "\n".join(lines)

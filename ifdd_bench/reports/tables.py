@@ -1,0 +1,775 @@
+"""Paper-ready tables from the results CSVs: LaTeX (booktabs) and Markdown (pandas only, no torch).
+
+A table is first built as a :class:`ReportTable` (header, blocks of rows of :class:`Cell`, notes)
+by one of the builders, then written by :func:`to_latex` or :func:`to_markdown`; the CLI prints
+the same object with rich. Builders:
+
+* :func:`ablation_table`   rows = IFDD component combinations with check marks (then knob
+  variants, then baselines under the same protocol), columns = UAR/WAR per dataset, Params, GMACs
+* :func:`comparison_table` our rows against reported literature rows, sources cited
+* :func:`per_class_table`  per-class test recall of every variant on one dataset
+* :func:`complexity_table` reported vs measured params and compute
+* :func:`stats_table`      paired differences to the reference with bootstrap CIs and p-values
+
+Numbers in ``runs.csv`` are fractions; tables print percent with two decimals as
+``mean ± sample std`` over every (fold, seed) run, bold marking the best mean of each metric
+column (ties at the printed precision are all bold). Every table carries footnotes stating the
+protocol, selection rule, folds x seeds, and the counter, unit, input and views of its compute
+column. The LaTeX needs ``\\usepackage{booktabs,amssymb}``.
+
+Example::
+
+    >>> from ifdd_bench.reports import inputs
+    >>> runs = inputs.load_runs("results/runs.csv")              # doctest: +SKIP
+    >>> print(to_markdown(ablation_table(runs, model="ifdd_tiny")))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ifdd_bench.reports import stats
+from ifdd_bench.reports.inputs import (LIFT_TEX, DATASET_NAMES, VARIANT_ORDER, VARIANTS_BY_KEY, dataset_name,
+                                       entry_key, is_ifdd_model)
+
+CHECK, CROSS = "✓", "✗"
+CHECK_TEX, CROSS_TEX = r"\checkmark", r"$\times$"
+DATASET_ORDER = tuple(DATASET_NAMES)  # synth, dfew, ferv39k, mafw, then anything else
+LITERATURE_DATASETS = ("dfew", "ferv39k", "mafw")
+SELECTION_TEXT = {
+    "val_uar": "best validation UAR (stratified 10% hold-out of the train fold); test evaluated once there",
+    "test_war": "best test WAR over epochs (the IFDD reference rule: selection on the test fold, optimistic)",
+}
+
+
+# --------------------------------------------------------------------------------------------
+# the table model
+
+
+@dataclass
+class Cell:
+    """One table cell: plain text (Markdown / terminal), optional LaTeX form, bold flag."""
+
+    text: str = ""
+    tex: str | None = None  # None -> tex_escape(text)
+    bold: bool = False
+
+    def latex(self) -> str:
+        body = self.tex if self.tex is not None else tex_escape(self.text)
+        return rf"\textbf{{{body}}}" if self.bold and body else body
+
+    def markdown(self) -> str:
+        body = self.text.replace("|", r"\|")
+        return f"**{body}**" if self.bold and body else body
+
+
+@dataclass
+class Block:
+    """Rows printed together; a block after the first is separated by a rule and may have a title."""
+
+    rows: list[list[Cell]] = field(default_factory=list)
+    title: str = ""
+
+
+@dataclass
+class ReportTable:
+    """A rendered-agnostic table: header (optionally grouped), blocks of rows, notes."""
+
+    key: str  # file stem and LaTeX label suffix, e.g. "ablation_ifdd_tiny"
+    caption: str
+    columns: list[str]  # plain header of each column
+    columns_tex: list[str]  # LaTeX header of each column
+    align: str  # one tabular letter per column
+    blocks: list[Block]
+    groups: list[tuple[str, int]] = field(default_factory=list)  # header groups (label, span); "" = none
+    notes: list[str] = field(default_factory=list)  # plain text; converted with tex_escape for LaTeX
+    wide: bool = False  # table* in LaTeX
+    source: str = ""  # the CSV(s) it was rendered from
+
+    def plain_header(self) -> list[str]:
+        """Column headers with their group label prefixed (Markdown and terminal)."""
+        labels = []
+        for label, span in self.groups or [("", len(self.columns))]:
+            labels.extend([label] * span)
+        return [f"{g} {c}".strip() if g else c for g, c in zip(labels, self.columns)]
+
+    def n_rows(self) -> int:
+        return sum(len(b.rows) for b in self.blocks)
+
+
+_TEX_SPECIALS = {
+    "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+    "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+}
+_TEX_UNICODE = {
+    "±": r"$\pm$", "×": r"$\times$", "Σ": r"$\Sigma$", "λ": r"$\lambda$", "≤": r"$\leq$", "≥": r"$\geq$",
+    "–": "--", "—": "---", "†": r"\textdagger{}", "‡": r"\textdaggerdbl{}", "→": r"$\rightarrow$",
+    "²": r"\textsuperscript{2}", "³": r"\textsuperscript{3}", "Δ": r"$\Delta$", "✓": r"\checkmark{}",
+    "✗": r"$\times$", "·": r"$\cdot$", "≈": r"$\approx$", "−": r"$-$",
+}
+
+
+def tex_escape(text: object) -> str:
+    """Escape LaTeX specials (``_ % & $ # { } ~ ^ \\``) and map common symbols (±, ×, –) to macros.
+
+    The word ``L_lift`` becomes the loss symbol of the IFDD paper.
+    """
+    parts = str(text).split("L_lift")
+    out = []
+    for k, part in enumerate(parts):
+        if k:
+            out.append(LIFT_TEX)
+        out.extend(_TEX_SPECIALS.get(ch) or _TEX_UNICODE.get(ch) or ch for ch in part)
+    return "".join(out)
+
+
+def to_latex(table: ReportTable) -> str:
+    """Booktabs LaTeX of a table, with caption, label and a footnote block."""
+    env = "table*" if table.wide else "table"
+    n = len(table.columns)
+    lines = [
+        f"% Generated by `ifdd-bench report`{' from ' + table.source if table.source else ''}; do not edit by hand.",
+        r"% Needs \usepackage{booktabs} and \usepackage{amssymb} (for \checkmark).",
+        rf"\begin{{{env}}}[t]",
+        r"  \centering",
+        r"  \small",
+        rf"  \caption{{{tex_escape(table.caption)}}}",
+        rf"  \label{{tab:{re.sub(r'[^A-Za-z0-9:-]', '-', table.key)}}}",
+        rf"  \begin{{tabular}}{{{table.align}}}",
+        r"    \toprule",
+    ]
+    if table.groups and any(label for label, _ in table.groups):
+        cells, rules, col = [], [], 1
+        for label, span in table.groups:
+            if label:
+                cells.append(rf"\multicolumn{{{span}}}{{c}}{{{tex_escape(label)}}}")
+                rules.append(rf"\cmidrule(lr){{{col}-{col + span - 1}}}")
+            else:
+                cells.extend([""] * span)
+            col += span
+        lines.append("    " + " & ".join(cells) + r" \\")
+        lines.append("    " + " ".join(rules))
+    lines.append("    " + " & ".join(table.columns_tex) + r" \\")
+    for b, block in enumerate(table.blocks):
+        lines.append(r"    \midrule")
+        if block.title and b > 0:
+            lines.append(rf"    \multicolumn{{{n}}}{{l}}{{\textit{{{tex_escape(block.title)}}}}} \\")
+        for row in block.rows:
+            lines.append("    " + " & ".join(cell.latex() for cell in row) + r" \\")
+    lines += [r"    \bottomrule", r"  \end{tabular}"]
+    if table.notes:
+        lines += [r"  \par\smallskip", r"  \begin{minipage}{\linewidth}\footnotesize\raggedright"]
+        lines += [f"  {tex_escape(note)}\\par" for note in table.notes]
+        lines.append(r"  \end{minipage}")
+    lines.append(rf"\end{{{env}}}")
+    return "\n".join(lines) + "\n"
+
+
+def to_markdown(table: ReportTable, *, heading: str = "**Table: {caption}**") -> str:
+    """GitHub-flavoured Markdown of a table; block titles become italic rows, notes a list."""
+    align = {"l": ":--", "c": ":-:", "r": "--:"}
+    header = table.plain_header()
+    lines = []
+    if heading:
+        lines += [heading.format(caption=table.caption), ""]
+    lines.append("| " + " | ".join(h.replace("|", r"\|") for h in header) + " |")
+    lines.append("|" + "|".join(align.get(a, "---") for a in table.align if a in "lcr") + "|")
+    for b, block in enumerate(table.blocks):
+        if block.title and b > 0:
+            lines.append(f"| *{block.title}* |" + " |" * (len(header) - 1))
+        for row in block.rows:
+            lines.append("| " + " | ".join(cell.markdown() for cell in row) + " |")
+    if table.notes:
+        lines.append("")
+        lines += [f"- {note}" for note in table.notes]
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------------------------
+# names, ordering, formatting
+
+
+def entry_sort_key(model: str, variant: str) -> tuple:
+    """IFDD variants in paper order first, then other models alphabetically."""
+    if is_ifdd_model(model):
+        return (0, model, VARIANT_ORDER.get(variant, 99), variant)
+    return (1, model, 0 if variant == "full" else 1, variant)
+
+
+def method_names(literature: pd.DataFrame | None) -> dict[str, str]:
+    """Published method name of each registry key in ``literature.csv`` (``former_dfer`` -> ``Former-DFER``)."""
+    if literature is None:
+        return {}
+    names = {}
+    for row in literature.itertuples(index=False):
+        if row.model_key and row.model_key not in names:
+            names[row.model_key] = re.sub(r"\s*\(.*\)$", "", str(row.method)).strip() or row.model_key
+    return names
+
+
+def entry_label(model: str, variant: str, *, names: dict[str, str] | None = None, with_model: bool = False,
+                tex: bool = False) -> str:
+    """Row label: the paper-style IFDD label, or the baseline's method name (variant if not full)."""
+    if is_ifdd_model(model):
+        info = VARIANTS_BY_KEY.get(variant)
+        label = (info.label_tex if tex else info.label) if info else (tex_escape(variant) if tex else variant)
+        if with_model:
+            label += f" [{tex_escape(model) if tex else model}]"
+        return label
+    names = names or {}
+    if model in names:
+        name = names[model]
+    elif model.endswith("_tiny") and model[:-5] in names:
+        name = names[model[:-5]] + "-tiny"
+    else:
+        name = model
+    if variant != "full":
+        name += f" ({variant})"
+    return tex_escape(name) if tex else name
+
+
+def ordered_datasets(datasets: Iterable[str]) -> list[str]:
+    """Known datasets in a fixed order (synth, dfew, ferv39k, mafw), others alphabetically after."""
+    datasets = set(datasets)
+    known = [d for d in DATASET_ORDER if d in datasets]
+    return known + sorted(datasets - set(known))
+
+
+def fmt_params(params: float) -> str:
+    """Parameter count in millions: two decimals, three below 1 M; empty for NaN."""
+    if params is None or (isinstance(params, float) and math.isnan(params)):
+        return ""
+    millions = float(params) / 1e6
+    return f"{millions:.2f}" if millions >= 1 else f"{millions:.3f}"
+
+
+def fmt_compute(value: float) -> str:
+    """GMACs / GFLOPs with precision by magnitude (36.0, 8.32, 0.412); empty for NaN."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    value = float(value)
+    if value >= 10:
+        return f"{value:.1f}"
+    if value >= 1:
+        return f"{value:.2f}"
+    return f"{value:.3f}"
+
+
+def fmt_percent(value: float, digits: int = 2) -> str:
+    """A reported percentage (already in %) or empty."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return f"{float(value):.{digits}f}"
+
+
+def pm_cell(mean: float, std: float, *, digits: int = 2, scale: float = 100.0) -> Cell:
+    """``mean ± std`` cell (fractions -> percent)."""
+    text = stats.format_pm(mean, std, scale=scale, digits=digits)
+    return Cell(text, tex_escape(text))
+
+
+def _bold_best(rows: list[list[Cell]], columns: Iterable[int], values: dict[tuple[int, int], float],
+               digits: int = 2, higher: bool = True) -> None:
+    """Bold the best value per column (``values[(row, col)]`` are fractions), compared as printed (percent)."""
+    for col in columns:
+        vals = {r: round(v * 100, digits)
+                for (r, c), v in values.items() if c == col and v is not None and not np.isnan(v)}
+        if len(vals) < 2:
+            continue
+        best = max(vals.values()) if higher else min(vals.values())
+        for r, v in vals.items():
+            if v == best:
+                rows[r][col].bold = True
+
+
+def _single(values: Iterable[object]) -> list[str]:
+    """Distinct non-empty values as text (order kept)."""
+    out = []
+    for v in values:
+        if v is None or (isinstance(v, float) and math.isnan(v)) or str(v) == "":
+            continue
+        text = str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
+        if text not in out:
+            out.append(text)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# profile lookup
+
+
+@dataclass(frozen=True)
+class ProfileMatch:
+    """The profile.csv row used for one table row's compute column, and how it was matched."""
+
+    gmacs: float
+    gflops: float
+    params: float
+    counter: str
+    counter_version: str
+    unit: str
+    shape: str  # "1x3x16x112x112"
+    views: str
+    exact_geometry: bool
+
+
+def find_profile(profile: pd.DataFrame | None, model: str, variant: str, frames: float | None = None,
+                 size: float | None = None) -> ProfileMatch | None:
+    """The batch-1 inference profile row of (model, variant), preferring the run's input geometry.
+
+    Rows with a batch other than 1 are not used (their MACs may be per batch); fp32 rows and
+    rows with a GMACs value are preferred. Returns ``None`` when nothing matches.
+    """
+    if profile is None:
+        return None
+    rows = profile[(profile["model"] == model) & (profile["variant"] == variant)]
+    rows = rows[rows["batch"].isna() | (rows["batch"] == 1)]
+    if "mode" in rows and (rows["mode"] != "").any():
+        rows = rows[rows["mode"].isin(["", "infer", "inference", "eval"])]
+    if rows.empty:
+        return None
+    exact = rows
+    if frames is not None and not np.isnan(frames):
+        exact = exact[exact["frames"] == frames]
+    if size is not None and not np.isnan(size):
+        exact = exact[exact["height"] == size]
+    chosen = exact if not exact.empty else rows
+    order = chosen.assign(_has=chosen["gmacs"].notna(), _fp32=chosen["precision"].isin(["", "fp32", "float32"]))
+    row = order.sort_values(["_has", "_fp32"], ascending=False).iloc[0]
+    dims = [row.get(k) for k in ("batch", "channels", "frames", "height", "width")]
+    dims = [1 if (k == 0 and (d is None or np.isnan(d))) else d for k, d in enumerate(dims)]
+    shape = "x".join(str(int(d)) if d is not None and not np.isnan(d) else "?" for d in dims)
+    return ProfileMatch(
+        gmacs=float(row["gmacs"]), gflops=float(row["gflops"]), params=float(row["params"]),
+        counter=str(row.get("counter", "")), counter_version=str(row.get("counter_version", "")),
+        unit=str(row.get("unit", "")), shape=shape, views=_single([row.get("views")])[0] if _single([row.get("views")]) else "1",
+        exact_geometry=not exact.empty,
+    )
+
+
+def _compute_note(matches: dict[str, ProfileMatch | None], missing_hint: str) -> list[str]:
+    """Footnotes stating counter, unit, input and views of the GMACs column (or why it is empty)."""
+    found = {k: m for k, m in matches.items() if m is not None and not math.isnan(m.gmacs)}
+    notes = []
+    if found:
+        counters = _single(f"{m.counter} {m.counter_version}".strip() for m in found.values())
+        units = _single(m.unit for m in found.values())
+        shapes = _single(m.shape for m in found.values())
+        views = _single(m.views for m in found.values())
+        notes.append(
+            f"GMACs: {', '.join(counters) or 'counter not recorded'} count of multiply-accumulates per clip "
+            f"(unit: {', '.join(units) or 'not recorded'}), input B×C×T×H×W = {', '.join(shapes)}, "
+            f"{', '.join(views)} view(s), from profile.csv; FLOPs ≈ 2 × MACs.")
+        off = [k for k, m in found.items() if not m.exact_geometry]
+        if off:
+            notes.append(f"GMACs of {', '.join(off)} were profiled at a different input than the runs.")
+    missing = [k for k, m in matches.items() if m is None or math.isnan(m.gmacs)]
+    if missing:
+        notes.append(f"GMACs empty for {', '.join(missing)}: no batch-1 row in profile.csv ({missing_hint}).")
+    return notes
+
+
+# --------------------------------------------------------------------------------------------
+# protocol footnotes
+
+
+def protocol_notes(runs: pd.DataFrame, datasets: Sequence[str]) -> list[str]:
+    """One footnote per dataset: protocol, train hash, epochs, selection rule, views, input size."""
+    notes = []
+    for dataset in datasets:
+        part = runs[runs["dataset"] == dataset]
+        protocols = _single(part["protocol"])
+        hashes = _single(part["train_hash"])
+        epochs = _single(part["epochs"])
+        selections = _single(part["selection"])
+        views = _single(part["views"])
+        frames, sizes = _single(part["frames"]), _single(part["size"])
+        sel = "; ".join(SELECTION_TEXT.get(s, s) for s in selections) or "not recorded"
+        geometry = (f"{'/'.join(frames) or '?'}×{'/'.join(sizes) or '?'}×{'/'.join(sizes) or '?'}"
+                    if frames or sizes else "not recorded")
+        notes.append(
+            f"{dataset_name(dataset)}: protocol {'/'.join(protocols)} (TrainConfig hash {'/'.join(hashes) or '?'}, "
+            f"{'/'.join(epochs) or '?'} epochs), checkpoint = {sel}; {'/'.join(views) or '?'} test view(s), "
+            f"input T×H×W = {geometry}.")
+    return notes
+
+
+def _count_note(agg: pd.DataFrame, marked: set[str]) -> str:
+    folds, seeds, n = agg["folds"].max(), agg["seeds"].max(), agg["n"].max()
+    text = (f"UAR / WAR on the test split in %, mean ± sample std over {int(folds)} fold(s) × {int(seeds)} "
+            f"seed(s) = {int(n)} runs per row; bold: best mean per column.")
+    if marked:
+        text += " † fewer runs: " + ", ".join(sorted(marked)) + "."
+    if n < 2:
+        text += " Single runs have no std."
+    return text
+
+
+# --------------------------------------------------------------------------------------------
+# builders
+
+
+def ablation_table(runs: pd.DataFrame, *, model: str | None = None, profile: pd.DataFrame | None = None,
+                   literature: pd.DataFrame | None = None, extra_notes: Sequence[str] = ()) -> ReportTable:
+    """The IFDD ablation table: check-mark rows x (UAR, WAR per dataset, Params, GMACs).
+
+    Rows: IFDD component combinations in paper order, then knob variants of the full model, then
+    baselines trained under the same protocol (rendered under their method name). ``model``
+    picks the IFDD model when ``runs`` holds several (default: the first in alphabetical order).
+    """
+    ifdd_models = sorted(m for m in runs["model"].unique() if is_ifdd_model(m))
+    model = model or (ifdd_models[0] if ifdd_models else None)
+    part = runs[(runs["model"] == model) | ~runs["model"].map(is_ifdd_model)]
+    datasets = ordered_datasets(part["dataset"].unique())
+    agg = stats.aggregate(part)
+    names = method_names(literature)
+    entries = sorted({(m, v) for m, v in zip(part["model"], part["variant"])}, key=lambda e: entry_sort_key(*e))
+    max_n = agg.groupby("dataset")["n"].max().to_dict()
+
+    columns = ["Variant", "ISSM", "LADM", "L_lift"]
+    columns_tex = ["Variant", "ISSM", "LADM", r"$\mathcal{L}_{\mathrm{lift}}$"]
+    groups: list[tuple[str, int]] = [("", 4)]
+    for d in datasets:
+        columns += ["UAR", "WAR"]
+        columns_tex += ["UAR", "WAR"]
+        groups.append((dataset_name(d), 2))
+    columns += ["Params (M)", "GMACs"]
+    columns_tex += ["Params (M)", "GMACs"]
+    groups.append(("", 2))
+
+    blocks = {0: Block(title=""), 1: Block(title="Knob variants of the full model"),
+              2: Block(title="Baselines, same protocol")}
+    flat_rows: list[list[Cell]] = []
+    values: dict[tuple[int, int], float] = {}
+    marked: set[str] = set()
+    matches: dict[str, ProfileMatch | None] = {}
+    for m, v in entries:
+        info = VARIANTS_BY_KEY.get(v) if is_ifdd_model(m) else None
+        label = entry_label(m, v, names=names)
+        label_tex = entry_label(m, v, names=names, tex=True)
+        if info is not None:
+            marks = [info.split == "issm", info.ladm, info.lift]
+            row = [Cell(label, label_tex)] + [Cell(CHECK if x else CROSS, CHECK_TEX if x else CROSS_TEX) for x in marks]
+        else:
+            row = [Cell(label, label_tex)] + [Cell("", "") for _ in range(3)]
+        short = False
+        for d in datasets:
+            a = agg[(agg["model"] == m) & (agg["variant"] == v) & (agg["dataset"] == d)]
+            if a.empty:
+                row += [Cell(""), Cell("")]
+                continue
+            a = a.iloc[0]
+            col = len(row)
+            values[(len(flat_rows), col)] = a["uar_mean"]
+            values[(len(flat_rows), col + 1)] = a["war_mean"]
+            row += [pm_cell(a["uar_mean"], a["uar_std"]), pm_cell(a["war_mean"], a["war_std"])]
+            if a["n"] < max_n.get(d, 0):
+                short = True
+                marked.add(f"{label} n={int(a['n'])} on {dataset_name(d)}")
+        if short:
+            row[0] = Cell(row[0].text + " †", (row[0].tex or "") + r"\textsuperscript{\textdagger}")
+        rows_mv = part[(part["model"] == m) & (part["variant"] == v)]
+        first = rows_mv[rows_mv["dataset"] == datasets[0]] if not rows_mv[rows_mv["dataset"] == datasets[0]].empty else rows_mv
+        params = _single(first["params"])
+        match = find_profile(profile, m, v, first["frames"].iloc[0], first["size"].iloc[0])
+        matches[entry_key(m, v)] = match
+        if not params and match is not None:
+            params = [str(int(match.params))] if not math.isnan(match.params) else []
+        row.append(Cell(fmt_params(float(params[0])) if params else ""))
+        row.append(Cell(fmt_compute(match.gmacs) if match is not None else ""))
+        flat_rows.append(row)
+        block = info.block if info is not None else 2
+        blocks[block].rows.append(row)
+
+    metric_cols = [c for c in range(4, 4 + 2 * len(datasets))]
+    _bold_best(flat_rows, metric_cols, values)
+
+    notes = [_count_note(agg, marked)]
+    notes += protocol_notes(part, datasets)
+    notes.append("ISSM ✓: content-aware inter-frame split (✗: lazy even/odd split); LADM: lifting-based "
+                 "aggregation-disentanglement module; L_lift: lifting loss. GAP head: no split, mean over the "
+                 "pyramid tokens.")
+    classes = _single(part["num_classes"])
+    notes.append("Params: Σ numel of every parameter of the trained model"
+                 + (f" (K = {'/'.join(classes)} classes)" if classes else "") + ", from runs.csv.")
+    hint = "run `ifdd-bench profile " + " ".join(sorted({f'{m}:{v}' for m, v in entries})[:3]) + " ...`"
+    notes += _compute_note(matches, hint)
+    if runs.attrs.get("duplicates"):
+        notes.append(f"{runs.attrs['duplicates']} duplicate row(s) of the same run and train hash were dropped "
+                     "(the last one kept).")
+    notes += list(extra_notes)
+    caption = (f"Ablation of IFDD ({model}) components" if model else "Results") + \
+        f" on {', '.join(dataset_name(d) for d in datasets)}."
+    return ReportTable(
+        key=f"ablation_{model or 'baselines'}", caption=caption, columns=columns, columns_tex=columns_tex,
+        align="l" + "c" * 3 + "c" * (2 * len(datasets)) + "rr",
+        blocks=[b for b in (blocks[0], blocks[1], blocks[2]) if b.rows], groups=groups, notes=notes,
+        wide=len(datasets) > 1, source=runs.attrs.get("path", "runs.csv"),
+    )
+
+
+def comparison_table(runs: pd.DataFrame, literature: pd.DataFrame | None, *, reference: str = "full",
+                     profile: pd.DataFrame | None = None, extra_notes: Sequence[str] = ()) -> ReportTable:
+    """Our rows (IFDD ``reference`` variant and baselines) against reported literature rows.
+
+    Columns: Method, Venue, Params (M), G(MAC|FLOP)s, UAR/WAR per dataset (ours plus DFEW, FERV39k
+    and MAFW), Source. Literature rows come from ``literature.csv`` as published; only rows with
+    a number on a shown dataset or a registry key we ran are listed.
+    """
+    names = method_names(literature)
+    ours = runs[runs["model"].map(lambda m: not is_ifdd_model(m)) | (runs["variant"] == reference)]
+    if ours.empty:
+        ours = runs
+    datasets = ordered_datasets(set(ours["dataset"]) | (set(LITERATURE_DATASETS) if literature is not None else set()))
+    agg = stats.aggregate(ours)
+    columns = ["Method", "Venue", "Params (M)", "GMACs"]
+    columns_tex = ["Method", "Venue", "Params (M)", "GMACs"]
+    groups: list[tuple[str, int]] = [("", 4)]
+    for d in datasets:
+        columns += ["UAR", "WAR"]
+        columns_tex += ["UAR", "WAR"]
+        groups.append((dataset_name(d), 2))
+    columns.append("Source")
+    columns_tex.append("Source")
+    groups.append(("", 1))
+
+    ours_block, lit_block = Block(), Block(title="Reported in the literature (as published, not re-measured)")
+    flat: list[list[Cell]] = []
+    values: dict[tuple[int, int], float] = {}
+    matches: dict[str, ProfileMatch | None] = {}
+    entries = sorted({(m, v) for m, v in zip(ours["model"], ours["variant"])}, key=lambda e: entry_sort_key(*e))
+    for m, v in entries:
+        rows_mv = ours[(ours["model"] == m) & (ours["variant"] == v)]
+        label = entry_label(m, v, names=names, with_model=is_ifdd_model(m))
+        match = find_profile(profile, m, v, rows_mv["frames"].iloc[0], rows_mv["size"].iloc[0])
+        matches[entry_key(m, v)] = match
+        params = _single(rows_mv["params"])
+        row = [Cell(label, entry_label(m, v, names=names, with_model=is_ifdd_model(m), tex=True)),
+               Cell("ours"), Cell(fmt_params(float(params[0])) if params else ""),
+               Cell(fmt_compute(match.gmacs) if match else "")]
+        for d in datasets:
+            a = agg[(agg["model"] == m) & (agg["variant"] == v) & (agg["dataset"] == d)]
+            if a.empty:
+                row += [Cell(""), Cell("")]
+                continue
+            a = a.iloc[0]
+            values[(len(flat), len(row))] = a["uar_mean"]
+            values[(len(flat), len(row) + 1)] = a["war_mean"]
+            row += [pm_cell(a["uar_mean"], a["uar_std"]), pm_cell(a["war_mean"], a["war_std"])]
+        protocols = "/".join(_single(rows_mv["protocol"]))
+        row.append(Cell(f"this run ({protocols}, n={len(rows_mv)})"))
+        flat.append(row)
+        ours_block.rows.append(row)
+
+    if literature is not None:
+        our_models = set(runs["model"])
+        for lit in literature.itertuples(index=False):
+            numbers = {d: (getattr(lit, f"{d}_uar", np.nan), getattr(lit, f"{d}_war", np.nan))
+                       for d in datasets if d in LITERATURE_DATASETS}
+            has_number = any(not (np.isnan(u) and np.isnan(w)) for u, w in numbers.values())
+            key = str(lit.model_key)
+            if not has_number and not (key and (key in our_models or is_ifdd_model(key))):
+                continue
+            row = [Cell(str(lit.method)), Cell(str(lit.venue)), Cell(fmt_percent(lit.params_m, 1)),
+                   Cell((fmt_compute(lit.gflops_reported) + "*") if not np.isnan(lit.gflops_reported) else "")]
+            for d in datasets:
+                u, w = numbers.get(d, (np.nan, np.nan))
+                if not np.isnan(u):
+                    values[(len(flat), len(row))] = u / 100.0
+                if not np.isnan(w):
+                    values[(len(flat), len(row) + 1)] = w / 100.0
+                row += [Cell(fmt_percent(u)), Cell(fmt_percent(w))]
+            row.append(Cell(str(lit.source)))
+            flat.append(row)
+            lit_block.rows.append(row)
+    metric_cols = list(range(4, 4 + 2 * len(datasets)))
+    _bold_best(flat, metric_cols, values)
+
+    notes = ["Ours: UAR / WAR in %, mean ± sample std over folds × seeds (n runs in the Source column); "
+             "reported rows: as published (DFEW and MAFW are 5-fold means), most of them select the checkpoint "
+             "on the test fold. Bold: best per column over both groups; an empty cell means not reported / not run."]
+    notes += protocol_notes(ours, [d for d in datasets if d in set(ours["dataset"])])
+    notes += _compute_note(matches, "run `ifdd-bench profile`")
+    if literature is not None:
+        notes.append("* Reported compute as published, mostly multiply-accumulates per clip/view counted with "
+                     "thop or fvcore and called 'GFLOPs'; counters and views differ per paper (see the "
+                     "gflops_unit_note column of ifdd_bench/reports/literature.csv).")
+        notes.append("Source: the source column of ifdd_bench/reports/literature.csv, which says where each "
+                     "reported number was read and records conflicting versions in its note column.")
+    else:
+        notes.append("literature.csv not found: reported rows omitted.")
+    notes += list(extra_notes)
+    return ReportTable(
+        key="comparison", caption="Comparison with reported results (UAR / WAR in %).", columns=columns,
+        columns_tex=columns_tex, align="llrr" + "c" * (2 * len(datasets)) + "l",
+        blocks=[b for b in (ours_block, lit_block) if b.rows], groups=groups, notes=notes, wide=True,
+        source=runs.attrs.get("path", "runs.csv"),
+    )
+
+
+def per_class_table(per_class: pd.DataFrame, runs: pd.DataFrame, dataset: str, *,
+                    literature: pd.DataFrame | None = None) -> ReportTable:
+    """Per-class test recall (%, mean ± std over runs) of every variant on one dataset."""
+    names = method_names(literature)
+    part = per_class[(per_class["dataset"] == dataset) & per_class["run_id"].isin(set(runs["run_id"]))]
+    if part.empty:
+        raise ValueError(f"no per-class rows for dataset {dataset!r}")
+    classes = (part.drop_duplicates("class_index").sort_values("class_index")[["class_index", "class_name"]])
+    agg = (part.groupby(["model", "variant", "class_index"])["recall"]
+           .agg(["mean", lambda s: s.std(ddof=1) if len(s) > 1 else np.nan, "size"]).reset_index())
+    agg.columns = ["model", "variant", "class_index", "mean", "std", "n"]
+    columns = ["Variant"] + [str(c) for c in classes["class_name"]]
+    block, flat, values = Block(), [], {}
+    entries = sorted({(m, v) for m, v in zip(part["model"], part["variant"])}, key=lambda e: entry_sort_key(*e))
+    for m, v in entries:
+        row = [Cell(entry_label(m, v, names=names), entry_label(m, v, names=names, tex=True))]
+        for ci in classes["class_index"]:
+            a = agg[(agg["model"] == m) & (agg["variant"] == v) & (agg["class_index"] == ci)]
+            if a.empty:
+                row.append(Cell(""))
+                continue
+            values[(len(flat), len(row))] = a["mean"].iloc[0]
+            row.append(pm_cell(a["mean"].iloc[0], a["std"].iloc[0], digits=1))
+        flat.append(row)
+        block.rows.append(row)
+    _bold_best(flat, range(1, len(columns)), values, digits=1)
+    blocks = [block]
+    if "support" in part.columns and part["support"].notna().any():
+        support = part.groupby("class_index")["support"].mean()
+        blocks.append(Block(rows=[[Cell("test clips per run")] + [
+            Cell(f"{support.get(ci, np.nan):.0f}" if not np.isnan(support.get(ci, np.nan)) else "")
+            for ci in classes["class_index"]]], title="Support"))
+    n = agg["n"].max()
+    notes = [f"Recall of each class on the test split in %, mean ± sample std over up to {int(n)} runs "
+             f"(folds × seeds) at the selected checkpoint; bold: best per class. Mean over classes = UAR."]
+    return ReportTable(
+        key=f"per_class_{dataset}", caption=f"Per-class recall on {dataset_name(dataset)}.", columns=columns,
+        columns_tex=[tex_escape(c) for c in columns], align="l" + "c" * (len(columns) - 1), blocks=blocks,
+        notes=notes, wide=len(columns) > 6, source="per_class.csv",
+    )
+
+
+_SHAPE = re.compile(r"(\d+)\s*[x×]\s*(\d+)(?:\s*[x×]\s*(\d+)|²)?")
+
+
+def _parse_input(text: str) -> tuple[float, float] | None:
+    """(frames, size) from ``16x112x112`` / ``16×112²``; ``None`` if unparsable."""
+    m = _SHAPE.search(str(text))
+    return (float(m.group(1)), float(m.group(2))) if m else None
+
+
+def complexity_table(literature: pd.DataFrame | None, profile: pd.DataFrame | None) -> ReportTable:
+    """Reported params/GFLOPs (literature.csv) next to our measured params/GMACs/GFLOPs (profile.csv).
+
+    One row per registry key that is in either file (variant ``full``); the measured side is the
+    batch-1 inference row at the reported input when one exists.
+    """
+    keys: list[str] = []
+    lit_by_key: dict[str, object] = {}
+    if literature is not None:
+        for row in literature.itertuples(index=False):
+            if row.model_key and row.model_key not in lit_by_key:
+                lit_by_key[row.model_key] = row
+                keys.append(row.model_key)
+    if profile is not None:
+        for model in profile["model"].astype(str):
+            if model not in keys:
+                keys.append(model)
+    columns = ["Method", "Key", "Input (rep.)", "Params rep. (M)", "Params meas. (M)", "GFLOPs rep.",
+               "Reported unit", "GMACs meas.", "GFLOPs meas.", "Input meas."]
+    block = Block()
+    counters, missing = set(), []
+    for key in keys:
+        lit = lit_by_key.get(key)
+        geometry = _parse_input(lit.input) if lit is not None else None
+        match = find_profile(profile, key, "full", *(geometry or (None, None)))
+        if match is None:
+            missing.append(key)
+        else:
+            counters.add(f"{match.counter} {match.counter_version}".strip())
+        block.rows.append([
+            Cell(str(lit.method) if lit is not None else key),
+            Cell(key, r"\texttt{" + tex_escape(key) + "}"),
+            Cell(str(lit.input) if lit is not None else ""),
+            Cell(fmt_percent(lit.params_m, 2) if lit is not None else ""),
+            Cell(fmt_params(match.params) if match else ""),
+            Cell(fmt_compute(lit.gflops_reported) if lit is not None else ""),
+            Cell(str(lit.gflops_unit_note) if lit is not None else ""),
+            Cell(fmt_compute(match.gmacs) if match else ""),
+            Cell(fmt_compute(match.gflops) if match else ""),
+            Cell(match.shape if match else ""),
+        ])
+    notes = ["Reported: literature.csv (as published, with its unit note); measured: profile.csv, batch 1, "
+             "inference mode, our counter(s): " + (", ".join(sorted(counters)) or "none") +
+             ". GMACs = multiply-accumulates per clip (fvcore); GFLOPs = torch FlopCounterMode, 2 FLOPs per MAC."]
+    if missing:
+        notes.append(f"Not profiled yet (measured cells empty): {', '.join(missing)}.")
+    if literature is None:
+        notes.append("literature.csv not found: reported cells empty.")
+    if profile is None:
+        notes.append("profile.csv not found: run `ifdd-bench profile --all` to fill the measured cells.")
+    return ReportTable(
+        key="complexity", caption="Reported vs measured model complexity.", columns=columns,
+        columns_tex=[tex_escape(c) for c in columns], align="llcrrrlrrc", blocks=[block], notes=notes, wide=True,
+        source="literature.csv + profile.csv",
+    )
+
+
+def _signed(value: float) -> str:
+    """``+1.25`` / ``−0.50`` with a typographic minus."""
+    return f"{value:+.2f}".replace("-", "−")
+
+
+def stats_table(diffs: pd.DataFrame, *, literature: pd.DataFrame | None = None) -> ReportTable:
+    """Paired differences to the reference (percentage points) with bootstrap CIs and sign-flip p-values."""
+    names = method_names(literature)
+    columns = ["Dataset", "Variant", "vs", "n"]
+    metrics = [m for m in ("uar", "war") if m in set(diffs["metric"])]
+    for metric in metrics:
+        columns += [f"Δ{metric.upper()} (pp)", "95% CI", "p"]
+    block = Block()
+    ref_label = ""
+    for (ref_model, dataset, model, variant), part in sorted(
+            diffs.groupby(["reference_model", "dataset", "model", "variant"]),
+            key=lambda kv: (DATASET_ORDER.index(kv[0][1]) if kv[0][1] in DATASET_ORDER else 9, kv[0][0],
+                            entry_sort_key(kv[0][2], kv[0][3]))):
+        first = part.iloc[0]
+        ref_label = entry_label(ref_model, first["reference"], names=names) if is_ifdd_model(ref_model) else \
+            entry_label(ref_model, "full", names=names)
+        row = [Cell(dataset_name(dataset)),
+               Cell(entry_label(model, variant, names=names), entry_label(model, variant, names=names, tex=True)),
+               Cell(ref_label), Cell(str(int(first["n"])))]
+        for metric in metrics:
+            r = part[part["metric"] == metric].iloc[0]
+            diff = "" if np.isnan(r["mean_diff"]) else _signed(100 * r["mean_diff"])
+            ci = "" if np.isnan(r["ci_low"]) else f"[{_signed(100 * r['ci_low'])}, {_signed(100 * r['ci_high'])}]"
+            p = "" if np.isnan(r["p_value"]) else f"{r['p_value']:.3f}"
+            row += [Cell(diff), Cell(ci), Cell(p, bold=bool(not np.isnan(r["p_value"]) and r["p_value"] < 0.05))]
+        block.rows.append(row)
+    confidence = float(diffs["confidence"].iloc[0]) if len(diffs) else 0.95
+    n_res = int(diffs["n_resamples"].iloc[0]) if len(diffs) else 10_000
+    ns = sorted({int(n) for n in diffs["n"]}) if len(diffs) else []
+    p_min = ", ".join(f"n={n}: {2 / 2 ** n:.3g}" for n in ns if 0 < n <= 16)
+    notes = [
+        "Δ = variant − reference in percentage points, paired over the (fold, seed) cells both have "
+        f"(n pairs). CI: {int(round(confidence * 100))}% percentile bootstrap of the mean difference, "
+        f"{n_res:,} resamples, seeded. p: two-sided sign-flip permutation test (exact for n ≤ 16); "
+        "bold: p < 0.05.",
+        f"Smallest p a sign-flip test can reach with n pairs is 2/2^n ({p_min}): few runs cannot show a gap "
+        "is real however large it is; add seeds or folds." if p_min else "No pairs.",
+    ]
+    unpaired = diffs.groupby(["model", "variant", "dataset"])["unpaired"].first()
+    if (unpaired > 0).any():
+        notes.append("Runs without a partner in the reference (ignored): " + ", ".join(
+            f"{m}:{v} on {d} ({int(u)})" for (m, v, d), u in unpaired.items() if u > 0) + ".")
+    return ReportTable(
+        key="stats", caption=f"Paired differences to {ref_label or 'the reference'}.", columns=columns,
+        columns_tex=[tex_escape(c) for c in columns], align="lllr" + "rcr" * len(metrics), blocks=[block],
+        notes=notes, wide=True, source="runs.csv",
+    )

@@ -1,0 +1,373 @@
+"""Tables, statistics and input validation of ``ifdd_bench.reports`` on the fixture CSVs."""
+
+import math
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from ifdd_bench.errors import BenchError, ConfigError, DataError
+from ifdd_bench.reports import inputs, stats, tables
+from ifdd_bench.reports.render import render_report
+
+FIXTURES = Path(__file__).parent / "fixtures"
+LITERATURE = FIXTURES / "literature.csv"
+KNOWN = {"former_dfer", "c3d", "ifdd", "ifdd_tiny"}
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def results_dir(tmp_path):
+    for name in ("runs.csv", "per_class.csv", "profile.csv"):
+        shutil.copy(FIXTURES / name, tmp_path / name)
+    return tmp_path
+
+
+def _runs(path=FIXTURES / "runs.csv", **kw):
+    return inputs.load_runs(path, known_models=KNOWN, **kw)
+
+
+def _pm(values):
+    """mean ± sample std (percent, 2 decimals) computed independently of the code under test."""
+    mean = sum(values) / len(values)
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+    assert abs(std - statistics.stdev(values)) < 1e-9
+    return f"{100 * mean:.2f} ± {100 * std:.2f}"
+
+
+# ---------------------------------------------------------------------------------------------
+# LaTeX shape checks
+
+
+def _strip_math(text):
+    return re.sub(r"(?<!\\)\$.*?(?<!\\)\$", "", text)
+
+
+def assert_latex_shaped(tex, n_columns=None):
+    """Balanced braces and environments, escaped specials, every tabular row with the right cells."""
+    body = "\n".join(line for line in tex.splitlines() if not line.lstrip().startswith("%"))
+    depth = 0
+    for ch in re.sub(r"\\[{}]", "", body):  # escaped braces do not count
+        depth += ch == "{"
+        depth -= ch == "}"
+        assert depth >= 0, "closing brace without an opening one"
+    assert depth == 0, "unbalanced braces"
+    stack = []
+    for kind, env in re.findall(r"\\(begin|end)\{([^}]*)\}", body):
+        if kind == "begin":
+            stack.append(env)
+        else:
+            assert stack and stack.pop() == env, f"\\end{{{env}}} does not close the open environment"
+    assert not stack, f"unclosed environments {stack}"
+    assert body.count("$") % 2 == body.count(r"\$") % 2, "unbalanced math shifts"
+    text = _strip_math(body)
+    assert not re.search(r"(?<!\\)[_%#]", text), "unescaped _ % or # in text"
+    assert not re.search(r"(?<!\\)&", re.sub(r"\\begin\{tabular\}.*?\\end\{tabular\}", "", text, flags=re.S)), \
+        "unescaped & outside the tabular"
+    spec = re.search(r"\\begin\{tabular\}\{([^}]*)\}", body).group(1)
+    n = n_columns or len(re.findall(r"[lcrp]", spec))
+    rows = re.search(r"\\begin\{tabular\}\{[^}]*\}(.*?)\\end\{tabular\}", body, flags=re.S).group(1)
+    for line in rows.splitlines():
+        line = line.strip()
+        if not line.endswith(r"\\"):
+            continue
+        spans = sum(int(s) for s in re.findall(r"\\multicolumn\{(\d+)\}", line))
+        plain = len(re.findall(r"\\multicolumn", line))
+        cells = len(re.findall(r"(?<!\\)&", line)) + 1
+        assert cells - plain + spans == n, f"row has {cells - plain + spans} cells, expected {n}: {line}"
+
+
+def assert_markdown_shaped(md):
+    rows = [line for line in md.splitlines() if line.startswith("|")]
+    widths = {len(re.findall(r"(?<!\\)\|", row)) for row in rows}
+    assert len(widths) == 1, f"markdown rows have different cell counts: {widths}"
+    assert re.fullmatch(r"\|(:?-+:?\|)+", rows[1]), "second row must be the alignment row"
+
+
+# ---------------------------------------------------------------------------------------------
+# tables
+
+
+def test_ablation_numbers_bold_and_order():
+    runs = _runs()
+    table = tables.ablation_table(runs, model="ifdd_tiny", profile=inputs.load_profile(FIXTURES / "profile.csv"),
+                                  literature=inputs.load_literature(LITERATURE))
+    md = tables.to_markdown(table)
+    assert_markdown_shaped(md)
+    full = _pm([0.60, 0.64, 0.62, 0.66])
+    base = _pm([0.50, 0.52, 0.51, 0.55])
+    assert full == "63.00 ± 2.58" and base == "52.00 ± 2.16"
+    rows = {line.split("|")[1].strip(): line for line in md.splitlines() if line.startswith("| ")}
+    assert f"**{full}**" in rows["IFDD (full)"]
+    assert f"**{_pm([0.70, 0.72, 0.71, 0.75])}**" in rows["IFDD (full)"]
+    assert f"| {base} |" in rows["Baseline (lazy split)"] and "**" not in rows["Baseline (lazy split)"]
+    assert md.count("**") == 2 * 2 + 2  # two bold cells + the caption
+    # check marks: +ISSM is ISSM on, LADM off, L_lift off
+    assert [c.strip() for c in rows["+ISSM"].split("|")[2:5]] == ["✓", "✗", "✗"]
+    # paper order, baselines last under their method name
+    labels = [line.split("|")[1].strip() for line in md.splitlines() if line.startswith("| ")][1:]
+    assert labels == ["Baseline (lazy split)", "+ISSM", "+LADM +L_lift", "IFDD (full)",
+                      "*Baselines, same protocol*", "Former-DFER"]
+    # params from runs.csv, GMACs from the batch-1 profile row (not the batch-4 one)
+    assert "| 0.412 | 0.084 |" in rows["IFDD (full)"]
+    notes = " ".join(table.notes)
+    for needle in ("2 fold(s) × 2 seed(s)", "protocol unified", "a1b2c3d4", "best validation UAR", "fvcore",
+                   "1x3x8x32x32", "1 view(s)", "MACs"):
+        assert needle in notes
+
+
+def test_ablation_latex_is_compile_shaped():
+    table = tables.ablation_table(_runs(), profile=inputs.load_profile(FIXTURES / "profile.csv"))
+    tex = tables.to_latex(table)
+    assert_latex_shaped(tex)
+    assert r"\toprule" in tex and r"\midrule" in tex and r"\bottomrule" in tex
+    assert r"\textbf{63.00 $\pm$ 2.58}" in tex
+    assert r"ifdd\_tiny" in tex and r"\checkmark" in tex and r"\multicolumn{2}{c}{SynthDFER}" in tex
+
+
+def test_escaping_of_hostile_names(tmp_path):
+    frame = pd.read_csv(FIXTURES / "runs.csv")
+    frame.loc[frame["model"] == "former_dfer", "model"] = "my_net&co%"
+    frame.to_csv(tmp_path / "runs.csv", index=False)
+    runs = inputs.load_runs(tmp_path / "runs.csv", known_models=KNOWN | {"my_net&co%"})
+    for table in (tables.ablation_table(runs), tables.comparison_table(runs, inputs.load_literature(LITERATURE))):
+        tex = tables.to_latex(table)
+        assert_latex_shaped(tex)
+        assert r"my\_net\&co\%" in tex
+    assert tables.tex_escape("a_b 50% & $x# {y} ~^\\") == \
+        r"a\_b 50\% \& \$x\# \{y\} \textasciitilde{}\textasciicircum{}\textbackslash{}"
+    md = tables.to_markdown(tables.ablation_table(runs))
+    assert_markdown_shaped(md)
+
+
+def test_other_tables_are_shaped():
+    runs = _runs()
+    lit = inputs.load_literature(LITERATURE)
+    profile = inputs.load_profile(FIXTURES / "profile.csv")
+    per_class = inputs.load_per_class(FIXTURES / "per_class.csv")
+    diffs = stats.paired_differences(runs)
+    built = [tables.comparison_table(runs, lit, profile=profile), tables.per_class_table(per_class, runs, "synth"),
+             tables.complexity_table(lit, profile), tables.stats_table(diffs)]
+    for table in built:
+        assert_latex_shaped(tables.to_latex(table))
+        assert_markdown_shaped(tables.to_markdown(table))
+    comparison, per_class_t, complexity, stats_t = (tables.to_markdown(t) for t in built)
+    # reported rows as published, with their source; best DFEW UAR in bold
+    assert "| Former-DFER | MM'21 | 18.0 | 9.11* |" in comparison and "DC, MD12-14" in comparison
+    assert "**63.41**" in comparison and "this run (unified, n=4)" in comparison
+    # per-class: mean recall of 'happy' for full = mean(u + 0.2)
+    happy = [0.80, 0.84, 0.82, 0.86]
+    mean, std = 100 * statistics.mean(happy), 100 * statistics.stdev(happy)
+    full_row = next(line for line in per_class_t.splitlines() if line.startswith("| IFDD (full)"))
+    assert full_row.split("|")[2].strip() == f"**{mean:.1f} ± {std:.1f}**" == "**83.0 ± 2.6**"
+    # complexity: the measured side uses the profile row at the reported input (16x112x112)
+    row = next(line for line in complexity.splitlines() if line.startswith("| Former-DFER"))
+    assert "| 8.32 | 16.7 | 1x3x16x112x112 |" in row and "| 18.03 |" in row
+    assert "Not profiled yet" in complexity and "c3d" in complexity
+    assert "| SynthDFER | Baseline (lazy split) | IFDD (full) | 4 | −11.00 |" in stats_t
+    assert "2/2^n (n=4: 0.125)" in stats_t
+
+
+# ---------------------------------------------------------------------------------------------
+# statistics
+
+
+def test_paired_differences_by_hand():
+    diffs = stats.paired_differences(_runs(), n_resamples=2000)
+    row = diffs[(diffs["variant"] == "baseline") & (diffs["metric"] == "uar")].iloc[0]
+    by_hand = np.array([0.50, 0.52, 0.51, 0.55]) - np.array([0.60, 0.64, 0.62, 0.66])
+    assert row["n"] == 4 and row["unpaired"] == 0
+    assert row["mean_diff"] == pytest.approx(by_hand.mean())
+    assert by_hand.min() <= row["ci_low"] <= row["mean_diff"] <= row["ci_high"] <= by_hand.max()
+    assert row["p_value"] == pytest.approx(2 / 16) and row["p_method"] == "exact"  # all four gaps negative
+    assert set(diffs["model"] + ":" + diffs["variant"]) == {
+        "ifdd_tiny:baseline", "ifdd_tiny:no_ladm", "ifdd_tiny:no_issm", "former_dfer:full"}
+    again = stats.paired_differences(_runs(), n_resamples=2000)
+    pd.testing.assert_frame_equal(diffs, again)  # seeded
+
+
+def test_sign_flip_matches_brute_force_and_monte_carlo():
+    rng = np.random.default_rng(3)
+    d = rng.normal(0.01, 0.02, size=7)
+    p, method = stats.sign_flip_pvalue(d)
+    brute = np.mean([abs(np.mean(d * np.array(s))) >= abs(d.mean()) - 1e-15
+                     for s in np.array(np.meshgrid(*[[-1, 1]] * 7)).T.reshape(-1, 7)])
+    assert method == "exact" and p == pytest.approx(brute)
+    big = rng.normal(0.05, 0.01, size=30)
+    p_big, method_big = stats.sign_flip_pvalue(big, n_resamples=5000)
+    assert method_big == "monte-carlo" and p_big < 0.001
+    assert stats.sign_flip_pvalue(np.zeros(5))[0] == 1.0
+    assert math.isnan(stats.bootstrap_ci(np.array([0.1]))[0])
+
+
+def test_unpaired_cells_are_counted():
+    runs = _runs()
+    runs = runs[~((runs["variant"] == "no_ladm") & (runs["fold"] == 2))]
+    diffs = stats.paired_differences(runs, metrics=("uar",))
+    row = diffs[diffs["variant"] == "no_ladm"].iloc[0]
+    assert row["n"] == 2 and row["unpaired"] == 2
+    table = tables.ablation_table(runs)
+    assert "†" in tables.to_markdown(table) and "n=2" in " ".join(table.notes)
+
+
+def test_aggregate_single_run_has_no_std():
+    agg = stats.aggregate(_runs().head(1))
+    assert agg.loc[0, "n"] == 1 and math.isnan(agg.loc[0, "uar_std"])
+    assert stats.format_pm(0.5, float("nan")) == "50.00"
+
+
+# ---------------------------------------------------------------------------------------------
+# bad input
+
+
+def test_foreign_empty_and_malformed_csvs(tmp_path):
+    path = tmp_path / "runs.csv"
+    path.write_text("a,b\n1,2\n")
+    with pytest.raises(DataError, match="lacks column"):
+        _runs(path)
+    path.write_text("")
+    with pytest.raises(DataError, match="empty"):
+        _runs(path)
+    path.write_text((FIXTURES / "runs.csv").read_text().splitlines()[0] + "\n")
+    with pytest.raises(DataError, match="no rows"):
+        _runs(path)
+    frame = pd.read_csv(FIXTURES / "runs.csv", dtype=str)
+    frame.loc[3, "uar"] = "oops"
+    frame.to_csv(path, index=False)
+    with pytest.raises(DataError, match=r"line 5: column 'uar' holds 'oops'"):
+        _runs(path)
+    frame.loc[3, "uar"] = "63.0"
+    frame.to_csv(path, index=False)
+    with pytest.raises(DataError, match=r"line 5: uar = 63.0 is not a fraction"):
+        _runs(path)
+    with pytest.raises(DataError, match="does not exist"):
+        _runs(tmp_path / "nope.csv")
+
+
+def test_unknown_variant_and_model(tmp_path):
+    frame = pd.read_csv(FIXTURES / "runs.csv")
+    frame.loc[0, "variant"] = "no_isssm"
+    frame.to_csv(tmp_path / "runs.csv", index=False)
+    with pytest.raises(ConfigError, match=r"line 2: unknown IFDD variant 'no_isssm' \(did you mean: no_issm"):
+        _runs(tmp_path / "runs.csv")
+    frame = pd.read_csv(FIXTURES / "runs.csv")
+    frame.loc[frame["model"] == "former_dfer", "model"] = "formerdfer"
+    frame.to_csv(tmp_path / "runs.csv", index=False)
+    with pytest.raises(ConfigError, match="unknown model 'formerdfer'.*former_dfer"):
+        _runs(tmp_path / "runs.csv")
+
+
+def test_mixed_protocols_refused_unless_allowed(tmp_path):
+    frame = pd.read_csv(FIXTURES / "runs.csv")
+    frame.loc[frame["variant"] == "baseline", "train_hash"] = "ffff0000"
+    frame.to_csv(tmp_path / "runs.csv", index=False)
+    runs = _runs(tmp_path / "runs.csv")
+    with pytest.raises(DataError, match="mixes protocols for dataset 'synth'") as err:
+        inputs.check_mixed(runs, allow_mixed=False)
+    assert "--allow-mixed" in str(err.value) and "--filter train_hash=" in str(err.value)
+    notes = inputs.check_mixed(runs, allow_mixed=True)
+    assert len(notes) == 1 and "ffff0000" in notes[0]
+    with pytest.raises(DataError, match="mixes protocols"):
+        render_report(tmp_path, tmp_path / "runs", tmp_path / "out", plots=False, known_models=KNOWN,
+                      literature_path=LITERATURE)
+    result = render_report(tmp_path, tmp_path / "runs", tmp_path / "out", plots=False, allow_mixed=True,
+                           known_models=KNOWN, literature_path=LITERATURE)
+    assert "ffff0000" in (tmp_path / "out" / "ablation_ifdd_tiny.md").read_text()
+    assert result.tables["stats"].n_rows() == 4
+    filtered = _runs(tmp_path / "runs.csv", filters=["train_hash=a1b2c3d4"])
+    assert "baseline" not in set(filtered["variant"]) and not inputs.check_mixed(filtered, allow_mixed=False)
+    with pytest.raises(ConfigError, match="filter column 'train_hsh'"):
+        _runs(tmp_path / "runs.csv", filters=["train_hsh=a1b2c3d4"])
+
+
+def test_render_writes_every_table_atomically(results_dir):
+    out = results_dir / "report"
+    result = render_report(results_dir, results_dir / "runs", out, plots=False, known_models=KNOWN,
+                           literature_path=LITERATURE)
+    names = {p.name for p in result.files}
+    for stem in ("ablation_ifdd_tiny", "comparison", "per_class_synth", "complexity", "stats"):
+        assert {f"{stem}.tex", f"{stem}.md"} <= names
+    assert {"report.md", "summary.csv", "paired_differences.csv"} <= names
+    assert not list(out.glob(".*.tmp"))
+    summary = pd.read_csv(out / "summary.csv")
+    assert summary.loc[summary["entry"] == "ifdd_tiny:full", "uar_mean"].item() == pytest.approx(0.63)
+    page = (out / "report.md").read_text()
+    assert "63.00 ± 2.58" in page and "Rendered by" in page
+    only_md = render_report(results_dir, results_dir / "runs", results_dir / "md", formats="md", plots=False,
+                            known_models=KNOWN, literature_path=LITERATURE)
+    assert all(p.suffix != ".tex" for p in only_md.files)
+    with pytest.raises(ConfigError, match="unknown report format 'pdf'"):
+        render_report(results_dir, formats="pdf", plots=False, known_models=KNOWN)
+    with pytest.raises(ConfigError, match="--reference 'no_lift' matches no run"):
+        render_report(results_dir, reference="no_lift", plots=False, known_models=KNOWN)
+
+
+def test_reference_can_be_a_baseline(results_dir):
+    result = render_report(results_dir, results_dir / "runs", results_dir / "out", plots=False,
+                           reference="former_dfer", known_models=KNOWN, literature_path=LITERATURE)
+    md = tables.to_markdown(result.tables["stats"])
+    assert "| SynthDFER | IFDD (full) | Former-DFER | 4 | +17.00 |" in md
+
+
+def test_registered_names_are_read_without_import(tmp_path):
+    src = tmp_path / "m.py"
+    src.write_text('from x import register_model\n@register_model("net_a", config_cls=C)\ndef a(c): ...\n'
+                   '@registry.register_model("net_b", config_cls=C)\ndef b(c): ...\nregister_model(name)\n')
+    assert inputs._names_registered_in(src) == {"net_a", "net_b"}
+    assert {"former_dfer", "c3d"} <= set(inputs.registered_model_names())
+
+
+# ---------------------------------------------------------------------------------------------
+# no torch, and the CLI
+
+
+def test_reports_never_import_torch():
+    code = ("import ifdd_bench.reports.render, ifdd_bench.reports.plots, sys; "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_report_command_does_not_import_torch(results_dir):
+    code = (
+        "import sys\n"
+        f"sys.argv = ['ifdd-bench', 'report', '--results-dir', {str(results_dir)!r}, '--no-plots', "
+        f"'--literature', {str(LITERATURE)!r}]\n"
+        "import cli\n"
+        "try:\n    cli.main()\nexcept SystemExit as exit:\n    assert exit.code in (0, None), exit.code\n"
+        "assert 'torch' not in sys.modules, 'torch imported'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                          env={"COLUMNS": "160", "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0, done.stderr + done.stdout
+    assert "IFDD (full)" in done.stdout and "63.00 ± 2.58" in done.stdout
+    assert (results_dir / "report" / "ablation_ifdd_tiny.tex").exists()
+
+
+def test_cli_errors_are_clean(tmp_path):
+    import cli
+
+    runner = CliRunner()
+    res = runner.invoke(cli.main, ["report", "--results-dir", str(tmp_path), "--no-plots"])
+    assert res.exit_code == DataError.exit_code and "does not exist" in res.output
+    assert "Traceback" not in res.output
+    (tmp_path / "runs.csv").write_text("x,y\n1,2\n")
+    res = runner.invoke(cli.main, ["report", "--results-dir", str(tmp_path), "--no-plots"])
+    assert res.exit_code == BenchError.exit_code and "lacks column" in res.output
+
+
+@pytest.mark.parametrize("broken", [
+    r"\begin{table}\begin{tabular}{ll} a & b \\ \end{tabular}",  # unclosed table
+    r"\begin{tabular}{ll} a & {b \\ \end{tabular}",  # unbalanced brace
+    r"\begin{tabular}{ll} a_b & c \\ \end{tabular}",  # unescaped underscore
+    r"\begin{tabular}{ll} a & b & c \\ \end{tabular}",  # too many cells
+])
+def test_latex_checker_rejects_broken_output(broken):
+    with pytest.raises(AssertionError):
+        assert_latex_shaped(broken)
