@@ -111,6 +111,76 @@ def models_cmd(as_json: bool) -> None:
 # ============================================================================================
 # data (issue 3 readers/check/bench, issue 4 synth/preview)
 
+# --- issue 4: SynthDFER (data synth, data preview); keep at the end of the data section ---
+
+
+def _synth_config(preset_name: str, sets: tuple[str, ...]) -> Any:
+    """SynthConfig of a preset with typed ``knob=value`` overrides (unknown knob -> ConfigError)."""
+    from ifdd_bench.config import apply_overrides, parse_overrides
+    from ifdd_bench.data.synth import preset
+    from ifdd_bench.errors import ConfigError
+
+    if any(key == "preset" for key, _ in parse_overrides(sets)):
+        raise ConfigError("--set preset=... is not a knob; choose the preset with --preset")
+    return apply_overrides(preset(preset_name), list(sets), what="SynthDFER")
+
+
+@command(data, "synth")
+@click.option("--preset", "preset_name", default="default", show_default=True, help="smoke | default | hard")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Folder to write (DFEW layout). Default: the cache folder that runs use.")
+@click.option("--set", "sets", multiple=True, metavar="KNOB=VALUE",
+              help="Knob override, repeatable: clips=300, frames=16, size=64, seed=1, context_bias=0.8 ...")
+@click.option("--workers", type=int, default=None, help="Worker processes (default: all usable CPUs).")
+@click.option("--force", is_flag=True, help="Replace --out if it already exists.")
+def data_synth_cmd(preset_name: str, out: Path | None, sets: tuple[str, ...], workers: int | None,
+                   force: bool) -> None:
+    """Generate the SynthDFER benchmark in the official DFEW layout."""
+    import time
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from ifdd_bench.data.synth import dataset_name, default_cache_dir, generate, is_complete
+    from ifdd_bench.errors import ConfigError
+
+    cfg = _synth_config(preset_name, sets)
+    if workers is not None and workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {workers}")
+    target = out if out is not None else default_cache_dir() / dataset_name(cfg)
+    if out is None and is_complete(target, cfg) and not force:
+        console.print(f"SynthDFER {cfg.preset} already generated: [bold]{target}[/]")
+        return
+    start = time.perf_counter()
+    with Progress(TextColumn("SynthDFER {task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("clips"), TimeRemainingColumn(), console=console, transient=True) as bar:
+        task = bar.add_task(cfg.preset, total=cfg.clips)
+        root = generate(cfg, target, workers=workers, overwrite=force or out is None,
+                        progress=lambda done, total: bar.update(task, completed=done, total=total))
+    seconds = time.perf_counter() - start
+    meta = json.loads((root / "synth.json").read_text())
+    console.print(f"wrote [bold]{root}[/]: {cfg.clips} clips ({meta['num_clip_folders']} folders) x {cfg.frames} "
+                  f"frames x {cfg.size}x{cfg.size} in {seconds:.1f} s ({cfg.clips / seconds:.1f} clips/s)")
+    console.print("class counts: " + ", ".join(f"{k} {v}" for k, v in meta["class_counts"].items()))
+    console.print("folds (train/test): " + ", ".join(f"{k}: {v['train']}/{v['test']}" for k, v in meta["folds"].items()))
+
+
+@command(data, "preview")
+@click.option("--preset", "preset_name", default="default", show_default=True, help="smoke | default | hard")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("synth_preview.png"), show_default=True,
+              help="PNG file to write.")
+@click.option("--per-class", default=2, show_default=True, type=int, help="Clips shown per class (1..20).")
+@click.option("--cell", default=None, type=int, help="Displayed frame size in pixels (default: max(size, 64)).")
+@click.option("--set", "sets", multiple=True, metavar="KNOB=VALUE", help="Knob override, repeatable.")
+def data_preview_cmd(preset_name: str, out: Path, per_class: int, cell: int | None, sets: tuple[str, ...]) -> None:
+    """Contact sheet of SynthDFER clips: one clip per row, frames left to right, apex framed in red."""
+    from ifdd_bench.data.synth import contact_sheet
+
+    cfg = _synth_config(preset_name, sets)
+    path = contact_sheet(cfg, out, per_class=per_class, cell=cell)
+    console.print(f"wrote [bold]{path}[/]: {per_class} clips per class of SynthDFER {cfg.preset} "
+                  f"({cfg.frames} frames, {cfg.size}x{cfg.size}); red frame = apex, yellow bar = emotion intensity")
+
+
 
 # ============================================================================================
 # run train / predict (issue 5)
