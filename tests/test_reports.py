@@ -52,7 +52,8 @@ def _strip_math(text):
 
 def assert_latex_shaped(tex, n_columns=None):
     """Balanced braces and environments, escaped specials, every tabular row with the right cells."""
-    body = "\n".join(line for line in tex.splitlines() if not line.lstrip().startswith("%"))
+    body = "\n".join(line.removesuffix("{%") + ("{" if line.endswith("{%") else "")  # a box opened at line end
+                     for line in tex.splitlines() if not line.lstrip().startswith("%"))
     depth = 0
     for ch in re.sub(r"\\[{}]", "", body):  # escaped braces do not count
         depth += ch == "{"
@@ -71,9 +72,14 @@ def assert_latex_shaped(tex, n_columns=None):
     assert not re.search(r"(?<!\\)[_%#]", text), "unescaped _ % or # in text"
     assert not re.search(r"(?<!\\)&", re.sub(r"\\begin\{tabular\}.*?\\end\{tabular\}", "", text, flags=re.S)), \
         "unescaped & outside the tabular"
-    spec = re.search(r"\\begin\{tabular\}\{([^}]*)\}", body).group(1)
-    n = n_columns or len(re.findall(r"[lcrp]", spec))
-    rows = re.search(r"\\begin\{tabular\}\{[^}]*\}(.*?)\\end\{tabular\}", body, flags=re.S).group(1)
+    start = body.index(r"\begin{tabular}{") + len(r"\begin{tabular}{")
+    depth, end = 1, start
+    while depth:  # the column spec may hold braces itself (p{3cm})
+        depth += {"{": 1, "}": -1}.get(body[end], 0)
+        end += 1
+    spec = body[start:end - 1]
+    n = n_columns or len(re.findall(r"p\{[^}]*\}|[lcr]", spec))
+    rows = body[end:body.index(r"\end{tabular}")]
     for line in rows.splitlines():
         line = line.strip()
         if not line.endswith(r"\\"):
@@ -161,6 +167,7 @@ def test_other_tables_are_shaped():
     comparison, per_class_t, complexity, stats_t = (tables.to_markdown(t) for t in built)
     # reported rows as published, with their source; best DFEW UAR in bold
     assert "| Former-DFER | MM'21 | 18.0 | 9.11* |" in comparison and "DC, MD12-14" in comparison
+    assert "DC = DFER-CLIP README" in comparison and "| MAE-DFER | MM'23 |" in comparison
     assert "**63.41**" in comparison and "this run (unified, n=4)" in comparison
     # per-class: mean recall of 'happy' for full = mean(u + 0.2)
     happy = [0.80, 0.84, 0.82, 0.86]
@@ -171,8 +178,8 @@ def test_other_tables_are_shaped():
     row = next(line for line in complexity.splitlines() if line.startswith("| Former-DFER"))
     assert "| 8.32 | 16.7 | 1x3x16x112x112 |" in row and "| 18.03 |" in row
     assert "Not profiled yet" in complexity and "c3d" in complexity
-    assert "| SynthDFER | Baseline (lazy split) | IFDD (full) | 4 | −11.00 |" in stats_t
-    assert "2/2^n (n=4: 0.125)" in stats_t
+    assert "| SynthDFER | Baseline (lazy split) | 4 | −11.00 |" in stats_t
+    assert "2/2ⁿ (n=4: 0.125)" in stats_t
 
 
 # ---------------------------------------------------------------------------------------------
@@ -313,7 +320,7 @@ def test_reference_can_be_a_baseline(results_dir):
     result = render_report(results_dir, results_dir / "runs", results_dir / "out", plots=False,
                            reference="former_dfer", known_models=KNOWN, literature_path=LITERATURE)
     md = tables.to_markdown(result.tables["stats"])
-    assert "| SynthDFER | IFDD (full) | Former-DFER | 4 | +17.00 |" in md
+    assert "| SynthDFER | IFDD (full) | 4 | +17.00 |" in md and "to Former-DFER" in md
 
 
 def test_registered_names_are_read_without_import(tmp_path):
@@ -355,11 +362,12 @@ def test_cli_errors_are_clean(tmp_path):
 
     runner = CliRunner()
     res = runner.invoke(cli.main, ["report", "--results-dir", str(tmp_path), "--no-plots"])
-    assert res.exit_code == DataError.exit_code and "does not exist" in res.output
-    assert "Traceback" not in res.output
+    text = " ".join(res.output.split())  # rich wraps long messages
+    assert res.exit_code == DataError.exit_code and "does not exist" in text
+    assert "Traceback" not in text
     (tmp_path / "runs.csv").write_text("x,y\n1,2\n")
     res = runner.invoke(cli.main, ["report", "--results-dir", str(tmp_path), "--no-plots"])
-    assert res.exit_code == BenchError.exit_code and "lacks column" in res.output
+    assert res.exit_code == BenchError.exit_code and "lacks column" in " ".join(res.output.split())
 
 
 @pytest.mark.parametrize("broken", [
@@ -371,3 +379,17 @@ def test_cli_errors_are_clean(tmp_path):
 def test_latex_checker_rejects_broken_output(broken):
     with pytest.raises(AssertionError):
         assert_latex_shaped(broken)
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex not installed (the shape checks above still run)")
+def test_tables_compile_with_pdflatex(results_dir, tmp_path):
+    render_report(results_dir, results_dir / "runs", tmp_path, formats="latex", plots=False, known_models=KNOWN,
+                  literature_path=LITERATURE)
+    inputs_ = "\n".join(rf"\input{{{p.stem}}}\clearpage" for p in sorted(tmp_path.glob("*.tex")))
+    (tmp_path / "doc.tex").write_text(
+        "\\documentclass{article}\n\\usepackage[T1]{fontenc}\n\\usepackage{booktabs,amssymb,graphicx}\n"
+        f"\\begin{{document}}\n{inputs_}\n\\end{{document}}\n")
+    done = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "doc.tex"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert (tmp_path / "doc.pdf").read_bytes()[:5] == b"%PDF-"
