@@ -45,8 +45,12 @@ class SplitRecords:
     classes: tuple[str, ...]
     records: list[ClipRecord]
     annotation_file: Path | None = None
-    #: documented defect rules applied while reading, e.g. {"label0_skipped": 12, "short_padded": 3}
+    #: documented defect rules applied while reading, e.g. {"label0_skipped": 12, "short_clips": 3}
     counts: dict[str, int] = field(default_factory=dict)
+    #: problems that would break training, by kind (``missing_clip``, ``zero_frames``, ``unknown_label``,
+    #: ``malformed_line`` ...), each a list of human-readable items naming the file/line or folder.
+    #: Filled only by non-strict reads (``data check``); strict reads raise DataError instead.
+    problems: dict[str, list[str]] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.records)
