@@ -393,3 +393,16 @@ def test_tables_compile_with_pdflatex(results_dir, tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout[-3000:]
     assert (tmp_path / "doc.pdf").read_bytes()[:5] == b"%PDF-"
+
+
+def test_profile_read_defensively(tmp_path):
+    profile = inputs.load_profile(FIXTURES / "profile.csv")
+    assert "oom" not in set(profile.get("status", [])) and profile["gmacs"].max() < 99
+    match = tables.find_profile(profile, "ifdd_tiny", "full", 8, 32)
+    assert match.gmacs == pytest.approx(0.0841) and match.shape == "1x3x8x32x32" and match.exact_geometry
+    (tmp_path / "profile.csv").write_text("model,variant,params\nifdd_tiny,full,412345\n")  # no GMACs column
+    bare = inputs.load_profile(tmp_path / "profile.csv")
+    table = tables.ablation_table(_runs(), profile=bare)
+    assert "GMACs empty for" in " ".join(table.notes)
+    assert all(row[-1].text == "" for block in table.blocks for row in block.rows)
+    assert inputs.load_profile(tmp_path / "missing.csv") is None

@@ -23,6 +23,7 @@ from __future__ import annotations
 import ast
 import importlib.util
 import os
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -347,17 +348,55 @@ def load_optional_csv(path: str | os.PathLike, *, required: Sequence[str] = ()) 
     return frame if not frame.empty else None
 
 
+#: canonical profile column <- the names profile.csv may use (``ifdd_bench/engine/profile.py`` first)
+PROFILE_ALIASES = {
+    "params": ("params_total", "params"),
+    "gmacs": ("gmacs_per_clip", "gmacs"),
+    "gflops": ("gflops_per_clip", "gflops"),
+    "counter": ("mac_counter", "counter"),
+    "counter_version": ("mac_counter_version", "counter_version"),
+    "unit": ("mac_unit", "unit"),
+    "flop_counter": ("flop_counter",),
+    "flop_counter_version": ("flop_counter_version",),
+}
+_DIMS = re.compile(r"(\d+)x(\d+)x(\d+)x(\d+)x(\d+)")
+
+
 def load_profile(path: str | os.PathLike) -> pd.DataFrame | None:
-    """``profile.csv`` with numeric columns coerced; missing columns are added as NaN."""
+    """``profile.csv`` normalised to canonical columns (missing ones become NaN / "").
+
+    Canonical: model, variant, batch, channels, frames, height, width, views, params, gmacs,
+    gflops, counter, counter_version, unit, flop_counter, precision, mode, and ``per_clip`` (True
+    when the file says its MACs are per clip, as ``gmacs_per_clip`` does, so any row's batch is
+    fine). The complexity geometry is read from ``complexity_input`` (``1x3x16x112x112 (...)``)
+    when present. Rows whose ``status`` is not ``ok`` (out-of-memory points) are dropped.
+    """
     frame = load_optional_csv(path, required=("model",))
     if frame is None:
         return None
-    for col in ("batch", "frames", "height", "width", "views", "params", "gmacs", "gflops", "latency_ms_median"):
+    if "status" in frame.columns:
+        frame = frame[frame["status"].fillna("ok").astype(str).isin(["ok", ""])].copy()
+    frame["per_clip"] = "gmacs_per_clip" in frame.columns
+    for canonical, names in PROFILE_ALIASES.items():
+        source = next((n for n in names if n in frame.columns), None)
+        numeric = canonical in ("params", "gmacs", "gflops")
+        if source is None:
+            frame[canonical] = np.nan if numeric else ""
+        elif numeric:
+            frame[canonical] = pd.to_numeric(frame[source], errors="coerce")
+        else:
+            frame[canonical] = frame[source].fillna("").astype(str)
+    for col in ("batch", "channels", "frames", "height", "width", "views"):
         frame[col] = pd.to_numeric(frame[col], errors="coerce") if col in frame.columns else np.nan
-    for col in ("variant", "counter", "counter_version", "unit", "device", "precision", "mode"):
+    if "complexity_input" in frame.columns:  # the geometry the MACs were counted at
+        dims = frame["complexity_input"].fillna("").astype(str).str.extract(_DIMS).astype(float)
+        has = dims.notna().all(axis=1)
+        for k, col in enumerate(("batch", "channels", "frames", "height", "width")):
+            frame.loc[has, col] = dims.loc[has, k]
+    for col in ("variant", "device", "precision", "mode"):
         frame[col] = frame[col].fillna("").astype(str) if col in frame.columns else ""
     frame.loc[frame["variant"] == "", "variant"] = "full"
-    return frame
+    return frame.reset_index(drop=True)
 
 
 def load_literature(path: str | os.PathLike | None = None) -> pd.DataFrame | None:

@@ -113,13 +113,19 @@ def _compute_by_entry(runs: pd.DataFrame, profile: pd.DataFrame | None) -> tuple
         "uar_vs_params"
 
 
-def _class_names(per_class: pd.DataFrame | None) -> dict[str, list[str]]:
-    if per_class is None:
-        return {}
-    out = {}
-    for dataset, part in per_class.groupby("dataset"):
-        order = part.drop_duplicates("class_index").sort_values("class_index")
-        out[dataset] = list(order["class_name"].astype(str))
+def _class_names(per_class: pd.DataFrame | None, predictions: pd.DataFrame) -> dict[str, list[str]]:
+    """Class names per dataset from per_class.csv, else from the predictions' ``label_name`` column."""
+    out: dict[str, list[str]] = {}
+    sources = [(per_class, "class_index", "class_name"), (predictions, "label", "label_name")]
+    for frame, index_col, name_col in sources:
+        if frame is None or name_col not in frame.columns:
+            continue
+        for dataset, part in frame.groupby("dataset"):
+            if dataset in out:
+                continue
+            order = part.drop_duplicates(index_col).sort_values(index_col)
+            names = dict(zip(order[index_col].astype(int), order[name_col].astype(str)))
+            out[dataset] = [names.get(i, str(i)) for i in range(max(names) + 1)]
     return out
 
 
@@ -250,7 +256,7 @@ def _render_plots(runs, agg, per_class, profile, literature, runs_dir: Path, plo
     predictions, problems = inputs.load_predictions(runs_dir, runs)
     result.skipped += problems
     if predictions is not None:
-        keep("Confusion matrices", plots.confusion_matrices(predictions, _class_names(per_class), order, labels,
+        keep("Confusion matrices", plots.confusion_matrices(predictions, _class_names(per_class, predictions), order, labels,
                                                             plot_dir))
     else:
         result.skipped.append(f"confusion matrices: no predictions.csv under {runs_dir}/<run_id>/")

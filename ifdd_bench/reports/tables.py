@@ -369,17 +369,18 @@ class ProfileMatch:
 
 def find_profile(profile: pd.DataFrame | None, model: str, variant: str, frames: float | None = None,
                  size: float | None = None) -> ProfileMatch | None:
-    """The batch-1 inference profile row of (model, variant), preferring the run's input geometry.
+    """The profile row of (model, variant) for a compute column, preferring the run's input geometry.
 
-    Rows with a batch other than 1 are not used (their MACs may be per batch); fp32 rows and
-    rows with a GMACs value are preferred. Returns ``None`` when nothing matches.
+    Rows whose MACs are per clip (``gmacs_per_clip``) are all usable; otherwise only batch-1 rows
+    (their MACs could be per batch). Rows with a GMACs value and fp32 rows are preferred.
+    Returns ``None`` when nothing matches.
     """
     if profile is None:
         return None
     rows = profile[(profile["model"] == model) & (profile["variant"] == variant)]
-    rows = rows[rows["batch"].isna() | (rows["batch"] == 1)]
-    if "mode" in rows and (rows["mode"] != "").any():
-        rows = rows[rows["mode"].isin(["", "infer", "inference", "eval"])]
+    rows = rows[rows["per_clip"] | rows["batch"].isna() | (rows["batch"] == 1)]
+    per_clip = rows["per_clip"].astype(bool)
+    rows = rows[per_clip | rows["mode"].isin(["", "infer", "inference", "eval"])]  # per-clip MACs: any mode
     if rows.empty:
         return None
     exact = rows
@@ -419,7 +420,7 @@ def _compute_note(matches: dict[str, ProfileMatch | None], missing_hint: str) ->
             notes.append(f"GMACs of {', '.join(off)} were profiled at a different input than the runs.")
     missing = [k for k, m in matches.items() if m is None or math.isnan(m.gmacs)]
     if missing:
-        notes.append(f"GMACs empty for {', '.join(missing)}: no batch-1 row in profile.csv ({missing_hint}).")
+        notes.append(f"GMACs empty for {', '.join(missing)}: no usable row in profile.csv ({missing_hint}).")
     return notes
 
 
@@ -739,7 +740,7 @@ def complexity_table(literature: pd.DataFrame | None, profile: pd.DataFrame | No
     """Reported params/GFLOPs (literature.csv) next to our measured params/GMACs/GFLOPs (profile.csv).
 
     One row per registry key that is in either file (variant ``full``); the measured side is the
-    batch-1 inference row at the reported input when one exists.
+    per-clip row at the reported input when one exists.
     """
     keys: list[str] = []
     lit_by_key: dict[str, object] = {}
@@ -777,9 +778,11 @@ def complexity_table(literature: pd.DataFrame | None, profile: pd.DataFrame | No
             Cell(fmt_compute(match.gflops) if match else ""),
             Cell(match.shape if match else ""),
         ])
-    notes = ["Reported: literature.csv (as published, with its unit note); measured: profile.csv, batch 1, "
-             "inference mode, our counter(s): " + (", ".join(sorted(counters)) or "none") +
-             ". GMACs = multiply-accumulates per clip (fvcore); GFLOPs = torch FlopCounterMode, 2 FLOPs per MAC."]
+    flop_counters = _single(f"{c} {v}".strip() for c, v in zip(profile["flop_counter"], profile["flop_counter_version"])) \
+        if profile is not None else []
+    notes = ["Reported: literature.csv (as published, with its unit note). Measured: profile.csv, per clip at "
+             "batch 1 in eval mode; GMACs = multiply-accumulates counted by " + (", ".join(sorted(counters)) or "-") +
+             "; GFLOPs = FLOPs (2 per multiply-accumulate) counted by " + (", ".join(flop_counters) or "-") + "."]
     notes += [f"({letter}) {note}" for note, letter in unit_notes.items()]
     if missing:
         notes.append(f"Not profiled yet (measured cells empty): {', '.join(missing)}.")
