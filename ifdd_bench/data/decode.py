@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -31,6 +32,11 @@ import numpy as np
 import torch
 
 from ifdd_bench.errors import DataError
+
+# torchvision 0.29 deprecated its image codecs in favour of TorchCodec and warns on every call; the
+# codecs still work and are measured against Pillow by `data bench`. Silence only that message.
+warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision are deprecated",
+                        category=DeprecationWarning)
 
 IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
 VIDEO_EXTS = (".mp4", ".avi", ".mkv", ".mov", ".webm")
@@ -107,9 +113,11 @@ def _pil_decode(path: Path, size: int) -> torch.Tensor:
 
 
 def _tv_decode_native(path: Path) -> torch.Tensor:
-    """Decode with torchvision at the file's own size -> uint8 ``(3, H, W)``."""
-    from torchvision.io import ImageReadMode, decode_image, read_file
-
+    """Decode with torchvision at the file's own size -> uint8 ``(3, H, W)`` (Pillow if it has no codecs)."""
+    try:
+        from torchvision.io import ImageReadMode, decode_image, read_file
+    except ImportError:  # a future torchvision without image codecs
+        return _pil_decode_native(path)
     if path.suffix.lower() not in (".jpg", ".jpeg", ".png"):
         return _pil_decode_native(path)
     try:
