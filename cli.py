@@ -111,6 +111,212 @@ def models_cmd(as_json: bool) -> None:
 # ============================================================================================
 # data (issue 3 readers/check/bench, issue 4 synth/preview)
 
+# --- issue 3: real datasets (data check, data bench, data import) ---
+
+
+class _DataBar:
+    """Rich progress bar fed by ``{"event": "data_progress", "stage", "done", "total"}`` events."""
+
+    def __init__(self, out: Console):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                            console=out, transient=True)
+        self.tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> "_DataBar":
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.bar.__exit__(*exc)
+
+    def __call__(self, event: dict) -> None:
+        if event.get("event") != "data_progress":
+            return
+        stage = str(event.get("stage", "data"))
+        if stage not in self.tasks:
+            self.tasks[stage] = self.bar.add_task(stage, total=event.get("total"))
+        self.bar.update(self.tasks[stage], completed=event.get("done", 0), total=event.get("total"))
+
+
+def _check_table(report: Any) -> Table:
+    """Per fold/split clip counts against the official numbers, and the rules applied."""
+    table = Table(title=f"{report.dataset} at {report.root}  (frames: {report.frame_source}, clip length "
+                        f"{report.clip_len})", title_justify="left")
+    for col in ("fold", "split", "clips", "official", "match"):
+        table.add_column(col, justify="right" if col in ("clips", "official") else "left")
+    table.add_column("rules applied", overflow="fold")
+    for row in report.rows:
+        mark = {True: "[green]yes[/]", False: "[yellow]no[/]", None: "-"}[row.matches]
+        clips = "[red]missing[/]" if row.clips is None else str(row.clips)
+        rules = ", ".join(f"{k} {v}" for k, v in sorted(row.counts.items()))
+        table.add_row(str(row.fold), row.split, clips, _opt(row.expected), mark if row.clips is not None else "", rules)
+    return table
+
+
+def _class_table(report: Any) -> Table:
+    """Class counts per fold as train/test, next to the official counts where they are known."""
+    table = Table(title="class counts (train/test)", title_justify="left")
+    table.add_column("class")
+    folds = sorted({r.fold for r in report.rows if r.class_counts is not None})
+    by_key = {(r.fold, r.split): r for r in report.rows}
+    for fold in folds:
+        table.add_column(f"fold {fold}", justify="right")
+        if any(by_key.get((fold, s)) and by_key[(fold, s)].expected_class_counts for s in ("train", "test")):
+            table.add_column(f"official {fold}", justify="right", style="dim")
+    for k, name in enumerate(report.classes):
+        cells = [name]
+        for fold in folds:
+            got, want, known = [], [], False
+            for split in ("train", "test"):
+                row = by_key.get((fold, split))
+                value = None if row is None or row.class_counts is None else row.class_counts[k]
+                expected = None if row is None or row.expected_class_counts is None else row.expected_class_counts[k]
+                known = known or expected is not None
+                text = _opt(value)
+                got.append(text if expected in (None, value) else f"[yellow]{text}[/]")
+                want.append(_opt(expected))
+            cells.append("/".join(got))
+            if known:
+                cells.append("/".join(want))
+        table.add_row(*cells)
+    return table
+
+
+def _opt(value: Any) -> str:
+    return "-" if value is None else str(value)
+
+
+def _issues_table(title: str, issues: dict, style: str) -> Table:
+    table = Table(title=title, title_justify="left", title_style=style)
+    table.add_column("kind")
+    table.add_column("count", justify="right")
+    table.add_column("first items", overflow="fold")
+    for kind, items in sorted(issues.items()):
+        shown = "\n".join(items[:3]) + (f"\n... and {len(items) - 3} more" if len(items) > 3 else "")
+        table.add_row(kind, str(len(items)), shown)
+    return table
+
+
+@command(data, "check")
+@click.option("--dataset", type=click.Choice(["dfew", "ferv39k", "mafw", "synth"]), required=True)
+@click.option("--data-root", type=click.Path(path_type=Path), required=True, help="Dataset folder as shipped.")
+@click.option("--fold", "folds", type=int, multiple=True, help="Fold(s) to check (default: all).")
+@click.option("--frame-source", default="default", show_default=True,
+              help="dfew: 16f|raw|video; ferv39k: facecrop|video; mafw: frames|faces|video.")
+@click.option("--label-order", default="official", show_default=True, help="mafw: official|dferclip; ferv39k: official|dfew.")
+@click.option("--clip-len", default=16, show_default=True, type=int, help="Frames a clip needs before padding.")
+@click.option("--images", type=click.Choice(["header", "decode", "none"]), default="header", show_default=True,
+              help="Frame scan: file markers (fast), full decode (slow), or none.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def data_check_cmd(dataset: str, data_root: Path, folds: tuple[int, ...], frame_source: str, label_order: str,
+                   clip_len: int, images: str, as_json: bool) -> None:
+    """Validate a dataset folder: counts vs the official numbers, missing/short/unreadable clips.
+
+    Exits 1 when something would break training (missing files or folders, malformed lines, unknown
+    labels, zero-frame or unreadable clips); warnings (short clips, a few bad frames, counts that
+    differ from the official ones) are handled by documented rules and do not fail the check.
+    """
+    from ifdd_bench.data.check import check_dataset
+
+    with _DataBar(err_console) as bar:
+        report = check_dataset(dataset, data_root, folds=list(folds) or None, frame_source=frame_source,
+                               label_order=label_order, clip_len=clip_len, images=images, progress=bar)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        if report.rows:
+            console.print(_check_table(report))
+        if any(r.class_counts is not None for r in report.rows):
+            console.print(_class_table(report))
+        total = f"{report.unique_clips} distinct clips"
+        if report.expected_total is not None:
+            total += f" (official {report.expected_total})"
+        console.print(f"{total}; {report.frames_scanned} frame files scanned ({report.image_scan})")
+        if report.warnings:
+            console.print(_issues_table("warnings (a documented rule applies)", report.warnings, "yellow"))
+        if report.problems:
+            console.print(_issues_table("problems (training would stop)", report.problems, "bold red"))
+        verdict = "[bold green]OK[/]: ready to train" if report.ok else "[bold red]FAILED[/]: fix the problems above"
+        console.print(verdict)
+    if not report.ok:
+        sys.exit(1)
+
+
+@command(data, "bench")
+@click.option("--clips", default=42, show_default=True, type=int, help="Clips per generated dataset.")
+@click.option("--workers", "workers_csv", default="0,1,2", show_default=True, help="DataLoader worker counts.")
+@click.option("--decoders", default="pil,torchvision,auto", show_default=True, help="Decoders to compare.")
+@click.option("--repeats", default=1, show_default=True, type=int, help="Passes per cell (median reported).")
+@click.option("--model", default="ifdd_tiny", show_default=True,
+              help="Also time this model's training step on CPU ('none' to skip).")
+@click.option("--json", "as_json", is_flag=True, help="Print rows as JSON.")
+def data_bench_cmd(clips: int, workers_csv: str, decoders: str, repeats: int, model: str, as_json: bool) -> None:
+    """Loader throughput (clips/s) for 16x112x112 and 16x224x224 clips on generated JPEG folders."""
+    from ifdd_bench.errors import ConfigError
+
+    try:
+        workers = tuple(int(w) for w in workers_csv.split(",") if w.strip())
+    except ValueError:
+        raise ConfigError(f"--workers expects comma-separated integers, got {workers_csv!r}") from None
+    names = tuple(d.strip() for d in decoders.split(",") if d.strip())
+    bad = [d for d in names if d not in ("pil", "torchvision", "auto")]
+    if bad or "pil" not in names or 0 not in workers:
+        raise ConfigError("--decoders must name pil (the baseline) and only pil|torchvision|auto; "
+                          "--workers must include 0")
+    from ifdd_bench.data.loader_bench import model_consumption, run_loader_bench
+
+    with _DataBar(err_console) as bar:
+        rows = run_loader_bench(clips=clips, workers=workers, decoders=names, repeats=repeats, progress=bar)
+    consumption = None
+    if model != "none":
+        try:
+            consumption = [model_consumption(model, size=s) for s in (112, 224)]
+        except BenchError as err:
+            err_console.print(f"[yellow]model consumption skipped:[/] {err.message}")
+    if as_json:
+        click.echo(json.dumps({"loader": rows, "model": consumption}, indent=2))
+        return
+    table = Table(title=f"loader throughput, {rows[0]['clips']} clips, batch {rows[0]['batch']}, segment sampling + "
+                        "unified augmentation (ratio vs Pillow / 0 workers, same run)", title_justify="left")
+    for col in ("clip", "frames on disk", "decoder", "workers", "clips/s", "ratio"):
+        table.add_column(col, justify="right" if col in ("workers", "clips/s", "ratio") else "left")
+    for row in rows:
+        decoder = row["decoder"] if not row["cached"] else (
+            f"in-memory cache (build {row['cache_build_clips_per_s']:.0f} clips/s)")
+        table.add_row(row["geometry"], f"{row['stored']}px JPEG", decoder, str(row["workers"]),
+                      f"{row['clips_per_s']:.1f}", f"{row['ratio']:.2f}x")
+    console.print(table)
+    for item in consumption or []:
+        console.print(f"{item['model']} training step ({item['geometry']}, batch {item['batch']}, CPU, "
+                      f"{item['torch_threads']} threads): [bold]{item['train_clips_per_s']:.1f} clips/s[/]")
+
+
+@command(data, "import")
+@click.option("--dataset", type=click.Choice(["dfew", "ferv39k", "mafw"]), required=True)
+@click.option("--data-root", type=click.Path(path_type=Path), required=True,
+              help="Root to write ifdd_splits/ into (then train with this --data-root).")
+@click.option("--fold", default=1, show_default=True, type=int)
+@click.option("--train", "train_list", type=click.Path(path_type=Path), required=True, help="Training list file.")
+@click.option("--test", "test_list", type=click.Path(path_type=Path), required=True, help="Test list file.")
+@click.option("--label-order", default=None, help="Order of integer labels: dfew | official | alphabetical.")
+@click.option("--base", type=click.Path(path_type=Path), default=None,
+              help="Folder relative clip paths start from (default: the list file's folder).")
+def data_import_cmd(dataset: str, data_root: Path, fold: int, train_list: Path, test_list: Path,
+                    label_order: str | None, base: Path | None) -> None:
+    """Import Former-DFER / DFER-CLIP / MAE-DFER style lists ('<dir> [num_frames] <label>')."""
+    from ifdd_bench.data.lists import import_lists
+
+    with _DataBar(err_console) as bar:
+        summary = import_lists(dataset, data_root, fold, {"train": train_list, "test": test_list},
+                               label_order=label_order, base=base, progress=bar)
+    for split, item in summary.items():
+        extra = ", ".join(f"{k} {v}" for k, v in item["counts"].items())
+        console.print(f"{split}: {item['clips']} clips -> {item['file']}" + (f" ({extra})" if extra else ""))
+    console.print(f"train with [bold]--dataset {dataset} --data-root {data_root} --fold {fold}[/]")
+
+
 # --- issue 4: SynthDFER (data synth, data preview); keep at the end of the data section ---
 
 

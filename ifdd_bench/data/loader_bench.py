@@ -1,0 +1,136 @@
+"""``ifdd-bench data bench``: how many clips per second the loading pipeline delivers.
+
+Writes temporary DFEW-layout JPEG datasets (frames stored at 112 and at 224 pixels), then times one
+pass of a ``DataLoader`` over a training :class:`ClipDataset` (segment sampling, ``unified``
+augmentation, batch 8) for every combination of
+
+* clip geometry: 16x112x112 from 112-pixel frames, 16x224x224 from 224-pixel frames and
+  16x112x112 from 224-pixel frames (DFEW's frames fed to a 112-pixel model);
+* decoder: Pillow, torchvision (``decode_image``) and ``auto`` (see :mod:`ifdd_bench.data.decode`);
+* 0, 1 and 2 DataLoader workers (worker start-up included, as every epoch pays it);
+* plus the in-memory cache (``cache_clips=True``, 0 workers) and its one-off build time.
+
+Ratios are against Pillow with 0 workers for the same geometry, measured in the same run. Optionally
+the training consumption rate of a registered model (forward + backward + AdamW step, CPU, same
+clip geometry) is measured, so loading can be compared with what the model eats.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch.utils.data import DataLoader
+
+from ifdd_bench.data.dataset import ClipDataset, FrameCache
+from ifdd_bench.data.fixtures import balanced_dfew_rows, write_dfew
+from ifdd_bench.data.readers import read_split
+from ifdd_bench.data.sampling import SamplingSpec
+from ifdd_bench.data.transforms import ClipTransform, augment_spec
+
+Progress = Callable[[dict[str, Any]], None]
+GEOMETRIES = ((112, 112), (224, 224), (224, 112))  # (stored frame size, clip size)
+
+
+def _time_pass(dataset: ClipDataset, workers: int, batch: int) -> float:
+    """Seconds for one pass over ``dataset`` (loader construction and worker start-up included)."""
+    start = time.perf_counter()
+    loader = DataLoader(dataset, batch_size=batch, shuffle=False, num_workers=workers, persistent_workers=False)
+    seen = 0
+    for clips, _ in loader:
+        seen += clips.shape[0]
+    assert seen == len(dataset)
+    return time.perf_counter() - start
+
+
+def run_loader_bench(*, clips: int = 42, workers: tuple[int, ...] = (0, 1, 2),
+                     decoders: tuple[str, ...] = ("pil", "torchvision", "auto"), batch: int = 8, repeats: int = 1,
+                     workdir: Path | None = None, progress: Progress | None = None) -> list[dict[str, Any]]:
+    """Measure clips/s; returns flat rows (``geometry, stored, decoder, workers, cached, clips_per_s,
+    ratio``). ``clips`` is rounded down to a multiple of 7 (balanced classes); the median of
+    ``repeats`` passes is reported."""
+    per_class = max(1, clips // 7)
+    rows: list[dict[str, Any]] = []
+    spec = SamplingSpec("segment", frames=16, segments=16)
+    with tempfile.TemporaryDirectory(dir=workdir, prefix="ifdd-loader-bench-") as tmp:
+        roots = {}
+        for stored in sorted({g[0] for g in GEOMETRIES}):
+            roots[stored] = write_dfew(Path(tmp) / f"dfew{stored}", balanced_dfew_rows(per_class, frames=16),
+                                       test=balanced_dfew_rows(1, start=9000), size=stored)
+        total = len(GEOMETRIES) * (len(decoders) * len(workers) + 1)
+        done = 0
+        for stored, size in GEOMETRIES:
+            recs = read_split("dfew", roots[stored], "train", 1).records
+            tf = ClipTransform(augment_spec("unified", "dfew"), size, train=True)
+            geometry = f"16x{size}x{size}"
+            base = None
+            for decoder in decoders:
+                for nw in workers:
+                    ds = ClipDataset(recs, ["c"] * 7, sampling=spec, transform=tf, train=True, seed=0, size=size,
+                                     decoder=decoder)
+                    secs = statistics.median(_time_pass(ds, nw, batch) for _ in range(repeats))
+                    rate = len(ds) / secs
+                    if decoder == "pil" and nw == 0:
+                        base = rate
+                    rows.append({"geometry": geometry, "stored": stored, "decoder": decoder, "workers": nw,
+                                 "cached": False, "clips_per_s": rate})
+                    done += 1
+                    _emit(progress, done, total)
+            start = time.perf_counter()
+            cache = FrameCache.build(recs, size)
+            build_s = time.perf_counter() - start
+            ds = ClipDataset(recs, ["c"] * 7, sampling=spec, transform=tf, train=True, seed=0, size=size, cache=cache)
+            secs = statistics.median(_time_pass(ds, 0, batch) for _ in range(repeats))
+            rows.append({"geometry": geometry, "stored": stored, "decoder": "cache", "workers": 0, "cached": True,
+                         "clips_per_s": len(ds) / secs, "cache_build_clips_per_s": len(recs) / build_s})
+            done += 1
+            _emit(progress, done, total)
+            for row in rows:
+                if row["geometry"] == geometry and row["stored"] == stored:
+                    row["ratio"] = row["clips_per_s"] / base if base else float("nan")
+    for row in rows:
+        row["clips"] = per_class * 7
+        row["batch"] = batch
+        row["torch_threads"] = torch.get_num_threads()
+    return rows
+
+
+def _emit(progress: Progress | None, done: int, total: int) -> None:
+    if progress is not None:
+        progress({"event": "data_progress", "stage": "loader bench", "done": done, "total": total})
+
+
+def model_consumption(model: str = "ifdd_tiny", *, size: int = 112, frames: int = 16, batch: int = 8,
+                      steps: int = 3, variant: str = "full") -> dict[str, Any]:
+    """Training clips/s of a registered model on CPU (forward + loss + backward + AdamW step).
+
+    One warm-up step, then the median of ``steps`` timed steps. Raises ``ConfigError`` (from the
+    registry) if the model is not registered.
+    """
+    from ifdd_bench.models.output import split_output
+    from ifdd_bench.registry import create_model
+
+    net = create_model(model, variant, num_classes=7, frames=frames, img_size=size)
+    net.train()
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
+    gen = torch.Generator().manual_seed(0)
+    clips = torch.rand(batch, 3, frames, size, size, generator=gen)
+    labels = torch.randint(0, 7, (batch,), generator=gen)
+    times = []
+    for k in range(steps + 1):
+        start = time.perf_counter()
+        out = net(clips)
+        logits, aux_losses, _ = split_output(out)
+        loss = torch.nn.functional.cross_entropy(logits, labels) + sum(aux_losses.values())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if k:
+            times.append(time.perf_counter() - start)
+    secs = statistics.median(times)
+    return {"model": model, "variant": variant, "geometry": f"{frames}x{size}x{size}", "batch": batch,
+            "train_clips_per_s": batch / secs, "step_s": secs, "torch_threads": torch.get_num_threads()}
