@@ -136,6 +136,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--protocol", default="unified")
     parser.add_argument("--mixup", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--n-val", type=int, default=12)
+    parser.add_argument("--n-test", type=int, default=24)
     parser.add_argument("--step-delay", type=float, default=0.0, help="sleep per step event (to kill mid-epoch)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -151,7 +153,7 @@ def main(argv: list[str] | None = None) -> None:
                      batch_size=args.batch_size)
     ctx = D.init_distributed("cpu")
     try:
-        row = fit(spec, make_bundle(), ctx=ctx, progress=progress)
+        row = fit(spec, make_bundle(n_val=args.n_val, n_test=args.n_test), ctx=ctx, progress=progress)
     finally:
         D.shutdown(ctx)
     if ctx.is_main:

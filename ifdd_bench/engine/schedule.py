@@ -23,6 +23,8 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
 from typing import Callable
 
@@ -82,17 +84,30 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> Sched
         for group in optimizer.param_groups:  # timm reads the peak from the groups' initial lr
             group["lr"] = cfg.lr
             group["initial_lr"] = cfg.lr
-        return CosineLRScheduler(
-            optimizer,
-            t_initial=max(cfg.epochs - cfg.warmup_epochs, 1),
-            lr_min=cfg.min_lr,
-            warmup_t=cfg.warmup_epochs,
-            warmup_lr_init=cfg.warmup_lr,
-            warmup_prefix=True,  # the cosine starts after the warm-up and reaches lr at its end
-            cycle_limit=1,
-            t_in_epochs=True,
-        )
+        # a one-epoch cosine (epochs = warm-up + 1) is legitimate here; timm would warn about it
+        with _quiet("timm.scheduler.cosine_lr"):
+            return CosineLRScheduler(
+                optimizer,
+                t_initial=max(cfg.epochs - cfg.warmup_epochs, 1),
+                lr_min=cfg.min_lr,
+                warmup_t=cfg.warmup_epochs,
+                warmup_lr_init=cfg.warmup_lr,
+                warmup_prefix=True,  # the cosine starts after the warm-up, which ends at lr
+                cycle_limit=1,
+                t_in_epochs=True,
+            )
     raise unknown("schedule", cfg.schedule, SCHEDULES)
+
+
+@contextlib.contextmanager
+def _quiet(logger_name: str):
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def lr_table(cfg: TrainConfig) -> list[float]:

@@ -30,6 +30,7 @@ Protocols (``TrainConfig.selection``):
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import time
@@ -44,6 +45,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from ifdd_bench.config import DATASETS, PROTOCOLS, RunSpec, TrainConfig, to_dict, train_hash
+from ifdd_bench.data.readers import NUM_FOLDS
 from ifdd_bench.engine import distributed as D
 from ifdd_bench.engine import runfiles as F
 from ifdd_bench.engine.checkpoint import FORMAT, check_resumable, load_checkpoint
@@ -85,7 +87,14 @@ def train_run(spec: RunSpec, *, progress: Progress | None = None, resume: bool =
     ctx = D.init_distributed(spec.train.device)
     try:
         run_dir = Path(spec.runs_dir) / spec.run_id
-        stored = F.finished_result(run_dir) if (resume and ctx.is_main) else None
+        stored, error = None, None
+        if resume and ctx.is_main:
+            try:
+                stored = finished_run(spec, run_dir)
+            except BenchError as err:
+                error = err
+        if not D.all_agree(error is None, ctx.device):
+            raise error or CheckpointError(f"rank 0 rejected the finished run in {run_dir}")
         stored = D.broadcast_object(stored)
         if stored is not None:
             if ctx.is_main and progress:
@@ -116,21 +125,45 @@ def validate_spec(spec: RunSpec) -> None:
                           f"(got {cfg.epochs}, {cfg.batch_size}, {cfg.eval_batch_size})")
     if cfg.mixup and cfg.batch_size % 2:
         raise ConfigError(f"mixup/cutmix needs an even batch_size, got {cfg.batch_size}")
+    folds = NUM_FOLDS.get(spec.data.dataset, 1)
+    if not 1 <= spec.data.fold <= folds:
+        raise ConfigError(f"fold {spec.data.fold} is out of range for {spec.data.dataset}: valid folds are "
+                          f"1..{folds}" if folds > 1 else f"{spec.data.dataset} has a single official split: fold 1")
     resolve_config(spec.model, spec.variant, overrides=dict(spec.model_overrides))  # unknown model/variant/key
+
+
+def finished_run(spec: RunSpec, run_dir: Path) -> dict | None:
+    """The stored result of a finished run in ``run_dir`` (``None`` if unfinished or absent).
+
+    A finished run trained with other settings (model config, data config, protocol hash) raises
+    :class:`CheckpointError` instead of being returned as if it answered this spec.
+    """
+    stored = F.finished_result(run_dir)
+    if stored is None:
+        return None
+    try:
+        config = json.loads((run_dir / F.CONFIG).read_text())
+        model_cfg = resolve_config(spec.model, spec.variant, num_classes=len(config["classes"]),
+                                   frames=spec.data.frames, img_size=spec.data.size,
+                                   overrides=dict(spec.model_overrides))
+    except (OSError, ValueError, KeyError):
+        return None  # no readable config: finish again from last.pt, which carries the identity
+    check_resumable(config, run_identity(spec, model_cfg), run_dir / F.CONFIG)
+    return stored
 
 
 def _build_data(spec: RunSpec, ctx: D.DistContext, run_dir: Path, progress: Progress | None):
     from ifdd_bench.data import build_datasets
 
-    def build(with_dir: bool):
-        return build_datasets(spec.data, seed=spec.train.seed, protocol=spec.train.protocol,
-                              run_dir=run_dir if with_dir else None,
+    def build():
+        return build_datasets(spec.data, seed=spec.train.seed, protocol=spec.train.protocol, run_dir=run_dir,
                               progress=progress if ctx.is_main else None)
 
-    # rank 0 builds first (it may write the split files into the run folder), the others after it
-    bundle = build(True) if ctx.is_main else None
+    # rank 0 builds first (it may generate SynthDFER and writes the validation split into the run
+    # folder); the others follow and read the same split file
+    bundle = build() if ctx.is_main else None
     D.barrier()
-    return bundle if ctx.is_main else build(False)
+    return bundle if ctx.is_main else build()
 
 
 # ============================================================================================
@@ -250,7 +283,7 @@ def fit(spec: RunSpec, bundle: Any, *, ctx: D.DistContext | None = None, progres
         result = _finish(spec, bundle, classes, identity, model, eval_model, loaders, state, params, precision,
                          autocast, ctx, run_dir)
     report.emit(kind="done", cached=False, row=result["row"], run_dir=str(run_dir), history=state.history,
-                per_class=result["per_class"], notes=notes)
+                per_class=result["per_class"], confusion=result["confusion"], classes=list(classes), notes=notes)
     return dict(result["row"])
 
 
@@ -548,7 +581,8 @@ def _resume(run_dir: Path, identity: Mapping[str, Any], model: nn.Module, optimi
 
 def _checkpoint(kind: str, spec: RunSpec, identity: Mapping[str, Any], classes: Sequence[str],
                 model: nn.Module, state: RunState, **extra: Any) -> dict:
-    return {"format": FORMAT, "kind": kind, "run_id": spec.run_id, **identity, "classes": list(classes),
+    return {"format": FORMAT, "kind": kind, "run_id": spec.run_id, **identity, "train_config": to_dict(spec.train),
+            "classes": list(classes),
             "epoch": state.epoch, "model_state": model.state_dict(), "best": state.best,
             "history": state.history, "torch_version": str(torch.__version__),
             "saved_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), **extra}

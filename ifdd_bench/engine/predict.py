@@ -1,0 +1,117 @@
+"""Classify frame folders or video files with a trained checkpoint.
+
+::
+
+    result = predict(["clips/happy_01", "clips/talk.mp4"], checkpoint="runs/ifdd_tiny-full-synth-f1-s0-unified")
+    result["predictions"][0]["top"]   # [("happy", 0.91), ("surprise", 0.05), ...]
+
+The checkpoint (a run folder -> its ``best.pt``, falling back to ``last.pt``; or a ``.pt`` file)
+carries the model name and resolved config, so the model is rebuilt exactly; clips are read with
+the run's own data config (frames, size, sampling, evaluation views) through the same
+:class:`~ifdd_bench.data.dataset.ClipDataset` code as training-time evaluation.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from ifdd_bench.config import DataConfig, from_dict
+from ifdd_bench.engine.checkpoint import load_checkpoint
+from ifdd_bench.engine.distributed import resolve_device
+from ifdd_bench.engine.runfiles import BEST, LAST
+from ifdd_bench.errors import CheckpointError, DataError
+from ifdd_bench.models.output import split_output
+from ifdd_bench.registry import build_from_config
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A run folder's ``best.pt`` (or ``last.pt`` if training has not selected one yet) or the file itself."""
+    path = Path(path)
+    if path.is_dir():
+        for name in (BEST, LAST):
+            if (path / name).is_file():
+                return path / name
+        raise CheckpointError(f"run folder {path} has no {BEST} or {LAST}",
+                              hint="train the run first (ifdd-bench run train ...)")
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    return path
+
+
+def load_model(checkpoint: str | Path, device: torch.device | str = "cpu") -> tuple[torch.nn.Module, dict]:
+    """Rebuild the model stored in a checkpoint, in eval mode; returns ``(model, checkpoint dict)``."""
+    path = resolve_checkpoint(checkpoint)
+    ckpt = load_checkpoint(path)
+    for key in ("model", "model_config", "model_state", "classes", "data_config"):
+        if key not in ckpt:
+            raise CheckpointError(f"checkpoint {path} lacks {key!r}; it cannot rebuild its model")
+    try:
+        model = build_from_config(ckpt["model"], ckpt["model_config"])
+        model.load_state_dict(ckpt["model_state"])
+    except (RuntimeError, TypeError) as err:
+        raise CheckpointError(f"checkpoint {path} does not match model {ckpt['model']!r}: {err}") from None
+    model.to(device).eval()
+    ckpt["path"] = str(path)
+    return model, ckpt
+
+
+def _records(paths: Sequence[str | Path]) -> list:
+    from ifdd_bench.data.decode import count_video_frames, is_video, list_frames
+    from ifdd_bench.data.records import ClipRecord
+
+    records = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            n = len(list_frames(path))
+            if n == 0:
+                raise DataError(f"{path} contains no image frames (.jpg/.png/...)")
+        elif path.is_file() and is_video(path):
+            n = count_video_frames(path)
+        elif path.exists():
+            raise DataError(f"{path} is neither a folder of frames nor a video file (.mp4/.avi/...)")
+        else:
+            raise DataError(f"{path} does not exist")
+        records.append(ClipRecord(clip_id=str(raw), source=path, label=0, num_frames=n))
+    return records
+
+
+@torch.inference_mode()
+def predict(paths: Sequence[str | Path], *, checkpoint: str | Path, device: str = "auto",
+            batch_size: int = 8, top: int | None = None) -> dict[str, Any]:
+    """Class probabilities for each clip in ``paths``.
+
+    Returns ``{"checkpoint", "model", "variant", "epoch", "classes", "predictions": [{"path",
+    "label", "prob", "probs": {class: p}, "top": [(class, p), ...]}]}``; multi-view checkpoints
+    average the views' logits, as in evaluation.
+    """
+    from ifdd_bench.data.dataset import ClipDataset, sampling_spec
+    from ifdd_bench.data.transforms import ClipTransform, augment_spec
+
+    dev, _ = resolve_device(device)
+    model, ckpt = load_model(checkpoint, dev)
+    classes = list(ckpt["classes"])
+    data_cfg = from_dict(DataConfig, ckpt["data_config"], strict=False)
+    dataset = ClipDataset(_records(paths), classes, sampling=sampling_spec(data_cfg),
+                          transform=ClipTransform(augment_spec(data_cfg.train_aug, data_cfg.dataset), data_cfg.size,
+                                                  train=False),
+                          train=False, seed=0, size=data_cfg.size, split="test")
+    out = []
+    for start in range(0, len(dataset), batch_size):
+        items = [dataset[i][0] for i in range(start, min(start + batch_size, len(dataset)))]
+        x = torch.stack(items).to(dev)  # (B, C, T, H, W) or (B, V, C, T, H, W)
+        views = x.shape[1] if x.dim() == 6 else 1
+        if x.dim() == 6:
+            x = x.flatten(0, 1)  # (B*V, C, T, H, W)
+        logits, _, _ = split_output(model(x))
+        logits = logits.float().view(len(items), views, -1).mean(dim=1)  # (B, K)
+        probs = torch.softmax(logits, dim=-1).cpu()
+        for j, p in enumerate(probs):
+            ranked = sorted(zip(classes, p.tolist()), key=lambda kv: -kv[1])
+            out.append({"path": str(dataset.records[start + j].source), "label": ranked[0][0], "prob": ranked[0][1],
+                        "probs": dict(zip(classes, p.tolist())), "top": ranked[:top] if top else ranked})
+    return {"checkpoint": ckpt["path"], "model": ckpt["model"], "variant": ckpt.get("variant"),
+            "epoch": ckpt.get("epoch"), "protocol": ckpt.get("protocol"), "classes": classes, "predictions": out}

@@ -1,0 +1,73 @@
+"""DistributedDataParallel on CPU (gloo, 2 processes via torchrun) matches one process.
+
+Why the comparison is fair: the global batch is the same (8 = 2 x 4); the training sampler is a
+DistributedSampler in both cases, so its permutation depends only on (seed, epoch) and the two
+ranks' batches together hold exactly the clips of the single process's batch; per-item data
+randomness depends on (seed, epoch, index), not on the process; the test model has neither
+BatchNorm (per-rank batch statistics) nor dropout (per-rank RNG), and no mixup (mixup partners
+are per-rank); DDP averages the two ranks' mean-loss gradients, which equals the gradient of
+the mean over the global batch. What remains is floating-point summation order. Validation and
+test shards are uneven (13 and 25 clips) to check that no clip is padded or dropped.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+FIXTURE = Path(__file__).with_name("test_engine_fixtures.py")
+RUN_ID = "engine_test_net-full-synth-f1-s0-unified"
+ARGS = ["--epochs", "3", "--n-val", "13", "--n-test", "25"]
+
+
+def _run(cmd: list[str]) -> str:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(key, None)
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, (out.stdout[-2000:], out.stderr[-4000:])
+    return out.stdout
+
+
+def test_two_gloo_processes_match_one_process(tmp_path, capsys):
+    single, ddp = tmp_path / "single", tmp_path / "ddp"
+    import test_engine_fixtures as fx
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        fx.main([str(single), *ARGS])  # one process, here
+    finally:
+        torch.set_num_threads(threads)
+    stdout = _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                   str(FIXTURE), str(ddp), *ARGS])
+    rows = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+    assert sum(1 for r in rows if r["kind"] == "row") == 1  # only rank 0 reports
+    start = next(r for r in rows if r["kind"] == "start")
+    assert start["world_size"] == 2
+
+    a = torch.load(single / RUN_ID / "last.pt", weights_only=True)
+    b = torch.load(ddp / RUN_ID / "last.pt", weights_only=True)
+    for key, tensor in a["model_state"].items():
+        assert torch.allclose(tensor, b["model_state"][key], rtol=1e-4, atol=1e-6), key
+    for ra, rb in zip(a["history"], b["history"], strict=True):
+        assert rb["train_loss"] == pytest.approx(ra["train_loss"], rel=1e-5)
+        assert rb["train_clips"] == ra["train_clips"] == 48
+        for key in ("val_uar", "val_war", "test_uar", "test_war"):
+            assert rb[key] == pytest.approx(ra[key], abs=1e-12), key
+    ja = json.loads((single / RUN_ID / "result.json").read_text())
+    jb = json.loads((ddp / RUN_ID / "result.json").read_text())
+    assert jb["confusion"] == ja["confusion"]
+    assert sum(map(sum, jb["confusion"])) == 25  # every test clip exactly once over the two shards
+    assert jb["row"]["world_size"] == 2 and jb["row"]["device"].endswith("x2")
+    with (ddp / "results" / "runs.csv").open() as fh:
+        assert len(list(csv.DictReader(fh))) == 1  # written once, by rank 0
+    with (ddp / RUN_ID / "predictions.csv").open() as fh:
+        assert [int(r["index"]) for r in csv.DictReader(fh)] == list(range(25))
