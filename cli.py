@@ -387,25 +387,697 @@ def data_preview_cmd(preset_name: str, out: Path, per_class: int, cell: int | No
                   f"({cfg.frames} frames, {cfg.size}x{cfg.size}); red frame = apex, yellow bar = emotion intensity")
 
 
-
 # ============================================================================================
 # run train / predict (issue 5)
+
+#: model config fields the engine sets from the data; users change them through the data config
+_DATA_DRIVEN_MODEL_KEYS = {"num_classes": "the dataset's classes", "frames": "data.frames", "img_size": "data.size"}
+
+
+def _train_spec(model: str, variant: str | None, dataset: str, data_root: str | None, fold: int, seed: int,
+                protocol: str, sets: tuple[str, ...], epochs: int | None, device: str | None, runs_dir: str,
+                results_dir: str) -> Any:
+    """Build the RunSpec of ``run train`` (preset -> --epochs -> --seed/--device -> --set)."""
+    from dataclasses import replace
+
+    from ifdd_bench import registry
+    from ifdd_bench.config import (DATASETS, DataConfig, RunSpec, apply_overrides, protocol_preset,
+                                   split_scoped_overrides)
+    from ifdd_bench.errors import ConfigError, unknown
+
+    if dataset not in DATASETS:
+        raise unknown("dataset", dataset, DATASETS)
+    if dataset != "synth" and not data_root:
+        raise ConfigError(f"--dataset {dataset} needs --data-root pointing at the dataset folder as shipped",
+                          hint="only the embedded SynthDFER benchmark (--dataset synth) works without a folder")
+    train = protocol_preset(protocol)
+    if epochs is not None:
+        if epochs < 1:
+            raise ConfigError(f"--epochs must be >= 1, got {epochs}")
+        train = replace(train, epochs=epochs, warmup_epochs=min(train.warmup_epochs, max(epochs - 1, 0)))
+    train = replace(train, seed=seed, **({"device": device} if device else {}))
+    data = DataConfig(dataset=dataset, data_root=data_root, fold=fold)
+    model_cfg = registry.resolve_config(model, variant)  # unknown model / variant -> list the valid ones
+    items = []
+    for item in sets:
+        key = item.split("=", 1)[0].strip()
+        bare = key[len("model."):] if key.startswith("model.") else key
+        if key.startswith("model.") and bare in _DATA_DRIVEN_MODEL_KEYS or key in ("img_size", "num_classes"):
+            raise ConfigError(f"--set {key}: the model's {bare} follows the data; set "
+                              f"{_DATA_DRIVEN_MODEL_KEYS[bare]} instead")
+        items.append(f"data.{item}" if key == "frames" else item)
+    routed = split_scoped_overrides(items, {"train": train, "data": data, "model": model_cfg})
+    train = apply_overrides(train, routed["train"], what="train config")
+    data = apply_overrides(data, routed["data"], what="data config")
+    model_pairs: tuple[tuple[str, Any], ...] = ()
+    if routed["model"]:
+        typed = apply_overrides(model_cfg, routed["model"], what=f"{model} config")
+        keys = dict.fromkeys(i.split("=", 1)[0] for i in routed["model"])
+        model_pairs = tuple((k, getattr(typed, k)) for k in keys)
+    return RunSpec(model, variant=variant or "full", data=data, train=train, model_overrides=model_pairs,
+                   runs_dir=runs_dir, results_dir=results_dir)
+
+
+class _TrainDisplay:
+    """Render engine progress events: a live bar per epoch (loss, lr, clips/s, ETA) and one line
+    per finished epoch above it."""
+
+    def __init__(self, progress: Any):
+        self.progress = progress
+        self.task = progress.add_task("starting", total=None, loss=float("nan"), lr=float("nan"), cps=0.0)
+        self.data_task = None
+        self.selection = ""
+
+    def __call__(self, event: dict) -> None:
+        kind = event.get("kind") or event.get("event")
+        out = self.progress.console
+        if kind == "data_progress":
+            if self.data_task is None:
+                self.data_task = self.progress.add_task(str(event.get("stage", "data")), total=None,
+                                                        loss=float("nan"), lr=float("nan"), cps=0.0)
+            self.progress.update(self.data_task, description=str(event.get("stage", "data")),
+                                 completed=event.get("done", 0), total=event.get("total") or None)
+        elif kind == "start":
+            if self.data_task is not None:
+                self.progress.remove_task(self.data_task)
+                self.data_task = None
+            out.print(f"[bold]{event['run_id']}[/]  {event['params']:,} params  {event['device']}"
+                      f"{' x' + str(event['world_size']) if event['world_size'] > 1 else ''} {event['precision']}  "
+                      f"clips train/val/test {event['train_clips']}/{event['val_clips']}/{event['test_clips']}  "
+                      f"-> {event['run_dir']}", highlight=False)
+        elif kind == "resume":
+            out.print(f"[cyan]resuming[/] from {event['path']} (epochs 0..{event['epoch']} done)", highlight=False)
+        elif kind == "warning":
+            out.print(f"[bold yellow]warning:[/] {event['message']}", highlight=False)
+        elif kind == "epoch_start":
+            self.progress.update(self.task, description=f"epoch {event['epoch'] + 1}/{event['epochs']}",
+                                 completed=0, total=event["steps"], lr=event["lr"])
+            self.progress.reset(self.task, total=event["steps"])
+        elif kind == "step":
+            self.progress.update(self.task, completed=event["step"] + 1, loss=event["loss"], lr=event["lr"],
+                                 cps=event["clips_per_s"])
+        elif kind == "epoch_end":
+            val = "" if event["val_uar"] != event["val_uar"] else (
+                f"val UAR {100 * event['val_uar']:5.1f} WAR {100 * event['val_war']:5.1f}  ")
+            star = "[green]*[/]" if event["selected"] else " "
+            out.print(f"{star}epoch {event['epoch'] + 1:>3}  loss {event['train_loss']:.4f}  lr {event['lr']:.2e}  "
+                      f"{val}test UAR {100 * event['test_uar']:5.1f} WAR {100 * event['test_war']:5.1f}  "
+                      f"{event['epoch_s']:.1f}s  overhead {100 * event['overhead_share']:.0f}%", highlight=False)
+
+
+def _print_train_summary(row: dict, per_class: list[dict] | None, confusion: list | None,
+                         classes: list[str] | None, run_dir: str, cached: bool) -> None:
+    """One screen: headline numbers with how they were selected, per-class recall, confusion matrix."""
+    from rich.columns import Columns
+    from rich.panel import Panel
+
+    pct = lambda v: "-" if v is None or v != v else f"{100 * float(v):.2f}"  # noqa: E731
+    sel = row["selection"]
+    how = ("selected on validation UAR" if sel == "val_uar"
+           else "selected on TEST WAR (reference protocol: model selection on the test fold)")
+    table = Table(show_header=True, header_style="bold", box=None)
+    table.add_column("")
+    table.add_column("UAR %", justify="right")
+    table.add_column("WAR %", justify="right")
+    table.add_row(f"[bold]test, epoch {int(row['selected_epoch']) + 1} ({how})[/]", pct(row["uar"]), pct(row["war"]))
+    if sel == "val_uar":
+        table.add_row("validation, same epoch", pct(row["val_uar"]), pct(row["val_war"]))
+    table.add_row(f"test, last epoch ({row['epochs']})", pct(row["last_uar"]), pct(row["last_war"]))
+    table.add_row("test, best epoch on test (optimistic, literature-style)", pct(row["best_test_uar"]),
+                  pct(row["best_test_war"]))
+    facts = (f"{row['model']}:{row['variant']} on {row['dataset']} fold {row['fold']}, seed {row['seed']}, "
+             f"protocol {row['protocol']} (train hash {row['train_hash']})\n"
+             f"{int(row['params']):,} params, {row['frames']}x{row['size']}², {row['num_classes']} classes, "
+             f"clips {row['train_clips']}/{row['val_clips']}/{row['test_clips']}, "
+             f"{float(row['train_seconds']):.0f}s on {row['device']}"
+             + (f", engine overhead {100 * float(row['overhead_share']):.1f}% of step time"
+                if row.get("overhead_share") not in (None, "") else "")
+             + f"\nrun folder {run_dir}" + ("  [dim](finished earlier; stored result)[/]" if cached else ""))
+    console.print(Panel(table, title="result", expand=False))
+    console.print(facts, highlight=False)
+    parts = []
+    if per_class:
+        rec = Table(title="per-class recall (test)", box=None, header_style="bold")
+        for col in ("class", "recall %", "clips"):
+            rec.add_column(col, justify="right" if col != "class" else "left")
+        for r in per_class:
+            rec.add_row(str(r["class_name"]), pct(r["recall"]), str(r["support"]))
+        parts.append(rec)
+    if confusion and classes and len(classes) <= 12:
+        cm = Table(title="confusion (rows true, cols predicted)", box=None, header_style="bold")
+        cm.add_column("")
+        for name in classes:
+            cm.add_column(name[:4], justify="right")
+        for name, counts in zip(classes, confusion):
+            cm.add_row(name[:8], *[str(c) for c in counts])
+        parts.append(cm)
+    if parts:
+        console.print(Columns(parts, padding=(0, 4)))
+
+
+@command(run, "train")
+@click.option("--model", required=True, help="Registered model (see `ifdd-bench models`).")
+@click.option("--variant", default=None, help="Ablation variant of the model (default: full).")
+@click.option("--dataset", default="synth", show_default=True, help="synth | dfew | ferv39k | mafw")
+@click.option("--data-root", default=None, help="Dataset folder as shipped (synth: embedded SynthDFER when absent).")
+@click.option("--fold", default=1, show_default=True, type=int, help="Official fold (1..5; FERV39k: 1).")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--protocol", default="unified", show_default=True, help="reference | unified")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Config override, repeatable: epochs=3, lr=1e-4, data.size=64, model.drop_path=0.1 ...")
+@click.option("--epochs", default=None, type=int, help="Shortcut for --set epochs=N (warm-up clamped to N-1).")
+@click.option("--device", default=None, help="auto | cpu | cuda | cuda:N (default: the config's, auto).")
+@click.option("--runs-dir", default="runs", show_default=True)
+@click.option("--results-dir", default="results", show_default=True)
+@click.option("--restart", is_flag=True, help="Train from scratch even if the run folder holds a checkpoint.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result row as JSON instead of the summary.")
+def train_cmd(model, variant, dataset, data_root, fold, seed, protocol, sets, epochs, device, runs_dir, results_dir,
+              restart, as_json):
+    """Train one model on one dataset fold under the shared protocol (resumes when re-run).
+
+    Runs alone or under `torchrun --nproc_per_node N` (DistributedDataParallel; only rank 0
+    writes). Writes runs/<run_id>/ and appends a row to results/runs.csv.
+    """
+    import os
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from ifdd_bench.engine.train import train_run
+
+    spec = _train_spec(model, variant, dataset, data_root, fold, seed, protocol, sets, epochs, device, runs_dir,
+                       results_dir)
+    main_rank = int(os.environ.get("RANK", "0")) == 0
+    done: dict = {}
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("loss {task.fields[loss]:.4f}"), TextColumn("lr {task.fields[lr]:.2e}"),
+               TextColumn("{task.fields[cps]:.1f} clips/s"), TimeRemainingColumn())
+    with Progress(*columns, console=err_console if as_json else console, transient=True,
+                  disable=not main_rank) as progress:
+        display = _TrainDisplay(progress)
+
+        def on_event(event: dict) -> None:
+            if event.get("kind") == "done":
+                done.update(event)
+            display(event)
+
+        row = train_run(spec, progress=on_event, resume=not restart)
+    if not main_rank:
+        return
+    if as_json:
+        click.echo(json.dumps(row, indent=2, default=str))
+        return
+    run_dir = str(Path(spec.runs_dir) / spec.run_id)
+    per_class, confusion, classes = done.get("per_class"), done.get("confusion"), done.get("classes")
+    if done.get("cached"):
+        try:
+            stored = json.loads((Path(run_dir) / "result.json").read_text())
+            per_class, confusion, classes = stored.get("per_class"), stored.get("confusion"), stored.get("classes")
+        except (OSError, ValueError):
+            pass
+    _print_train_summary(row, per_class, confusion, classes, run_dir, bool(done.get("cached")))
+
+
+@command(main, "predict")
+@click.option("--checkpoint", required=True, metavar="RUN_DIR_OR_FILE",
+              help="A run folder (uses best.pt) or a checkpoint file.")
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option("--top", default=3, show_default=True, type=int, help="Classes listed per clip in the table.")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print all class probabilities as JSON.")
+def predict_cmd(checkpoint, paths, top, device, as_json):
+    """Classify frame folders or video files with a trained checkpoint."""
+    from ifdd_bench.engine.predict import predict
+
+    result = predict(paths, checkpoint=checkpoint, device=device)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    table = Table(title=f"{result['model']}:{result['variant']} epoch {int(result['epoch']) + 1} "
+                        f"({result['checkpoint']})")
+    table.add_column("clip")
+    table.add_column("prediction")
+    table.add_column("p", justify="right")
+    table.add_column(f"top {top}")
+    for pred in result["predictions"]:
+        table.add_row(pred["path"], pred["label"], f"{pred['prob']:.3f}",
+                      ", ".join(f"{name} {p:.3f}" for name, p in pred["top"][:top]))
+    console.print(table)
 
 
 # ============================================================================================
 # run ablation (issue 8)
 
 
+def _sweep_progress(progress: Any, total: int) -> Callable[[dict], None]:
+    """Turn sweep events (and forwarded engine events) into a two-line rich progress display."""
+    cells = progress.add_task("cells", total=total)
+    current = progress.add_task("", total=None, visible=False)
+
+    def on_event(event: dict) -> None:
+        kind = event.get("event")
+        if kind == "cell_start":
+            progress.update(current, description=event["run_id"], completed=0, total=None, visible=True)
+        elif kind in ("cell_done", "cell_failed"):
+            progress.advance(cells)
+            if kind == "cell_failed":
+                err_console.print(f"[red]failed[/] {event['run_id']}: {event['error']}", highlight=False)
+            else:
+                console.print(f"[green]done[/]   {event['run_id']} ({event['seconds']:.0f} s)", highlight=False)
+        elif kind == "run" and isinstance(event.get("data"), dict):
+            data, run_id = event["data"], event["run_id"]
+            stage = data.get("kind")
+            if stage == "epoch_start":
+                progress.update(current, description=f"{run_id} epoch {data['epoch'] + 1}/{data['epochs']}",
+                                completed=0, total=data.get("steps"))
+            elif stage == "step":
+                progress.update(current, completed=data["step"] + 1, total=data["steps"],
+                                description=f"{run_id} epoch {data['epoch'] + 1} loss {data['loss']:.3f}")
+            elif stage == "epoch_end":
+                progress.update(current, description=f"{run_id} epoch {data['epoch'] + 1} "
+                                f"val UAR {100 * data.get('val_uar', float('nan')):.1f} "
+                                f"test UAR {100 * data.get('test_uar', float('nan')):.1f}")
+            elif stage == "warning":
+                err_console.print(f"[yellow]warning[/] {run_id}: {data.get('message')}", highlight=False)
+
+    return on_event
+
+
+def _print_sweep_summary(rows: list[dict]) -> None:
+    table = Table(title="ablation summary (test, mean ± std over folds x seeds)")
+    for col in ("model", "variant", "n", "UAR %", "WAR %"):
+        table.add_column(col, justify="right" if col in ("n", "UAR %", "WAR %") else "left")
+    for r in rows:
+        table.add_row(r["model"], r["variant"], str(r["n"]),
+                      f"{100 * r['uar_mean']:.2f} ± {100 * r['uar_std']:.2f}",
+                      f"{100 * r['war_mean']:.2f} ± {100 * r['war_std']:.2f}")
+    console.print(table)
+
+
+@command(run, "ablation")
+@click.option("--model", default=None, help="Model to ablate [default: ifdd_tiny; ifdd with --data-root].")
+@click.option("--variants", default=None,
+              help="Comma list of variants or 'all' [default: baseline,no_ladm,no_issm_no_lift,no_issm,no_lift,full,gap].")
+@click.option("--baselines", default=None, help="Comma list of baseline models (name or name:variant) under the same protocol.")
+@click.option("--dataset", default="synth", show_default=True, help="synth | dfew | ferv39k | mafw.")
+@click.option("--data-root", type=click.Path(file_okay=False), default=None,
+              help="Dataset folder as shipped (default: the embedded SynthDFER benchmark).")
+@click.option("--folds", default=None, help="Folds, e.g. 1-5 or 1,3 [default: 1 on SynthDFER, all official folds otherwise].")
+@click.option("--seeds", default=None, help="Seeds, e.g. 0,1,2 or 0-2 [default: 0].")
+@click.option("--epochs", type=int, default=None, help="Epochs per run (overrides the protocol's).")
+@click.option("--protocol", default="unified", show_default=True, help="unified | reference.")
+@click.option("-s", "--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Config override for every cell: lr=1e-3, data.size=224, model.drop_path=0.1 (repeatable).")
+@click.option("--executor", type=click.Choice(["local", "submitit"]), default="local", show_default=True)
+@click.option("--jobs", type=int, default=1, show_default=True, help="Cells run at once (local processes or submitit jobs).")
+@click.option("--cluster", default=None, help="submitit cluster: slurm | local | debug [default: auto-detect].")
+@click.option("--partition", default=None, help="Slurm partition (submitit).")
+@click.option("--gpus-per-job", type=int, default=None, help="GPUs per submitit job.")
+@click.option("--timeout-min", type=int, default=None, help="Time limit per submitit job in minutes [default: 1440].")
+@click.option("--runs-dir", type=click.Path(file_okay=False), default="runs", show_default=True)
+@click.option("--results-dir", type=click.Path(file_okay=False), default="results", show_default=True)
+@click.option("--restart", is_flag=True, help="Train unfinished cells from scratch instead of resuming their last.pt.")
+@click.option("--dry-run", is_flag=True, help="Print the grid and which cells would run, then stop.")
+@click.option("--no-report", is_flag=True, help="Do not render tables and plots into the results folder at the end.")
+def ablation_cmd(model, variants, baselines, dataset, data_root, folds, seeds, epochs, protocol, overrides,
+                 executor, jobs, cluster, partition, gpus_per_job, timeout_min, runs_dir, results_dir, restart,
+                 dry_run, no_report) -> None:
+    """Run an ablation grid (variants x folds x seeds), skipping cells already in runs.csv.
+
+    With no arguments: IFDD-tiny's ablation on the embedded SynthDFER benchmark on the CPU,
+    ending with the summary table and the rendered report in the results folder.
+    """
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ifdd_bench import sweep
+
+    plan = sweep.plan_sweep(model, variants, baselines=baselines, dataset=dataset, data_root=data_root,
+                            folds=folds, seeds=seeds, epochs=epochs, protocol=protocol, overrides=overrides,
+                            runs_dir=runs_dir, results_dir=results_dir)
+    cells = plan.cells()
+    todo, finished = sweep.split_finished(cells, plan.results_dir)
+    console.print(
+        f"sweep [bold]{plan.sweep_id}[/]: {plan.model} variants {','.join(plan.variants)}"
+        + (f" + baselines {','.join(m for m, _ in plan.baselines)}" if plan.baselines else "")
+        + f" | {plan.dataset} folds {','.join(map(str, plan.folds))} seeds {','.join(map(str, plan.seeds))}"
+        + f" | {plan.train.protocol} protocol, {plan.train.epochs} epochs, {plan.data.frames}x{plan.data.size}²"
+        + f" | train_hash {sweep.train_hash(plan.train)}\n"
+        f"{len(cells)} cells: {len(finished)} finished, {len(todo)} to run ({executor}, jobs={jobs})",
+        highlight=False)
+    if dry_run:
+        for cell in todo:
+            console.print(f"  would run {cell.run_id}", highlight=False)
+        return
+    options = {k: v for k, v in (("cluster", cluster), ("slurm_partition", partition),
+                                 ("gpus_per_node", gpus_per_job), ("timeout_min", timeout_min)) if v is not None}
+    runner = None
+    if restart:
+        engine_runner = sweep.default_runner()
+        runner = functools.partial(_restart_runner, engine_runner)
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeElapsedColumn(), console=console, transient=True) as progress:
+        outcome = sweep.run_sweep(plan, executor=executor, jobs=jobs, runner=runner, submitit_options=options,
+                                  progress=_sweep_progress(progress, len(todo)))
+    summary = sweep.summarize(plan)
+    if summary and no_report:
+        _print_sweep_summary(summary)
+    elif summary:
+        _render_sweep_report(plan, summary)
+    console.print(f"{len(outcome.done)} trained, {len(outcome.skipped)} skipped, {len(outcome.failed)} failed "
+                  f"in {outcome.seconds:.0f} s; job record: {outcome.folder / 'jobs.csv'}", highlight=False)
+    if outcome.failed:
+        for failure in outcome.failed:
+            err_console.print(f"[red]failed[/] {failure.run_id}: {failure.error}", highlight=False)
+        err_console.print("re-run the same command to retry only the failed cells")
+        sys.exit(3)
+
+
+def _restart_runner(engine_runner: Callable[..., Any], spec: Any, progress: Any = None, resume: bool = True) -> Any:
+    """Engine runner with resume forced off (``run ablation --restart``)."""
+    return engine_runner(spec, progress=progress, resume=False)
+
+
+def _render_sweep_report(plan: Any, summary: list[dict]) -> None:
+    """Print the paper-layout ablation table and write the full report for the sweep's protocol.
+
+    Renders ``<results_dir>/report`` with the reports package, restricted to this sweep's
+    train_hash so older rows of other protocols in the same runs.csv do not block it; when the
+    report cannot be rendered the simple summary table is printed instead.
+    """
+    from ifdd_bench import sweep
+
+    try:
+        from ifdd_bench.reports.render import render_report
+    except ImportError:  # pragma: no cover - reports package absent
+        _print_sweep_summary(summary)
+        return
+    folder = Path(plan.results_dir) / "report"
+    command_line = "ifdd-bench " + " ".join(sys.argv[1:]) if len(sys.argv) > 1 else "ifdd-bench run ablation"
+    try:
+        result = render_report(plan.results_dir, plan.runs_dir, folder,
+                               filters=[f"train_hash={sweep.train_hash(plan.train)}"], command=command_line)
+    except BenchError as err:
+        _print_sweep_summary(summary)
+        err_console.print(f"[yellow]report not rendered:[/] {err}", highlight=False)
+        return
+    shown = False
+    for key in result.ablation_keys:
+        console.print(_rich_table(result.tables[key]))
+        for note in result.tables[key].notes:
+            console.print(f"  [dim]{note}[/]", highlight=False)
+        shown = True
+    if not shown:
+        _print_sweep_summary(summary)
+    if "stats" in result.tables:
+        console.print(_rich_table(result.tables["stats"]))
+    console.print(f"report: {len(result.files)} files in {folder}/ (tables .tex/.md, plots, report.md)",
+                  highlight=False)
+
+
 # ============================================================================================
 # profile (issue 7)
+
+
+def _csv_list(value: str, option: str) -> tuple[str, ...]:
+    items = tuple(v.strip() for v in value.split(",") if v.strip())
+    if not items:
+        raise click.BadParameter(f"{option} needs at least one value")
+    return items
+
+
+def _wide_console() -> Console:
+    """The shared console in a terminal; a 160-column one when output is piped (tables stay readable)."""
+    return console if console.is_terminal else Console(width=160)
+
+
+def _fmt(value: Any, digits: int = 2) -> str:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return str(value) if value not in (None, "") else "-"
+    return "-" if number != number else f"{number:,.{digits}f}"
+
+
+@command(main, "profile")
+@click.argument("models", nargs=-1)
+@click.option("--all", "all_models", is_flag=True, help="Profile every registered model (variant full).")
+@click.option("--frames", type=int, default=None, help="Frames T (default: each model's native T).")
+@click.option("--size", type=int, default=None, help="Frame size H=W (default: each model's native size).")
+@click.option("--batch", type=int, default=1, show_default=True, help="Batch of the latency / train-step rows.")
+@click.option("--device", default="cpu", show_default=True, help="cpu or cuda (cuda:N).")
+@click.option("--precision", default="fp32", show_default=True, help="Comma list of fp32, bf16, fp16 (autocast).")
+@click.option("--mode", default="infer", show_default=True, help="Comma list of infer (eval forward), train (fwd+bwd+AdamW).")
+@click.option("--compile", "compile_", is_flag=True, help="torch.compile the model before warm-up.")
+@click.option("--by-module", is_flag=True, help="Print params and fvcore MACs per module.")
+@click.option("--depth", type=int, default=2, show_default=True, help="Module depth of --by-module.")
+@click.option("--throughput/--no-throughput", default=None,
+              help="Sweep batch sizes until out of memory (default: on for cuda, off for cpu).")
+@click.option("--max-batch", type=int, default=None, help="Cap of the throughput sweep (default 8 on cpu, 4096 on cuda).")
+@click.option("--iters", type=int, default=None, help="Timed repetitions (default 20 cpu / 100 cuda).")
+@click.option("--warmup", type=int, default=None, help="Untimed warm-up repetitions (default 3 cpu / 10 cuda).")
+@click.option("--max-seconds", type=float, default=None, help="Stop timing a row after this long (>= 5 repetitions).")
+@click.option("--threads", type=int, default=None, help="torch.set_num_threads for the timed rows.")
+@click.option("--cudnn-benchmark", is_flag=True, help="Set torch.backends.cudnn.benchmark while timing.")
+@click.option("--complexity-only", is_flag=True, help="Only params / MACs / FLOPs (no timing).")
+@click.option("--in-process", is_flag=True,
+              help="Time in this process (cpu peak RSS then includes earlier work; default: a fresh process per row).")
+@click.option("--reported", is_flag=True, help="Show our params/MACs beside the literature's reported numbers.")
+@click.option("--out", type=click.Path(dir_okay=False), default="results/profile.csv", show_default=True,
+              help="CSV the rows are appended to.")
+@click.option("--no-write", is_flag=True, help="Print only; append nothing to --out.")
+def profile_cmd(models: tuple[str, ...], all_models: bool, frames: int | None, size: int | None, batch: int,
+                device: str, precision: str, mode: str, compile_: bool, by_module: bool, depth: int,
+                throughput: bool | None, max_batch: int | None, iters: int | None, warmup: int | None,
+                max_seconds: float | None, threads: int | None, cudnn_benchmark: bool, complexity_only: bool,
+                in_process: bool, reported: bool, out: str, no_write: bool) -> None:
+    """Parameters, MACs, FLOPs, latency, throughput, train-step time and peak memory.
+
+    MODEL[:VARIANT]... are registry names (see `ifdd-bench models`). Every row states its input
+    shape, counters (name, version, unit), device, versions and precision, and is appended to --out.
+
+    \b
+    ifdd-bench profile ifdd --mode train --batch 2     # train step vs the authors' 10.3 s / 4.5 GB
+    ifdd-bench profile --all --complexity-only --reported
+    ifdd-bench profile ifdd_tiny former_dfer --device cuda --precision fp32,bf16
+    """
+    from ifdd_bench.engine import profile as prof
+
+    if reported and not models and not all_models:
+        _print_reported(prof, out)
+        return
+    request = prof.ProfileRequest(
+        models=models, all_models=all_models, frames=frames, size=size, batch=batch, device=device,
+        precisions=_csv_list(precision, "--precision"), modes=_csv_list(mode, "--mode"), compile=compile_,
+        timing=not complexity_only, throughput=throughput,
+        max_batch=max_batch if max_batch is not None else (8 if device == "cpu" else 4096),
+        warmup=warmup, iterations=iters, max_seconds=max_seconds, threads=threads,
+        cudnn_benchmark=cudnn_benchmark, isolate=False if in_process else None,
+        by_module=by_module, module_depth=depth)
+    with console.status("profiling ...") as status:
+        rows = prof.profile(request, progress=lambda message: status.update(f"profiling {message}"))
+    _print_profile_rows(rows)
+    for row in rows:
+        if row.get("_modules"):
+            _print_module_tree(row["model"], row["variant"], row["_modules"])
+        comparison = prof.authors_comparison(row)
+        if comparison:
+            console.print(
+                f"IFDD train step vs the authors' code (batch 2, 16x224x224, CPU): ours "
+                f"{comparison['ours_seconds']:.2f} s / {comparison['ours_peak_rss_gb']:.2f} GB peak RSS, authors "
+                f"{comparison['authors_seconds']} s / {comparison['authors_peak_rss_gb']} GB -> "
+                f"{comparison['speedup']:.2f}x faster, {comparison['memory_fraction']:.0%} of the memory "
+                f"(target >= 1.3x, <= 75%)", highlight=False)
+    if not no_write:
+        written = prof.write_rows(out, rows)
+        console.print(f"appended {written} row(s) to {out}")
+    if reported:
+        _print_reported(prof, None, measured=rows)
+
+
+def _print_profile_rows(rows: list[dict[str, Any]]) -> None:
+    devices = sorted({str(r.get("device_name") or r.get("device") or "") for r in rows} - {""})
+    table = Table(title="profile: complexity per clip (cpu, fp32, batch 1); timing per row",
+                  caption=f"device: {'; '.join(devices)}" if devices else None)
+    left = ("model", "measure", "prec", "B,C,T,H,W")
+    for col in (*left, "params M", "GMACs fvcore", "GFLOPs torch", "median ms", "p90 ms", "clips/s", "peak MB"):
+        table.add_column(col, justify="left" if col in left else "right", overflow="fold")
+    for row in rows:
+        ok = row.get("status") == "ok"
+        table.add_row(f"{row['model']}:{row['variant']}", str(row.get("measure", "")), str(row.get("precision", "")),
+                      str(row.get("input_shape", "")).replace("x", ","), _fmt(row.get("params_total", 0) / 1e6),
+                      _fmt(row.get("gmacs_per_clip"), 3), _fmt(row.get("gflops_per_clip"), 3),
+                      _fmt(row.get("latency_median_ms"), 1) if ok else "OOM",
+                      _fmt(row.get("latency_p90_ms"), 1), _fmt(row.get("clips_per_s"), 2),
+                      _fmt(row.get("peak_mem_mb"), 0))
+    _wide_console().print(table)
+    seen = set()
+    for row in rows:
+        key = (row["model"], row["variant"])
+        if key in seen:
+            continue
+        seen.add(key)
+        _wide_console().print(f"[dim]{row['model']}:{row['variant']}: {row.get('mac_counter')} {row.get('mac_counter_version')} "
+                      f"(MACs), {row.get('flop_counter')} {row.get('flop_counter_version')} (FLOPs); "
+                      f"extra handles: {row.get('extra_mac_handles') or 'none'}; "
+                      f"ops counted as 0 MACs: {row.get('unsupported_ops') or 'none'}[/]", highlight=False)
+
+
+def _print_module_tree(model: str, variant: str, modules: list[dict[str, Any]]) -> None:
+    from rich.tree import Tree
+
+    root = modules[0]
+    tree = Tree(f"{model}:{variant}  {root['params'] / 1e6:.2f} M params, {root['macs'] / 1e9:.3f} GMACs")
+    nodes = {"": tree}
+    for item in modules[1:]:
+        parent = item["module"].rpartition(".")[0]
+        label = (f"{item['module'].rpartition('.')[2]} [dim]({item['type']})[/] {item['params'] / 1e6:.3f} M, "
+                 f"{item['macs'] / 1e9:.3f} GMACs ({item['share']:.1%})")
+        nodes[item["module"]] = nodes.get(parent, tree).add(label)
+    console.print(tree)
+
+
+def _print_reported(prof: Any, path: str | None, *, measured: list[dict[str, Any]] | None = None) -> None:
+    """Reported-vs-measured table; registered models missing from the rows are counted now."""
+    if measured is None:
+        measured = []
+        if path and Path(path).exists():
+            from ifdd_bench.results import load
+
+            measured = load(path, required=["model", "gmacs_per_clip"]).to_dict("records")
+    with console.status("counting models not yet in the profile rows ...") as status:
+        measured = prof.add_missing_complexity(measured, progress=lambda m: status.update(f"counting {m}"))
+    rows = prof.reported_vs_measured(measured)
+    table = Table(title="reported vs measured (per clip; ours: fvcore GMACs and torch GFLOPs)")
+    for col in ("method", "reported params M", "reported GFLOPs", "reported input", "our params M",
+                "our GMACs", "our GFLOPs", "our input", "GMACs / reported", "source"):
+        table.add_column(col)
+    for row in rows:
+        table.add_row(row["method"], _fmt(row["reported_params_m"]), _fmt(row["reported_gflops"]),
+                      row["reported_input"], _fmt(row["measured_params_m"]), _fmt(row["measured_gmacs_fvcore"], 3),
+                      _fmt(row["measured_gflops_torch"], 3), row["measured_input"] or "not measured",
+                      _fmt(row["gmacs_over_reported"]), row["source"])
+    _wide_console().print(table)
 
 
 # ============================================================================================
 # report (issue 8)
 
 
+def _rich_table(table: Any, skip: tuple[str, ...] = ()) -> Table:
+    """A rich Table of an ``ifdd_bench.reports.tables.ReportTable`` (bold best, block titles)."""
+    keep = [i for i, name in enumerate(table.columns) if name not in skip]
+    out = Table(title=table.caption, header_style="bold")
+    header, justify = table.plain_header(), table.justify()
+    for i in keep:
+        out.add_column(header[i], justify=justify[i], no_wrap=i > 0)
+    for b, block in enumerate(table.blocks):
+        if b > 0:
+            out.add_section()
+            if block.title:
+                out.add_row(f"[italic]{block.title}[/]", *[""] * (len(keep) - 1))
+        for row in block.rows:
+            out.add_row(*[f"[bold]{row[i].text}[/]" if row[i].bold and row[i].text else row[i].text for i in keep])
+    return out
+
+
+@command(main, "report")
+@click.option("--results-dir", default="results", show_default=True, type=click.Path(file_okay=False),
+              help="Folder with runs.csv (and per_class.csv, profile.csv).")
+@click.option("--runs-dir", default="runs", show_default=True, type=click.Path(file_okay=False),
+              help="Run folders with history.csv / predictions.csv (curves, confusion matrices).")
+@click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False),
+              help="Output folder  [default: RESULTS_DIR/report]")
+@click.option("--format", "formats", default="latex,md", show_default=True, help="Comma list of latex, md.")
+@click.option("--plots/--no-plots", default=True, show_default=True, help="Also write PNG + PDF figures.")
+@click.option("--allow-mixed", is_flag=True, help="Render rows of different protocols / train hashes together.")
+@click.option("--reference", default="full", show_default=True,
+              help="Variant (or baseline model) the paired statistics compare against.")
+@click.option("--filter", "filters", multiple=True, metavar="COLUMN=VALUE",
+              help="Keep only runs.csv rows with this value (repeatable), e.g. train_hash=1a2b3c4d.")
+@click.option("--literature", "literature_path", default=None, type=click.Path(dir_okay=False),
+              help="Reported-numbers CSV  [default: ifdd_bench/reports/literature.csv]")
+def report_cmd(results_dir: str, runs_dir: str, out_dir: str | None, formats: str, plots: bool, allow_mixed: bool,
+               reference: str, filters: tuple[str, ...], literature_path: str | None) -> None:
+    """Render paper-ready tables (LaTeX, Markdown) and plots from the results CSVs (no torch)."""
+    from ifdd_bench.reports.render import render_report
+
+    command_line = "ifdd-bench report " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "ifdd-bench report"
+    with console.status("rendering report ...") as status:
+        result = render_report(results_dir, runs_dir, out_dir, formats=formats, plots=plots,
+                               allow_mixed=allow_mixed, reference=reference, filters=filters,
+                               literature_path=literature_path, command=command_line.strip(),
+                               progress=lambda event: status.update(f"rendered {event['name']}"))
+    for key in result.ablation_keys:
+        console.print(_rich_table(result.tables[key]))
+        for note in result.tables[key].notes:
+            console.print(f"  [dim]{note}[/]", highlight=False)
+    if "stats" in result.tables:
+        console.print(_rich_table(result.tables["stats"]))
+    for item in result.skipped:
+        console.print(f"[yellow]not rendered:[/] {item}", highlight=False)
+    folder = Path(out_dir) if out_dir else Path(results_dir) / "report"
+    console.print(f"wrote {len(result.files)} files to {folder} in {result.seconds:.2f} s", highlight=False)
+
+
 # ============================================================================================
 # viz splits (issue 8)
+
+
+@command(viz, "splits")
+@click.option("--checkpoint", type=click.Path(exists=False), default=None,
+              help="IFDD run folder (uses best.pt, else last.pt) or checkpoint file.")
+@click.option("--capture", "capture_file", type=click.Path(dir_okay=False), default=None,
+              help="Re-render from an existing capture.npz instead of running a checkpoint (no torch).")
+@click.option("--clips", default=None, help="Comma list of clip ids to draw [default: the first 4 with an expression].")
+@click.option("--split", default="test", show_default=True, help="train | val | test: the clips to capture.")
+@click.option("--limit", type=int, default=None, help="Capture only the first N clips of the split.")
+@click.option("--data-root", type=click.Path(file_okay=False), default=None,
+              help="Dataset folder, when it moved since training (default: the one in the checkpoint).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Output folder [default: <run folder>/splits].")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--batch-size", type=int, default=16, show_default=True)
+@click.option("--threshold", type=float, default=0.5, show_default=True,
+              help="Expression tokens: token intensity >= threshold x the clip's peak (SynthDFER).")
+def viz_splits_cmd(checkpoint, capture_file, clips, split, limit, data_root, out_dir, device, batch_size,
+                   threshold) -> None:
+    """Figure of ISSM's split per clip and, on SynthDFER, how often the detail group lands on
+    the expression frames compared with the lazy even/odd split."""
+    from ifdd_bench.errors import ConfigError
+    from ifdd_bench.reports import splits
+
+    if (checkpoint is None) == (capture_file is None):
+        raise ConfigError("give either --checkpoint RUN_DIR_OR_FILE or --capture capture.npz")
+    if not 0.0 < threshold <= 1.0:
+        raise ConfigError(f"--threshold must be in (0, 1], got {threshold}")
+    names = [c.strip() for c in clips.split(",") if c.strip()] if clips else None
+    if capture_file is not None:
+        cap_path = Path(capture_file)
+        out = Path(out_dir) if out_dir else cap_path.parent
+    else:
+        from rich.progress import Progress
+
+        from ifdd_bench.engine.capture import capture_splits, resolve_checkpoint, save_capture
+
+        ckpt_file = resolve_checkpoint(checkpoint)
+        out = Path(out_dir) if out_dir else ckpt_file.parent / "splits"
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task("capturing splits", total=None)
+
+            def on_event(event: dict) -> None:
+                if event.get("kind") == "capture":
+                    progress.update(task, completed=event["done"], total=event["total"])
+
+            result = capture_splits(ckpt_file, split=split, clips=names, limit=limit, data_root=data_root,
+                                    batch_size=batch_size, device=device, progress=on_event)
+        cap_path = save_capture(result, out)
+    rendered = splits.render_splits(cap_path, out, clips=names, threshold=threshold)
+    stats = rendered["stats"]
+    if stats is not None:
+        cap = splits.load_capture(cap_path)
+        console.print(splits.statistics_markdown(stats, cap.meta), highlight=False, markup=False, soft_wrap=True)
+    else:
+        console.print("no ground truth in this capture (real clips): figures only, no split statistics")
+    console.print(f"wrote {len(rendered['files'])} files to {out}/ (capture: {cap_path})", highlight=False)
 
 
 if __name__ == "__main__":  # pragma: no cover

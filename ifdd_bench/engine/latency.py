@@ -15,8 +15,9 @@ holds median, p90, mean, std, min, max (ms), clips/s (``batch / median``) and pe
   activations, optimizer state; the caching allocator's reserve is recorded separately);
 * CPU: the peak resident set size (``ru_maxrss``) of the process. Run through
   :func:`measure_isolated` (a fresh ``python -m ifdd_bench.engine.latency`` process) the peak
-  belongs to that measurement alone; it includes the Python + torch runtime, whose RSS before the
-  model is built is recorded as ``rss_baseline_mb``.
+  belongs to that measurement alone; it includes the Python + torch runtime and the imported model
+  modules, whose RSS just before the model is built is recorded as ``rss_baseline_mb`` (so
+  ``peak_mem_mb - rss_baseline_mb`` is weights + activations + optimizer state + allocator slack).
 
 :func:`throughput_sweep` doubles the batch until memory runs out (or ``max_batch``), catches the
 out-of-memory error and bisects back between the last batch that fit and the first that did not.
@@ -374,6 +375,10 @@ def measure(spec: BenchSpec, *, isolated: bool = False) -> dict[str, Any]:
     if spec.threads:
         torch.set_num_threads(spec.threads)
     warmup, iterations, budget = _repeats(spec, device)
+    if spec.builder == "registry":
+        from ifdd_bench import registry
+
+        registry.get_entry(spec.model)  # imports every model module before the RSS baseline
     rss_baseline = _current_rss_mb() if device.type == "cpu" else float("nan")
 
     torch.manual_seed(spec.seed)
