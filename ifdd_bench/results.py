@@ -74,6 +74,9 @@ class RunRow:
 
 
 RUN_COLUMNS = [f.name for f in fields(RunRow)]
+#: columns always read as text: hashes such as "07989489" or "12e45678" must not become numbers
+TEXT_COLUMNS = ("run_id", "model", "variant", "dataset", "protocol", "train_hash", "selection", "device",
+                "torch_version", "git_sha", "finished_at", "class_name")
 
 
 def _read_header(path: Path) -> list[str] | None:
@@ -142,7 +145,7 @@ def load(path: str | os.PathLike, *, required: Iterable[str] = ()):
     if path.stat().st_size == 0:
         raise DataError(f"results file {path} is empty")
     try:
-        frame = pd.read_csv(path)
+        frame = pd.read_csv(path, dtype={c: str for c in TEXT_COLUMNS})
     except Exception as err:  # pandas raises several parser errors
         raise DataError(f"results file {path} is not a readable CSV: {err}") from None
     missing = [c for c in required if c not in frame.columns]
