@@ -113,3 +113,100 @@ def test_reports_splits_does_not_import_torch():
     code = ("import sys; import ifdd_bench.reports.splits as s; "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ------------------------------------------------------------------------------------------------
+# capture on a tiny checkpoint (torch)
+
+
+def _write_checkpoint(run_dir: Path, model_name: str = "ifdd_tiny", variant: str = "full") -> Path:
+    """A checkpoint in the engine's format for a freshly initialised model on SynthDFER smoke clips."""
+    torch = pytest.importorskip("torch")
+    from ifdd_bench import registry
+    from ifdd_bench.config import DataConfig, protocol_preset, to_dict, train_hash
+    from ifdd_bench.engine.checkpoint import FORMAT, save_atomic
+
+    data = DataConfig(dataset="synth", synth_preset="smoke", frames=16, size=32)
+    cfg = registry.resolve_config(model_name, variant, num_classes=7, frames=16, img_size=32)
+    torch.manual_seed(0)
+    model = registry.build_from_config(model_name, cfg)
+    ckpt = {"format": FORMAT, "kind": "best", "run_id": f"{model_name}-{variant}-synth-f1-s0-unified",
+            "model": model_name, "variant": variant, "model_config": to_dict(cfg), "data_config": to_dict(data),
+            "protocol": "unified", "train_hash": train_hash(protocol_preset("unified")), "classes": CLASSES,
+            "epoch": 0, "model_state": model.state_dict()}
+    path = run_dir / "best.pt"
+    save_atomic(ckpt, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("run")
+    _write_checkpoint(run_dir)
+    return run_dir
+
+
+def test_capture_on_tiny_checkpoint(tiny_run, tmp_path):
+    from ifdd_bench.engine.capture import capture_splits, save_capture
+
+    result = capture_splits(tiny_run, split="test", limit=6, strip_clips=1)
+    a = result.arrays
+    n = len(a["clip_ids"])
+    assert n == 6 and a["pos_a"].shape == (n, 4) and a["pos_d"].shape == (n, 4)
+    assert a["similarity"].shape == (n, 8, 8) and np.isfinite(a["similarity"]).all()
+    assert ((a["pos_d"] >= 0) & (a["pos_d"] <= 7)).all()
+    # an untrained ISSM starts near the lattice, through the reference grid (spec 6.1: 0.643 ... 7)
+    assert np.abs(a["pos_d"] - np.array([0.643, 2.929, 5.214, 7.0])).max() < 0.5
+    assert np.allclose(a["detail_spatial"].reshape(n, -1).sum(axis=1), 1.0, atol=1e-5)
+    assert a["frame_index"].shape == (n, 16) and a["intensity"].shape[0] == n and "apex" in a
+    assert a["strip"].shape == (1, 16, 32, 32, 3) and a["strip"].dtype == np.uint8
+    assert result.meta["split_module"] == "issm" and result.meta["attention_source"] == "ladm_mhsa"
+    path = save_capture(result, tmp_path / "viz")
+    cap = splits.load_capture(path)
+    assert cap.n == n and cap.has_truth and cap.has("detail_token_mass")
+    assert np.allclose(cap["detail_token_mass"].sum(axis=1), 1.0, atol=1e-5)
+    assert (tmp_path / "viz" / "capture.csv").read_text().count("\n") == n + 1
+
+
+def test_viz_splits_cli_on_tiny_checkpoint(tiny_run, tmp_path):
+    from click.testing import CliRunner
+
+    import cli
+
+    out = tmp_path / "viz"
+    res = CliRunner().invoke(cli.main, ["viz", "splits", "--checkpoint", str(tiny_run), "--limit", "8",
+                                        "--clips", "00001", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "expression share" in res.output and "| ISSM detail group |" in res.output
+    assert (out / "split_stats.md").exists() and (out / "split_00001.png").exists()
+    # re-render from the capture alone (no checkpoint, no torch work)
+    clip = str(splits.load_capture(out / "capture.npz")["clip_ids"][1])
+    res = CliRunner().invoke(cli.main, ["viz", "splits", "--capture", str(out / "capture.npz"), "--clips", clip,
+                                        "--out", str(tmp_path / "again")])
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(cli.main, ["viz", "splits", "--checkpoint", str(tiny_run), "--clips", "99999"])
+    assert res.exit_code == 2 and "99999" in res.output and "Traceback" not in res.output
+    assert (tmp_path / "again" / f"split_{clip}.png").exists()
+
+
+def test_viz_rejects_non_ifdd_and_splitless_checkpoints(tmp_path):
+    from ifdd_bench import registry
+    from ifdd_bench.engine.capture import load_ifdd
+
+    gap = _write_checkpoint(tmp_path / "gap", "ifdd_tiny", "gap")
+    with pytest.raises(BenchError, match="no frame split"):
+        load_ifdd(gap)
+    others = [m for m in registry.list_models() if registry.get_entry(m).family != "ifdd"]
+    if others:
+        torch = pytest.importorskip("torch")
+        from ifdd_bench.engine.checkpoint import FORMAT
+
+        torch.save({"format": FORMAT, "model": others[0], "variant": "full", "model_config": {}, "model_state": {}},
+                   tmp_path / "other.pt")
+        with pytest.raises(BenchError, match="needs an IFDD checkpoint"):
+            load_ifdd(tmp_path / "other.pt")
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    with pytest.raises(BenchError, match="junk.pt"):
+        load_ifdd(tmp_path / "junk.pt")
+    with pytest.raises(BenchError, match="holds no best.pt"):
+        load_ifdd(tmp_path / "gap" / "..")  # a folder without checkpoints

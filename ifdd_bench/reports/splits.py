@@ -84,6 +84,11 @@ class Capture:
         return int(self.arrays["frame_index"].shape[-1])
 
     @property
+    def split_name(self) -> str:
+        """How the groups are named in tables: ``ISSM`` or ``lazy-split model``."""
+        return "ISSM" if self.meta.get("split_module", "issm") == "issm" else "lazy-split model"
+
+    @property
     def has_truth(self) -> bool:
         return all(k in self.arrays for k in ("intensity", "onset", "apex", "offset"))
 
@@ -117,6 +122,10 @@ def load_capture(path: str | os.PathLike) -> Capture:
         raise DataError(f"{path}: similarity has shape {arrays['similarity'].shape}, expected ({n}, {tokens}, {tokens})")
     if cap.frames % tokens:
         raise DataError(f"{path}: {cap.frames} input frames do not divide into {tokens} temporal tokens")
+    if "detail_token_mass" not in arrays and "detail_spatial" in arrays:
+        slot_mass = arrays["detail_spatial"].reshape(n, arrays["detail_spatial"].shape[1], -1).sum(axis=2)  # (N, S)
+        weights = token_weights(arrays["pos_d"], tokens)  # (N, S, T')
+        arrays["detail_token_mass"] = (slot_mass[:, :, None] * weights).sum(axis=1)  # (N, T')
     return cap
 
 
@@ -230,25 +239,26 @@ def split_statistics(cap: Capture, *, threshold: float = EXPRESSION_THRESHOLD, n
     issm_d, issm_a = share(cap["pos_d"][valid]), share(cap["pos_a"][valid])
     odd, even = share(lazy_d), share(lazy_a)
     chance = m.mean(axis=1)
+    name = cap.split_name
     rows = [
-        _mean_row("expression share", "ISSM detail group", issm_d, seed, n_boot),
+        _mean_row("expression share", f"{name} detail group", issm_d, seed, n_boot),
         _mean_row("expression share", "lazy odd split (detail)", odd, seed, n_boot),
-        _mean_row("expression share", "ISSM approximation group", issm_a, seed, n_boot),
+        _mean_row("expression share", f"{name} approximation group", issm_a, seed, n_boot),
         _mean_row("expression share", "lazy even split (approximation)", even, seed, n_boot),
         _mean_row("expression share", "uniform slot (chance)", chance, seed, n_boot),
     ]
     diff = issm_d - odd
-    row = _mean_row("expression share difference", "ISSM detail - lazy odd (paired)", diff, seed, n_boot)
+    row = _mean_row("expression share difference", f"{name} detail - lazy odd (paired)", diff, seed, n_boot)
     row["p_value"], method = sign_flip_pvalue(diff, seed=seed)
     row["method"] += f"; two-sided sign-flip test ({method})"
     rows.append(row)
-    rows.append(_mean_row("expression share difference", "ISSM detail - ISSM approximation (paired)",
+    rows.append(_mean_row("expression share difference", f"{name} detail - {name} approximation (paired)",
                           issm_d - issm_a, seed, n_boot))
-    rows.append(_rate_row("clips where detail share > lazy odd", "ISSM detail group", diff > 1e-9))
+    rows.append(_rate_row("clips where detail share > lazy odd", f"{name} detail group", diff > 1e-9))
     apex = apex_token(cap)[valid]  # (V,)
     near_d = np.rint(np.clip(cap["pos_d"][valid], 0, tokens - 1)).astype(int)  # (V, S)
     near_odd = np.rint(lazy_d).astype(int)
-    rows.append(_rate_row("apex token hit (a detail slot's nearest token)", "ISSM detail group",
+    rows.append(_rate_row("apex token hit (a detail slot's nearest token)", f"{name} detail group",
                           (near_d == apex[:, None]).any(axis=1)))
     rows.append(_rate_row("apex token hit (a detail slot's nearest token)", "lazy odd split (detail)",
                           (near_odd == apex[:, None]).any(axis=1)))
@@ -378,9 +388,9 @@ def plot_clip(cap: Capture, clip_id: str, path: str | os.PathLike) -> list[Path]
                 ax.annotate("", xy=(pos, y), xytext=(lazy, y),
                             arrowprops=dict(arrowstyle="->", color=colour, lw=0.9, shrinkA=5, shrinkB=5))
     ax.scatter(cap["pos_a"][i], np.full(slots, y_a), marker="o", s=45, color="tab:blue", zorder=3,
-               label="ISSM approximation slots")
+               label=f"{cap.split_name} approximation slots")
     ax.scatter(cap["pos_d"][i], np.full(slots, y_d), marker="D", s=45, color="tab:red", zorder=3,
-               label="ISSM detail slots")
+               label=f"{cap.split_name} detail slots")
     ax.set_xlim(-0.5, tokens - 0.5), ax.set_ylim(0, 1.65)
     ax.set_xticks(xs, [f"token {t}\n(f{t * ratio}-{t * ratio + ratio - 1})" for t in xs], fontsize=7)
     ax.set_yticks([0, 0.5, 1.0, y_a, y_d], ["0", "0.5", "1", "approx.", "detail"], fontsize=7)
@@ -391,12 +401,15 @@ def plot_clip(cap: Capture, clip_id: str, path: str | os.PathLike) -> list[Path]
 
     # (3) similarity matrix and spatial detail attention
     ax = fig.add_axes((left, 0.04, 0.19, 0.25))
-    im = ax.imshow(cap["similarity"][i], cmap="viridis")
+    if np.isfinite(cap["similarity"][i]).all():
+        im = ax.imshow(cap["similarity"][i], cmap="viridis")
+        fig.colorbar(im, ax=ax, fraction=0.046)
+    else:
+        ax.text(0.5, 0.5, "lazy split:\nno similarity", ha="center", va="center", transform=ax.transAxes)
     ax.set_title("inter-frame similarity S", fontsize=8)
     ax.set_xticks(xs), ax.set_yticks(xs)
     ax.set_xlabel("key token", fontsize=7), ax.set_ylabel("query token", fontsize=7)
     ax.tick_params(labelsize=6)
-    fig.colorbar(im, ax=ax, fraction=0.046)
     spatial = None
     if cap.has("detail_spatial") and np.isfinite(cap["detail_spatial"][i]).all():
         spatial = cap["detail_spatial"][i]  # (S, h, w)
@@ -430,9 +443,10 @@ def plot_positions(cap: Capture, path: str | os.PathLike) -> list[Path]:
     if cap.has_truth:
         _, valid = expression_tokens(cap)
         apex = apex_token(cap)[valid][:, None]
-        axes[0].hist((cap["pos_d"][valid] - apex).ravel(), bins=bins, alpha=0.6, color="tab:red", label="ISSM detail")
+        axes[0].hist((cap["pos_d"][valid] - apex).ravel(), bins=bins, alpha=0.6, color="tab:red",
+                     label=f"{cap.split_name} detail")
         axes[0].hist((cap["pos_a"][valid] - apex).ravel(), bins=bins, alpha=0.5, color="tab:blue",
-                     label="ISSM approximation")
+                     label=f"{cap.split_name} approximation")
         axes[0].hist((np.broadcast_to(cap["lazy_d"], cap["pos_d"][valid].shape) - apex).ravel(), bins=bins,
                      histtype="step", color="black", label="lazy odd")
         axes[0].axvline(0, color="crimson", ls="--")
@@ -444,11 +458,14 @@ def plot_positions(cap: Capture, path: str | os.PathLike) -> list[Path]:
     for slot in range(cap["pos_d"].shape[1]):
         axes[1].hist(cap["pos_d"][:, slot], bins=np.arange(-0.125, tokens, 0.25), alpha=0.5, label=f"detail {slot}")
     axes[1].set_xlabel("detail slot position (token axis)")
-    axes[1].set_title("ISSM detail positions over the split", fontsize=9)
+    axes[1].set_title(f"{cap.split_name} detail positions over the split", fontsize=9)
     axes[1].legend(fontsize=7)
-    im = axes[2].imshow(cap["similarity"].mean(axis=0), cmap="viridis")
+    if np.isfinite(cap["similarity"]).all():
+        im = axes[2].imshow(cap["similarity"].mean(axis=0), cmap="viridis")
+        fig.colorbar(im, ax=axes[2], fraction=0.046)
+    else:
+        axes[2].text(0.5, 0.5, "lazy split: no similarity", ha="center", va="center", transform=axes[2].transAxes)
     axes[2].set_title("mean similarity matrix", fontsize=9)
-    fig.colorbar(im, ax=axes[2], fraction=0.046)
     return _save(fig, Path(path))
 
 
