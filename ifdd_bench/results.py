@@ -71,6 +71,10 @@ class RunRow:
     torch_version: str
     git_sha: str
     finished_at: str  # ISO timestamp (UTC)
+    # added by the engine (issue 5); defaults keep older rows and hand-made rows valid
+    precision: str = "fp32"  # fp32 | bf16 | fp16: autocast precision actually used
+    world_size: int = 1  # processes of a DistributedDataParallel run
+    overhead_share: float = float("nan")  # mean share of train step time spent on data wait + logging
 
 
 RUN_COLUMNS = [f.name for f in fields(RunRow)]

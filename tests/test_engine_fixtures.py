@@ -118,8 +118,9 @@ def make_spec(runs_dir: str | Path, *, epochs: int = 3, protocol: str = "unified
               batch_size: int = 8, seed: int = 0, model_overrides: tuple = (), variant: str = "full",
               **train_overrides) -> RunSpec:
     """A RunSpec for the test model writing into ``runs_dir`` (results in ``runs_dir/results``)."""
-    train = protocol_preset(protocol, epochs=epochs, batch_size=batch_size, eval_batch_size=8, seed=seed,
-                            lr=3e-2, warmup_epochs=1, mixup=mixup, device="cpu", log_every=1, **train_overrides)
+    knobs = dict(epochs=epochs, batch_size=batch_size, eval_batch_size=8, seed=seed, lr=3e-2, warmup_epochs=1,
+                 mixup=mixup, device="cpu", log_every=1)
+    train = protocol_preset(protocol, **{**knobs, **train_overrides})
     data = DataConfig(dataset="synth", frames=4, size=8)
     return RunSpec(TEST_MODEL, variant=variant, data=data, train=train, model_overrides=model_overrides,
                    runs_dir=str(runs_dir), results_dir=str(Path(runs_dir) / "results"))

@@ -320,3 +320,44 @@ def test_cli_data_root_that_fails_the_check(tmp_path):
                   str(tmp_path / "empty"), "--runs-dir", str(tmp_path / "runs"), "--set", "device=cpu")
     assert result.exit_code == 2 and "not found" in result.text
     assert not (tmp_path / "runs" / f"{fx.TEST_MODEL}-full-dfew-f1-s0-unified" / "last.pt").exists()
+
+
+def test_loader_workers_do_not_change_the_result(tmp_path):
+    """Per-item randomness depends on (seed, epoch, index) and worker seeds on (seed, epoch), so
+    0 and 2 DataLoader workers train identical weights."""
+    specs = []
+    for workers in (0, 2):
+        spec = fx.make_spec(tmp_path / f"w{workers}", epochs=2, mixup=True)
+        spec = replace(spec, data=replace(spec.data, workers=workers))
+        fit(spec, fx.make_bundle())
+        specs.append(spec)
+    a, b = (load_checkpoint(_run_dir(s) / "last.pt") for s in specs)
+    for key, tensor in a["model_state"].items():
+        assert torch.equal(tensor, b["model_state"][key]), key
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the fallback on a machine without CUDA")
+def test_cuda_requested_without_cuda_falls_back_to_cpu_loudly(tmp_path):
+    spec = fx.make_spec(tmp_path, epochs=1, device="cuda", amp="bf16")
+    events = []
+    row = fit(spec, fx.make_bundle(), progress=events.append)
+    warnings = [e["message"] for e in events if e["kind"] == "warning"]
+    assert any("TRAINING ON THE CPU" in w for w in warnings) and any("amp=bf16 is ignored" in w for w in warnings)
+    env = json.loads((_run_dir(spec) / "environment.json").read_text())
+    assert env["device"].startswith("cpu") and env["precision"] == "fp32" and env["notes"]
+    assert row["device"] == "cpu" and row["precision"] == "fp32"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("amp, compile_", [("bf16", False), ("fp16", False), ("bf16", True)])
+def test_gpu_mixed_precision_channels_last_and_compile(tmp_path, amp, compile_):
+    spec = fx.make_spec(tmp_path, epochs=2, device="cuda", amp=amp, channels_last=True, compile=compile_,
+                        mixup=True)
+    row = fit(spec, fx.make_bundle())
+    assert row["device"].startswith("cuda") and row["precision"] == amp
+    assert row["war"] > 0.5
+    ckpt = load_checkpoint(_run_dir(spec) / "best.pt")
+    assert all(not k.startswith("_orig_mod") for k in ckpt["model_state"])  # the plain module's weights
+    if amp == "fp16":
+        assert load_checkpoint(_run_dir(spec) / "last.pt")["scaler_state"]

@@ -654,9 +654,9 @@ def _finish(spec: RunSpec, bundle: Any, classes: Sequence[str], identity: Mappin
         test_clips=len(bundle.test), train_seconds=round(sum(r["epoch_s"] for r in state.history), 3),
         device=str(ctx.device) + (f" x{ctx.world_size}" if ctx.distributed else ""),
         torch_version=str(torch.__version__), git_sha=git_sha(), finished_at=finished_at,
+        precision=precision, world_size=ctx.world_size,
+        overhead_share=_mean(r["overhead_share"] for r in state.history),
     ).__dict__
-    row.update(precision=precision, world_size=ctx.world_size,
-               overhead_share=_mean(r["overhead_share"] for r in state.history))
     per_class = [
         {"run_id": spec.run_id, "model": spec.model, "variant": spec.variant, "dataset": spec.data.dataset,
          "fold": spec.data.fold, "seed": cfg.seed, "protocol": cfg.protocol, "class_index": k, "class_name": name,
