@@ -33,6 +33,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from ifdd_bench.reports.inputs import dataset_name  # noqa: E402
 
@@ -256,7 +257,7 @@ def _first_column(frame: pd.DataFrame, candidates: Sequence[str]) -> str | None:
 
 def training_curves(history: pd.DataFrame, order: Sequence[str], labels: Mapping[str, str],
                     palette: Mapping[str, tuple], out_dir: str | os.PathLike, stem: str = "curves") -> list[Path]:
-    """Per dataset: train loss and val/test UAR per epoch, mean line and sample-std band over runs."""
+    """Per dataset: train loss and val/test UAR per epoch (counted from 1), mean and sample std over runs."""
     panels = [(col, title) for col, title in (
         (_first_column(history, ("train_loss", "loss")), "train loss"),
         (_first_column(history, ("val_uar",)), "validation UAR (%)"),
@@ -267,7 +268,10 @@ def training_curves(history: pd.DataFrame, order: Sequence[str], labels: Mapping
     written = []
     for dataset in _datasets(history):
         part = history[history["dataset"] == dataset].copy()
+        part["epoch"] = part["epoch"] + 1  # history.csv counts from 0; plots count epochs from 1
         ent = _present(order, part)
+        epochs = part["epoch"].nunique()
+        style = {"marker": "o", "markersize": 3.5} if epochs <= 30 else {}
         with _style():
             fig, axes = plt.subplots(1, len(panels), figsize=(3.3 * len(panels) + 1.8, 3.0), squeeze=False)
             for c, (col, title) in enumerate(panels):
@@ -275,11 +279,16 @@ def training_curves(history: pd.DataFrame, order: Sequence[str], labels: Mapping
                 values = part[col] * (100 if "UAR" in title else 1)
                 plot = part.assign(_y=values, _label=part["entry"].map(lambda e: labels.get(e, e)))
                 sns.lineplot(data=plot, x="epoch", y="_y", hue="_label", ax=ax, errorbar="sd",
-                             hue_order=[labels.get(e, e) for e in ent],
-                             palette={labels.get(e, e): palette[e] for e in ent}, linewidth=1.2, legend=c == 0)
+                             err_style="band" if epochs > 3 else "bars", hue_order=[labels.get(e, e) for e in ent],
+                             palette={labels.get(e, e): palette[e] for e in ent}, linewidth=1.2, legend=c == 0,
+                             **style)
                 ax.set_title(title)
                 ax.set_ylabel("")
                 ax.set_xlabel("epoch")
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+                if epochs <= 3:
+                    ax.set_xticks(sorted(part["epoch"].unique()))
+                    ax.set_xlim(part["epoch"].min() - 0.5, part["epoch"].max() + 0.5)
             legend = axes[0][0].get_legend()
             if legend is not None:
                 handles, names = axes[0][0].get_legend_handles_labels()

@@ -276,3 +276,4 @@ def _report_page(result: RenderResult, figures: list[tuple[str, Path]], out_dir:
     if result.skipped:
         lines += ["## Not rendered", ""] + [f"- {item}" for item in result.skipped] + [""]
     return "\n".join(lines)
+

@@ -444,7 +444,7 @@ def protocol_notes(runs: pd.DataFrame, datasets: Sequence[str]) -> list[str]:
                     if frames or sizes else "not recorded")
         notes.append(
             f"{dataset_name(dataset)}: protocol {'/'.join(protocols)} (TrainConfig hash {'/'.join(hashes) or '?'}, "
-            f"{'/'.join(epochs) or '?'} epochs), checkpoint = {sel}; {'/'.join(views) or '?'} test view(s), "
+            f"{'/'.join(epochs) or '?'} epoch(s)), checkpoint = {sel}; {'/'.join(views) or '?'} test view(s), "
             f"input T×H×W = {geometry}.")
     return notes
 
@@ -498,6 +498,7 @@ def ablation_table(runs: pd.DataFrame, *, model: str | None = None, profile: pd.
     values: dict[tuple[int, int], float] = {}
     marked: set[str] = set()
     matches: dict[str, ProfileMatch | None] = {}
+    params_vary: list[str] = []
     for m, v in entries:
         info = VARIANTS_BY_KEY.get(v) if is_ifdd_model(m) else None
         label = entry_label(m, v, names=names)
@@ -524,8 +525,11 @@ def ablation_table(runs: pd.DataFrame, *, model: str | None = None, profile: pd.
         if short:
             row[0] = Cell(row[0].text + " †", (row[0].tex or "") + r"\textsuperscript{\textdagger}")
         rows_mv = part[(part["model"] == m) & (part["variant"] == v)]
-        first = rows_mv[rows_mv["dataset"] == datasets[0]] if not rows_mv[rows_mv["dataset"] == datasets[0]].empty else rows_mv
+        first_dataset = next(d for d in datasets if d in set(rows_mv["dataset"]))
+        first = rows_mv[rows_mv["dataset"] == first_dataset]
         params = _single(first["params"])
+        if len(_single(rows_mv["params"])) > 1:
+            params_vary.append(label)
         match = find_profile(profile, m, v, first["frames"].iloc[0], first["size"].iloc[0])
         matches[entry_key(m, v)] = match
         if not params and match is not None:
@@ -546,7 +550,9 @@ def ablation_table(runs: pd.DataFrame, *, model: str | None = None, profile: pd.
                  "pyramid tokens.")
     classes = _single(part["num_classes"])
     notes.append("Params: Σ numel of every parameter of the trained model"
-                 + (f" (K = {'/'.join(classes)} classes)" if classes else "") + ", from runs.csv.")
+                 + (f" (K = {'/'.join(classes)} classes)" if classes else "") + ", from runs.csv"
+                 + (f"; {', '.join(params_vary)}: differs across datasets or runs, the first dataset's value shown."
+                    if params_vary else "."))
     hint = "run `ifdd-bench profile " + " ".join(sorted({f'{m}:{v}' for m, v in entries})[:3]) + " ...`"
     notes += _compute_note(matches, hint)
     if runs.attrs.get("duplicates"):
