@@ -272,7 +272,7 @@ def data_bench_cmd(clips: int, workers_csv: str, decoders: str, repeats: int, mo
     consumption = None
     if model != "none":
         try:
-            consumption = [model_consumption(model, size=s) for s in (112, 224)]
+            consumption = [model_consumption(model)]  # at the model's own geometry
         except BenchError as err:
             err_console.print(f"[yellow]model consumption skipped:[/] {err.message}")
     if as_json:
@@ -387,6 +387,27 @@ def data_preview_cmd(preset_name: str, out: Path, per_class: int, cell: int | No
                   f"({cfg.frames} frames, {cfg.size}x{cfg.size}); red frame = apex, yellow bar = emotion intensity")
 
 
+@command(data, "probe")
+@click.option("--preset", "preset_name", default="default", show_default=True, help="smoke | default | hard")
+@click.option("--clips", default=2100, show_default=True, type=int, help="Clips sampled (parameters only, no pixels).")
+@click.option("--set", "sets", multiple=True, metavar="KNOB=VALUE", help="Knob override, repeatable.")
+def data_probe_cmd(preset_name: str, clips: int, sets: tuple[str, ...]) -> None:
+    """Where the label lives: a linear classifier on views of the expression parameters (seconds)."""
+    from dataclasses import replace
+
+    from ifdd_bench.data.synth.probe import VIEWS, parameter_probe
+
+    cfg = replace(_synth_config(preset_name, sets), clips=clips)
+    result = parameter_probe(cfg)
+    table = Table(title=f"SynthDFER {cfg.preset}: linear probe, {cfg.clips} clips",
+                  caption="expression parameters, 70 % train / 30 % test; chance 1/7 = 0.143")
+    for col in ("view", "WAR", "UAR"):
+        table.add_column(col, justify="left" if col == "view" else "right")
+    for name in VIEWS:
+        table.add_row(name, f"{result[name]['war']:.3f}", f"{result[name]['uar']:.3f}")
+    console.print(table)
+
+
 # ============================================================================================
 # run train / predict (issue 5)
 
@@ -397,7 +418,11 @@ _DATA_DRIVEN_MODEL_KEYS = {"num_classes": "the dataset's classes", "frames": "da
 def _train_spec(model: str, variant: str | None, dataset: str, data_root: str | None, fold: int, seed: int,
                 protocol: str, sets: tuple[str, ...], epochs: int | None, device: str | None, runs_dir: str,
                 results_dir: str) -> Any:
-    """Build the RunSpec of ``run train`` (preset -> --epochs -> --seed/--device -> --set)."""
+    """Build the RunSpec of ``run train``: protocol preset -> --epochs -> --seed/--device -> --set.
+
+    The data config starts from the model's native clip geometry and, under ``--protocol
+    reference``, IFDD's sampling/augmentation recipe (``engine.train.data_defaults``).
+    """
     from dataclasses import replace
 
     from ifdd_bench import registry
@@ -416,8 +441,11 @@ def _train_spec(model: str, variant: str | None, dataset: str, data_root: str | 
             raise ConfigError(f"--epochs must be >= 1, got {epochs}")
         train = replace(train, epochs=epochs, warmup_epochs=min(train.warmup_epochs, max(epochs - 1, 0)))
     train = replace(train, seed=seed, **({"device": device} if device else {}))
-    data = DataConfig(dataset=dataset, data_root=data_root, fold=fold)
     model_cfg = registry.resolve_config(model, variant)  # unknown model / variant -> list the valid ones
+    from ifdd_bench.engine.train import data_defaults
+
+    data = DataConfig(dataset=dataset, data_root=data_root, fold=fold,
+                      **data_defaults(model_cfg, dataset, train.protocol))
     items = []
     for item in sets:
         key = item.split("=", 1)[0].strip()
@@ -429,6 +457,9 @@ def _train_spec(model: str, variant: str | None, dataset: str, data_root: str | 
     routed = split_scoped_overrides(items, {"train": train, "data": data, "model": model_cfg})
     train = apply_overrides(train, routed["train"], what="train config")
     data = apply_overrides(data, routed["data"], what="data config")
+    set_keys = {item.split("=", 1)[0] for item in routed["data"]}
+    if "frames" in set_keys and "segments" not in set_keys and data.segment_len and data.frames % data.segment_len == 0:
+        data = replace(data, segments=data.frames // data.segment_len)  # keep U * V == T
     model_pairs: tuple[tuple[str, Any], ...] = ()
     if routed["model"]:
         typed = apply_overrides(model_cfg, routed["model"], what=f"{model} config")
@@ -967,8 +998,9 @@ def _rich_table(table: Any, skip: tuple[str, ...] = ()) -> Table:
     keep = [i for i, name in enumerate(table.columns) if name not in skip]
     out = Table(title=table.caption, header_style="bold")
     header, justify = table.plain_header(), table.justify()
+    label_width = min(26, max([len(row[0].text) for block in table.blocks for row in block.rows] or [8]))
     for i in keep:
-        out.add_column(header[i], justify=justify[i], no_wrap=i > 0)
+        out.add_column(header[i], justify=justify[i], no_wrap=i > 0, min_width=label_width if i == 0 else None)
     for b, block in enumerate(table.blocks):
         if b > 0:
             out.add_section()
@@ -1001,21 +1033,22 @@ def report_cmd(results_dir: str, runs_dir: str, out_dir: str | None, formats: st
     from ifdd_bench.reports.render import render_report
 
     command_line = "ifdd-bench report " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "ifdd-bench report"
+    out = console if console.is_terminal else Console(width=160)  # piped output: keep table rows on one line
     with console.status("rendering report ...") as status:
         result = render_report(results_dir, runs_dir, out_dir, formats=formats, plots=plots,
                                allow_mixed=allow_mixed, reference=reference, filters=filters,
                                literature_path=literature_path, command=command_line.strip(),
                                progress=lambda event: status.update(f"rendered {event['name']}"))
     for key in result.ablation_keys:
-        console.print(_rich_table(result.tables[key]))
+        out.print(_rich_table(result.tables[key]))
         for note in result.tables[key].notes:
-            console.print(f"  [dim]{note}[/]", highlight=False)
+            out.print(f"  [dim]{note}[/]", highlight=False)
     if "stats" in result.tables:
-        console.print(_rich_table(result.tables["stats"]))
+        out.print(_rich_table(result.tables["stats"]))
     for item in result.skipped:
-        console.print(f"[yellow]not rendered:[/] {item}", highlight=False)
+        out.print(f"[yellow]not rendered:[/] {item}", highlight=False)
     folder = Path(out_dir) if out_dir else Path(results_dir) / "report"
-    console.print(f"wrote {len(result.files)} files to {folder} in {result.seconds:.2f} s", highlight=False)
+    out.print(f"wrote {len(result.files)} files to {folder} in {result.seconds:.2f} s", highlight=False)
 
 
 # ============================================================================================
