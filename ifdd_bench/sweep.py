@@ -86,9 +86,16 @@ DEFAULT_PROTOCOL = "unified"
 DEFAULT_FOLDS = (1,)
 DEFAULT_SEEDS = (0,)
 #: TrainConfig values of the embedded CPU sweep (over the ``unified`` preset)
-DEFAULT_SYNTH_TRAIN: Mapping[str, Any] = {"epochs": 6, "warmup_epochs": 1, "batch_size": 16}
-#: DataConfig values of the embedded CPU sweep
-DEFAULT_SYNTH_DATA: Mapping[str, Any] = {"frames": 16, "size": 64}
+DEFAULT_SYNTH_TRAIN: Mapping[str, Any] = {"epochs": 5, "warmup_epochs": 1, "batch_size": 16}
+#: DataConfig values of the embedded CPU sweep: ifdd_tiny's native 64 px, decoded clips kept in
+#: memory (1,500 clips x 16 x 64 x 64 x 3 bytes = 295 MB), so JPEG decoding is paid once per run
+DEFAULT_SYNTH_DATA: Mapping[str, Any] = {"frames": 16, "size": 64, "cache_clips": True}
+# Budget behind these numbers (CPU seconds measured with one torch thread on the shared dev box,
+# torch 2.14): ifdd_tiny at 16x64x64 costs ~28 ms per clip for a training step and ~7 ms per clip
+# at evaluation; decoding a 16-frame SynthDFER clip costs ~6 ms. Fold 1 of the default preset has
+# 1,081 train / 119 val / 300 test clips, so an epoch is ~20 s of wall time on 2 idle cores with
+# the cache, and 7 variants x 5 epochs (+ one decode pass and the final test per cell) come to
+# ~13 minutes. Re-measure when SynthDFER or the tiny geometry change.
 
 #: number of official folds per dataset (SynthDFER is written in the DFEW layout)
 FOLD_COUNTS = {"synth": 5, "dfew": 5, "mafw": 5, "ferv39k": 1}
