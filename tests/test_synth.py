@@ -15,11 +15,12 @@ from PIL import Image
 
 from ifdd_bench.data.records import DFEW_CLASSES
 from ifdd_bench.data.synth import (
-    EXPRESSION_PARAMS, SynthConfig, class_counts, clip_folds, clip_labels, contact_sheet, ensure_dataset, generate,
+    EXPRESSION_PARAMS, class_counts, clip_folds, clip_labels, contact_sheet, ensure_dataset, generate,
     hue_bin, is_complete, load_truth, preset, render_clip_frames, sample_clip_params,
 )
 from ifdd_bench.data.synth import writer
 from ifdd_bench.data.synth.config import DFEW_CLASS_TOTALS
+from ifdd_bench.data.synth.probe import VIEWS, clip_views, fit_predict, parameter_probe
 from ifdd_bench.errors import ConfigError, DataError
 
 NEUTRAL = DFEW_CLASSES.index("neutral")
@@ -124,6 +125,25 @@ def test_clip_is_a_pure_function_of_seed_index_and_knobs():
     assert np.array_equal(a.talking, b.talking) and not np.array_equal(a.intensity, b.intensity)
 
 
+def test_layer_boxes_never_clip_a_shape(monkeypatch):
+    """Each layer is drawn only inside its bounding box; drawing on the full frame must change nothing."""
+    from dataclasses import replace
+
+    from ifdd_bench.data.synth import face
+
+    cfg = preset("smoke", size=64, head_motion=3.0, occluder_prob=1.0)
+    patterns = [np.ones(7), -np.ones(7), np.array([1, -1, 1, -1, 1, -1, 1.0]), np.array([-1, 1, -1, 1, -1, 1, -1.0])]
+    cases = []
+    for index, pattern in zip(range(4, 12, 2), patterns):
+        params = sample_clip_params(cfg, index)
+        cases.append(replace(params, expression=np.tile(pattern.astype(np.float32), (cfg.frames, 1))))
+    boxed = [face.draw_foreground(p, 64) for p in cases]
+    monkeypatch.setattr(face._Canvas, "_pixel_span", lambda self, values: (0, self.size))
+    for p, (rgb, alpha) in zip(cases, boxed):
+        full_rgb, full_alpha = face.draw_foreground(p, 64)
+        assert np.array_equal(rgb, full_rgb) and np.array_equal(alpha, full_alpha)
+
+
 def test_generation_is_independent_of_worker_count(smoke_root, tmp_path):
     other = generate(preset("smoke"), tmp_path / "two-workers", workers=2)
     frames = sorted(p.relative_to(smoke_root) for p in (smoke_root / "Clip").rglob("*.jpg"))
@@ -196,44 +216,25 @@ def test_truth_reader_rejects_incomplete_roots(tmp_path):
 # where the label lives
 
 
-def _fit_predict(x_train, y_train, x_test, steps=300):
-    """Multinomial logistic regression (numpy, full-batch gradient descent on standardised inputs)."""
-    mean, std = x_train.mean(0), x_train.std(0) + 1e-6
-    a = np.c_[(x_train - mean) / std, np.ones(len(x_train))]
-    b = np.c_[(x_test - mean) / std, np.ones(len(x_test))]
-    weights, onehot = np.zeros((a.shape[1], 7)), np.eye(7)[y_train]
-    for _ in range(steps):
-        z = a @ weights
-        p = np.exp(z - z.max(1, keepdims=True))
-        p /= p.sum(1, keepdims=True)
-        weights -= 0.5 * (a.T @ (p - onehot) / len(a) + 1e-3 * weights)
-    return (b @ weights).argmax(1)
-
-
 def test_label_lives_in_the_change_not_in_a_single_frame():
-    cfg = preset("default", clips=1400)
-    clips = [sample_clip_params(cfg, i) for i in range(cfg.clips)]
-    expr = np.stack([c.expression for c in clips])  # (N, T, 7)
-    labels = np.array([c.label for c in clips])
-    rows = np.arange(len(clips))
-    rng = np.random.default_rng(0)
-    rest_frame = [next(t for t in range(cfg.frames) if not c.onset <= t <= c.offset) for c in clips]
-    apex = expr[rows, [c.apex for c in clips]]
-    centred = expr - np.median(expr, axis=1, keepdims=True)
-    strongest = np.take_along_axis(centred, np.abs(centred).argmax(1)[:, None, :], 1)[:, 0]
-    features = {
-        "random frame": expr[rows, rng.integers(0, cfg.frames, len(clips))],
-        "temporal average": expr.mean(1),
-        "apex frame": apex,
-        "apex - rest frame": apex - expr[rows, rest_frame],
-        "largest change from the clip median": strongest,
-    }
-    n = 1000
-    acc = {k: float((_fit_predict(x[:n], labels[:n], x[n:]) == labels[n:]).mean()) for k, x in features.items()}
-    assert expr.shape[2] == len(EXPRESSION_PARAMS)
+    acc = {k: v["war"] for k, v in parameter_probe(preset("default", clips=1400)).items()}
+    assert set(acc) == set(VIEWS)
     assert acc["random frame"] < 0.4 and acc["temporal average"] < 0.4, acc  # chance is 1/7 = 0.14
-    assert acc["apex - rest frame"] > 0.9 and acc["largest change from the clip median"] > 0.9, acc
+    assert acc["apex - rest frame"] > 0.9 and acc["largest change"] > 0.9, acc
     assert acc["apex frame"] < acc["apex - rest frame"] - 0.1, acc  # even the apex alone is ambiguous
+
+
+def test_probe_classifier_learns_and_the_views_are_what_they_claim():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(700, 3))
+    y = (x[:, 0] > 0).astype(int) + 2 * (x[:, 1] > 0)  # 4 linearly separable classes
+    assert (fit_predict(x[:500], y[:500], x[500:]) == y[500:]).mean() > 0.9
+    cfg = preset("smoke", clips=20)
+    views, labels = clip_views(cfg)
+    first = sample_clip_params(cfg, 0)
+    assert labels[0] == first.label and views["apex frame"].shape == (20, len(EXPRESSION_PARAMS))
+    assert np.array_equal(views["apex frame"][0], first.expression[first.apex])
+    assert np.allclose(views["temporal average"][0], first.expression.mean(0))
 
 
 # --------------------------------------------------------------------------------------------
@@ -342,4 +343,6 @@ def test_cli_synth_and_preview(tmp_path):
     res = runner.invoke(main, ["data", "preview", "--preset", "smoke", "--per-class", "1", "--out",
                                str(tmp_path / "p.png")])
     assert res.exit_code == 0 and (tmp_path / "p.png").stat().st_size > 1000
+    res = runner.invoke(main, ["data", "probe", "--preset", "smoke", "--clips", "140"])
+    assert res.exit_code == 0 and "largest change" in res.output and "apex frame" in res.output
     assert sorted(os.listdir(tmp_path)) == ["cli-smoke", "p.png"]  # no temporary leftovers

@@ -180,7 +180,7 @@ def clip_identity(cfg: SynthConfig, index: int) -> int:
 # samplers
 
 
-def _hsv(h: float, s: float, v: float) -> np.ndarray:
+def hsv_to_rgb(h: float, s: float, v: float) -> np.ndarray:
     """One HSV colour (all in [0, 1]) to RGB."""
     i = int(h * 6.0) % 6
     f = h * 6.0 - np.floor(h * 6.0)
@@ -199,7 +199,7 @@ def sample_identity(cfg: SynthConfig, identity: int) -> Identity:
     u = rng.uniform
     skin = _SKIN_LIGHT + (_SKIN_DARK - _SKIN_LIGHT) * u(0, 1) ** 1.3
     skin = np.clip(skin * u(0.92, 1.06, 3), 0, 1).astype(np.float32)
-    hair = _hsv(u(0.02, 0.12), u(0.3, 0.8), u(0.08, 0.55)) if u() < 0.85 else _hsv(u(), 0.2, u(0.6, 0.9))
+    hair = hsv_to_rgb(u(0.02, 0.12), u(0.3, 0.8), u(0.08, 0.55)) if u() < 0.85 else hsv_to_rgb(u(), 0.2, u(0.6, 0.9))
     # resting expression: a random class prototype at a random fraction of rest_strength, plus noise
     rest_class = rng.integers(len(DFEW_CLASSES))
     rest = (PROTOTYPES[rest_class] * u(0, cfg.rest_strength)
@@ -208,11 +208,11 @@ def sample_identity(cfg: SynthConfig, identity: int) -> Identity:
         identity=identity, face_w=u(0.52, 0.62), face_ratio=u(1.12, 1.38), skin=skin, hair=hair,
         hair_style=int(rng.choice(3, p=[0.15, 0.5, 0.35])), hairline=u(-0.78, -0.58),
         eye_y=u(-0.22, -0.08), eye_dx=u(0.36, 0.46), eye_w=u(0.17, 0.22), eye_h=u(0.5, 0.7),
-        iris=_hsv(u(0.0, 0.6), u(0.3, 0.8), u(0.15, 0.55)), brow_thick=u(0.035, 0.06),
+        iris=hsv_to_rgb(u(0.0, 0.6), u(0.3, 0.8), u(0.15, 0.55)), brow_thick=u(0.035, 0.06),
         brow_len=u(0.2, 0.28), nose_len=u(0.22, 0.32), mouth_y=u(0.42, 0.55), mouth_w=u(0.3, 0.42),
         lips=np.clip(skin * np.array([0.85, 0.55, 0.55]) + np.array([0.1, 0, 0]), 0, 1).astype(np.float32),
         ear=u(0.12, 0.18), glasses=bool(u() < cfg.occluder_prob),
-        glasses_col=_hsv(u(), u(0, 0.6), u(0.05, 0.4)), shirt=_hsv(u(), u(0.2, 0.8), u(0.25, 0.85)),
+        glasses_col=hsv_to_rgb(u(), u(0, 0.6), u(0.05, 0.4)), shirt=hsv_to_rgb(u(), u(0.2, 0.8), u(0.25, 0.85)),
         rest=rest,
     )
 

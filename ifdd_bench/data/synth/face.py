@@ -17,7 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ifdd_bench.data.synth.dynamics import EXPRESSION_PARAMS, ClipParams, _hsv
+from ifdd_bench.data.synth.dynamics import EXPRESSION_PARAMS, ClipParams, hsv_to_rgb
 
 _P = {name: i for i, name in enumerate(EXPRESSION_PARAMS)}
 _F32 = np.float32
@@ -29,11 +29,18 @@ def coverage(sdf: np.ndarray, pixel: np.ndarray) -> np.ndarray:
 
 
 def sd_ellipse(u: np.ndarray, v: np.ndarray, cu: float, cv: float, ru, rv) -> np.ndarray:
-    """Approximate signed distance to an axis-aligned ellipse (first-order, good near the edge)."""
+    """Approximate signed distance to an axis-aligned ellipse.
+
+    First-order estimate (good near the edge), raised outside the ellipse to the distance to its
+    bounding box, which keeps very flat ellipses (a closed eye) from reaching far along their axis.
+    """
     du, dv = (u - cu) / ru, (v - cv) / rv
     k0 = np.sqrt(du * du + dv * dv)
     k1 = np.sqrt(du * du / ru / ru + dv * dv / rv / rv) + 1e-6
-    return k0 * (k0 - 1.0) / k1
+    sdf = k0 * (k0 - 1.0) / k1
+    bu = np.maximum(np.abs(u - cu) - ru, 0.0)
+    bv = np.maximum(np.abs(v - cv) - rv, 0.0)
+    return np.where(k0 > 1.0, np.maximum(sdf, np.sqrt(bu * bu + bv * bv)), sdf)
 
 
 def sd_segment(u: np.ndarray, v: np.ndarray, a: tuple, b: tuple, radius) -> np.ndarray:
@@ -63,7 +70,6 @@ class _Canvas:
         self.coords = coords
         self.rgb = np.zeros((3, t_len, size, size), _F32)  # channels first: contiguous inner loops
         self.alpha = np.zeros((t_len, size, size), _F32)
-        self.t_len = t_len
 
     def region(self, umin: float, umax: float, vmin: float, vmax: float):
         """Pixel slices covering a face-unit box over all frames, and the face coords there.
@@ -76,11 +82,8 @@ class _Canvas:
         s = self.scale[:, None]
         xs = self.cx[:, None] + s * (cos * cu - sin * cv)  # (T, 4) image units
         ys = self.cy[:, None] + s * (sin * cu + cos * cv)
-        to_pix = lambda z: (z + 1.0) / 2.0 * self.size - 0.5  # noqa: E731
-        x0 = int(np.clip(np.floor(to_pix(xs.min())) - 1, 0, self.size))
-        x1 = int(np.clip(np.ceil(to_pix(xs.max())) + 2, 0, self.size))
-        y0 = int(np.clip(np.floor(to_pix(ys.min())) - 1, 0, self.size))
-        y1 = int(np.clip(np.ceil(to_pix(ys.max())) + 2, 0, self.size))
+        x0, x1 = self._pixel_span(xs)
+        y0, y1 = self._pixel_span(ys)
         sy, sx = slice(y0, max(y0, y1)), slice(x0, max(x0, x1))
         dx = self.coords[None, None, sx] - self.cx[:, None, None].astype(_F32)  # (T, 1, w)
         dy = self.coords[None, sy, None] - self.cy[:, None, None].astype(_F32)  # (T, h, 1)
@@ -90,6 +93,12 @@ class _Canvas:
         v = (-sin3 * dx + cos3 * dy) * inv
         pixel = (2.0 / self.size) * inv  # (T, 1, 1) one pixel in face units
         return sy, sx, u, v, pixel
+
+    def _pixel_span(self, values: np.ndarray) -> tuple[int, int]:
+        """Pixel index range [lo, hi) covering image coordinates ``values`` plus a safety margin."""
+        lo = (values.min() + 1.0) / 2.0 * self.size - 0.5
+        hi = (values.max() + 1.0) / 2.0 * self.size - 0.5
+        return int(np.clip(np.floor(lo) - 1, 0, self.size)), int(np.clip(np.ceil(hi) + 2, 0, self.size))
 
     def paint(self, sy: slice, sx: slice, cover: np.ndarray, colour, shade: np.ndarray | None = None) -> None:
         """Paint ``colour`` (3,), optionally times a (T, h, w) ``shade``, with coverage (T, h, w)."""
@@ -119,7 +128,7 @@ def draw_foreground(params: ClipParams, size: int) -> tuple[np.ndarray, np.ndarr
     dark = (idn.hair * 0.6).astype(_F32)
 
     # torso and neck
-    sy, sx, u, v, px = cv.region(-2.4, 2.4, fh * 0.5, fh + 3.0)
+    sy, sx, u, v, px = cv.region(-2.4, 2.4, fh * 0.6 - 0.5, fh + 3.0)
     cv.paint(sy, sx, coverage(sd_ellipse(u, v, 0.0, fh + 1.55, 2.1, 1.0), px), idn.shirt)
     cv.paint(sy, sx, coverage(sd_segment(u, v, (0.0, fh * 0.6), (0.0, fh + 0.45), 0.42), px), idn.skin * 0.82)
 
@@ -128,8 +137,10 @@ def draw_foreground(params: ClipParams, size: int) -> tuple[np.ndarray, np.ndarr
         bottom = fh * 0.15 if idn.hair_style == 1 else fh + 0.9
         sy, sx, u, v, px = cv.region(-1.4, 1.4, -fh * 1.3, bottom + 0.1)
         sdf = sd_ellipse(u, v, 0.0, -0.12 * fh, 1.16, fh * 1.04)
-        if idn.hair_style == 2:  # long: a rounded slab down to the shoulders
-            slab = np.maximum(np.abs(u) - 1.22, np.maximum(-0.1 * fh - v, v - bottom)) - 0.0
+        if idn.hair_style == 1:  # short: the cap ends at ``bottom``
+            sdf = np.maximum(sdf, v - bottom)
+        else:  # long: plus a slab down to the shoulders
+            slab = np.maximum(np.abs(u) - 1.22, np.maximum(-0.1 * fh - v, v - bottom))
             sdf = np.minimum(sdf, slab)
         cv.paint(sy, sx, coverage(sdf, px), idn.hair)
 
@@ -144,7 +155,7 @@ def draw_foreground(params: ClipParams, size: int) -> tuple[np.ndarray, np.ndarr
 
     # fringe: the hair cap above a curved hairline
     if idn.hair_style:
-        sy, sx, u, v, px = cv.region(-1.2, 1.2, -fh * 1.2, idn.hairline * fh + 0.2)
+        sy, sx, u, v, px = cv.region(-1.2, 1.2, -fh * 1.2, idn.hairline * fh + 0.45)
         cap = sd_ellipse(u, v, 0.0, -0.12 * fh, 1.16, fh * 1.04)
         line = v - (idn.hairline * fh + 0.22 * u * u)
         cv.paint(sy, sx, coverage(np.maximum(cap, line), px), idn.hair)
@@ -204,7 +215,7 @@ def _draw_brows(cv: _Canvas, params: ClipParams, ey: float, dark: np.ndarray) ->
     outer_u = idn.eye_dx + idn.brow_len
     inner_v = base - 0.2 * raise_ + 0.11 * furrow
     outer_v = base - 0.1 * raise_ + 0.025 * furrow
-    sy, sx, u, v, px = cv.region(-outer_u - 0.1, outer_u + 0.1, base - 0.35, base + 0.25)
+    sy, sx, u, v, px = cv.region(-outer_u - 0.1, outer_u + 0.1, base - 0.45, base + 0.4)
     au = np.abs(u)
     mid, half = (idn.eye_dx + idn.brow_len * 0.12), idn.brow_len * 0.9
     arch = 0.05 * (1.0 - np.clip(((au - mid) / half) ** 2, 0.0, 1.0))
@@ -217,7 +228,7 @@ def _draw_mouth(cv: _Canvas, params: ClipParams, fh: float) -> None:
     corner, opening = _column(params, "mouth_corner"), _column(params, "mouth_open")
     stretch, wrinkle = _column(params, "lip_stretch"), _column(params, "nose_wrinkle")
     my = idn.mouth_y * fh
-    sy, sx, u, v, px = cv.region(-idn.mouth_w * 1.5 - 0.05, idn.mouth_w * 1.5 + 0.05, my - 0.3, my + 0.42)
+    sy, sx, u, v, px = cv.region(-idn.mouth_w * 1.5 - 0.05, idn.mouth_w * 1.5 + 0.05, my - 0.5, my + 0.48)
     half_w = idn.mouth_w * (1.0 + 0.32 * stretch - 0.08 * np.maximum(opening, 0.0))  # (T, 1, 1)
     q = u / half_w
     taper = np.sqrt(np.clip(1.0 - q * q, 0.0, 1.0))
@@ -261,7 +272,7 @@ def draw_background(params: ClipParams, size: int, hue: float) -> np.ndarray:
     light = 1.0 + ctx.gradient[0] * x + ctx.gradient[1] * y  # (F, F)
     for fx, fy, phase, amp in ctx.texture:
         light = light + amp * np.sin(fx * x + fy * y + phase)
-    scene = light[None] * _hsv(hue, ctx.sat, ctx.val)[:, None, None]  # (3, F, F)
+    scene = light[None] * hsv_to_rgb(hue, ctx.sat, ctx.val)[:, None, None]  # (3, F, F)
     pixel = 2.0 / size
     for kind, ox, oy, rx, ry, r, g, b in ctx.objects:
         if kind == 0:

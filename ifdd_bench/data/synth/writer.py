@@ -26,6 +26,8 @@ import os
 import secrets
 import shutil
 import sys
+import threading
+import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Callable
@@ -126,6 +128,17 @@ def _remove_stale_temps(out: Path) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _exit_with_parent(parent: int) -> None:
+    """Worker initializer: end this worker when the generating process dies (e.g. killed with -9)."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def _pool_context() -> multiprocessing.context.BaseContext:
     # fork is fast and the workers only use numpy/Pillow; elsewhere spawn is the safe default
     if sys.platform.startswith("linux"):
@@ -154,7 +167,8 @@ def _render_all(cfg: SynthConfig, root: Path, workers: int, progress: Progress |
             if progress:
                 progress(done, cfg.clips)
         return truths
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context())
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(), initializer=_exit_with_parent,
+                               initargs=(os.getpid(),))
     try:
         pending = {pool.submit(_write_chunk, cfg, chunk, str(root)): len(chunk) for chunk in chunks}
         while pending:
