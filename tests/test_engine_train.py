@@ -226,10 +226,12 @@ def test_result_append_failure_is_reported_and_repaired_on_rerun(tmp_path, monke
     run_dir = _run_dir(spec)
     assert (run_dir / "result.json").exists() and not (run_dir / "done").exists()
     fit(spec, fx.make_bundle())  # resumes after the last epoch: only evaluates and publishes
-    fit(spec, fx.make_bundle(), resume=True)  # a second finish must not duplicate the row
-    assert len(_rows(Path(spec.results_dir) / "runs.csv")) == 2  # one per finish, each with its own finished_at
-    ids = [(r["run_id"], r["finished_at"]) for r in _rows(Path(spec.results_dir) / "runs.csv")]
-    assert len(set(ids)) == 2
+    runs_csv = Path(spec.results_dir) / "runs.csv"
+    assert [r["run_id"] for r in _rows(runs_csv)] == [spec.run_id] and (run_dir / "done").exists()
+    # a crash between appending the rows and writing `done` must not duplicate them on the re-run
+    (run_dir / "done").unlink()
+    F.publish_result(run_dir, Path(spec.results_dir), json.loads((run_dir / "result.json").read_text()))
+    assert len(_rows(runs_csv)) == 1 and len(_rows(Path(spec.results_dir) / "per_class.csv")) == 3
 
 
 def test_interrupted_best_commit_is_completed_or_discarded(tmp_path):
@@ -361,3 +363,16 @@ def test_gpu_mixed_precision_channels_last_and_compile(tmp_path, amp, compile_):
     assert all(not k.startswith("_orig_mod") for k in ckpt["model_state"])  # the plain module's weights
     if amp == "fp16":
         assert load_checkpoint(_run_dir(spec) / "last.pt")["scaler_state"]
+
+
+def test_run_train_spec_defaults_model_geometry_and_reference_data_recipe():
+    from cli import _train_spec
+
+    unified = _train_spec(fx.TEST_MODEL, None, "synth", None, 1, 3, "unified", ("frames=6",), 2, None, "r", "s")
+    assert (unified.data.frames, unified.data.segments, unified.data.size) == (6, 6, 8)  # size: the model's native
+    assert (unified.train.seed, unified.train.epochs, unified.train.warmup_epochs) == (3, 2, 1)
+    ref = _train_spec(fx.TEST_MODEL, None, "mafw", "/data/mafw", 2, 0, "reference", (), None, None, "r", "s")
+    d = ref.data
+    assert (d.sampling, d.frames, d.frame_stride, d.eval_sampling, d.train_aug) == (
+        "consecutive", 32, 2, "random", "reference")
+    assert ref.train.schedule == "reference" and ref.train.selection == "test_war" and ref.train.mixup

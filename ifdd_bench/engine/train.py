@@ -132,6 +132,25 @@ def validate_spec(spec: RunSpec) -> None:
     resolve_config(spec.model, spec.variant, overrides=dict(spec.model_overrides))  # unknown model/variant/key
 
 
+def data_defaults(model_cfg: Any, dataset: str, protocol: str) -> dict[str, Any]:
+    """DataConfig values a run starts from before the user's overrides.
+
+    * geometry: the model's native ``frames`` and ``img_size`` (IFDD paper 16x224, baselines
+      16x112, ``*_tiny`` 16x64), as the unified protocol prescribes per model;
+    * ``reference`` protocol: IFDD's data recipe (spec 11.3/11.4): consecutive frames (MAFW: 32
+      frames with stride 2), the reference augmentation, and for FERV39k/MAFW the random evaluation
+      window the reference uses.
+    """
+    frames = int(model_cfg.frames)
+    values: dict[str, Any] = {"frames": frames, "segments": frames, "segment_len": 1, "size": int(model_cfg.img_size)}
+    if protocol == "reference":
+        values.update(sampling="consecutive", train_aug="reference", frame_stride=1, eval_views=1,
+                      eval_sampling="random" if dataset in ("ferv39k", "mafw") else "center")
+        if dataset == "mafw":
+            values.update(frames=32, segments=32, frame_stride=2)
+    return values
+
+
 def finished_run(spec: RunSpec, run_dir: Path) -> dict | None:
     """The stored result of a finished run in ``run_dir`` (``None`` if unfinished or absent).
 
@@ -215,22 +234,8 @@ def fit(spec: RunSpec, bundle: Any, *, ctx: D.DistContext | None = None, progres
         if resume:
             state = _resume(run_dir, identity, model, optimizer, scheduler, scaler, ctx, report)
         if ctx.is_main:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            if not resume:
-                for name in (F.DONE, F.RESULT, F.BEST_PENDING):
-                    (run_dir / name).unlink(missing_ok=True)
-            F.write_json(run_dir / F.CONFIG, {"run_id": spec.run_id, **identity, "classes": list(classes),
-                                               "train_config": to_dict(cfg), "runs_dir": spec.runs_dir,
-                                               "results_dir": spec.results_dir})
-            F.write_json(run_dir / F.ENVIRONMENT, environment_record(
-                device=device, model_cfg=model_cfg, dataset_info=getattr(bundle, "info", {}),
-                world_size=ctx.world_size, precision=precision, notes=notes,
-                seeds={"seed": cfg.seed, "init": derive_seed(cfg.seed, "init"),
-                       "per_epoch": "derive_seed(seed, epoch, purpose[, rank]) for python/numpy/torch, "
-                                    "sampler, loader workers and mixup",
-                       "sampler": cfg.seed}))
-            if state.history:
-                F.write_history(run_dir, state.history)
+            _write_run_header(run_dir, spec, identity, classes, model_cfg, bundle, ctx, precision, notes,
+                              state, fresh=not resume)
 
         train_model: nn.Module = model
         if ctx.distributed:
@@ -577,6 +582,28 @@ def _resume(run_dir: Path, identity: Mapping[str, Any], model: nn.Module, optimi
     state = RunState(epoch=int(ckpt["epoch"]), history=list(ckpt["history"]), best=ckpt.get("best"))
     report.emit(kind="resume", epoch=state.epoch, path=str(last))
     return state
+
+
+def _write_run_header(run_dir: Path, spec: RunSpec, identity: Mapping[str, Any], classes: Sequence[str],
+                      model_cfg: Any, bundle: Any, ctx: D.DistContext, precision: str, notes: list[str],
+                      state: RunState, *, fresh: bool) -> None:
+    """``config.json`` and ``environment.json`` (rank 0); a fresh start drops the old run's markers."""
+    cfg = spec.train
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if fresh:
+        for name in (F.DONE, F.RESULT, F.BEST_PENDING):
+            (run_dir / name).unlink(missing_ok=True)
+    F.write_json(run_dir / F.CONFIG, {"run_id": spec.run_id, **identity, "classes": list(classes),
+                                       "train_config": to_dict(cfg), "runs_dir": spec.runs_dir,
+                                       "results_dir": spec.results_dir})
+    seeds = {"seed": cfg.seed, "init": derive_seed(cfg.seed, "init"), "sampler": cfg.seed,
+             "per_epoch": "derive_seed(seed, epoch, purpose[, rank]) for python/numpy/torch, sampler, "
+                          "loader workers and mixup"}
+    F.write_json(run_dir / F.ENVIRONMENT, environment_record(
+        device=ctx.device, model_cfg=model_cfg, dataset_info=getattr(bundle, "info", {}), world_size=ctx.world_size,
+        precision=precision, notes=notes, seeds=seeds))
+    if state.history:
+        F.write_history(run_dir, state.history)
 
 
 def _checkpoint(kind: str, spec: RunSpec, identity: Mapping[str, Any], classes: Sequence[str],
