@@ -123,6 +123,9 @@ def test_clip_is_a_pure_function_of_seed_index_and_knobs():
     a, b = sample_clip_params(cfg, 3), sample_clip_params(preset("smoke", size=48, expression_span=(0.9, 1.0)), 3)
     assert np.array_equal(a.identity.rest, b.identity.rest) and a.context.hue == b.context.hue
     assert np.array_equal(a.talking, b.talking) and not np.array_equal(a.intensity, b.intensity)
+    c = sample_clip_params(preset("smoke", size=48, context_bias=1.0), 3)  # bias changes the biased hue only
+    assert c.context.hue == a.context.hue and np.array_equal(c.context.objects, a.context.objects)
+    assert c.context.biased and hue_bin(c.context.biased_hue) == c.label and np.array_equal(c.intensity, a.intensity)
 
 
 def test_layer_boxes_never_clip_a_shape(monkeypatch):

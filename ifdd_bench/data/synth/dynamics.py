@@ -217,9 +217,9 @@ def sample_identity(cfg: SynthConfig, identity: int) -> Identity:
     )
 
 
-def _class_hue(label: int, rng: np.random.Generator) -> float:
-    """A hue inside the label's bin: the 7 classes split the hue circle into equal bins."""
-    return float((label + rng.uniform(0.15, 0.85)) / len(DFEW_CLASSES))
+def _class_hue(label: int, jitter: float) -> float:
+    """A hue inside the label's bin (``jitter`` in (0, 1)): the 7 classes split the hue circle into equal bins."""
+    return float((label + jitter) / len(DFEW_CLASSES))
 
 
 def hue_bin(hue: float | np.ndarray) -> int | np.ndarray:
@@ -232,7 +232,8 @@ def sample_context(cfg: SynthConfig, label: int, rng: np.random.Generator) -> Co
     u = rng.uniform
     hue = float(u())
     biased = bool(u() < cfg.context_bias)
-    biased_hue = _class_hue(label, rng) if biased else hue
+    jitter = u(0.15, 0.85)  # drawn even when unused, so context_bias changes nothing else
+    biased_hue = _class_hue(label, jitter) if biased else hue
     texture = np.stack([u(-9, 9, 3), u(-9, 9, 3), u(0, 2 * np.pi, 3), u(0, 0.08, 3)], 1)
     n_obj = int(rng.integers(1, 5))
     objects = np.stack([rng.integers(0, 2, n_obj), u(-1, 1, n_obj), u(-1, 1, n_obj), u(0.08, 0.3, n_obj),
