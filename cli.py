@@ -265,10 +265,11 @@ def data_bench_cmd(clips: int, workers_csv: str, decoders: str, repeats: int, mo
     if bad or "pil" not in names or 0 not in workers:
         raise ConfigError("--decoders must name pil (the baseline) and only pil|torchvision|auto; "
                           "--workers must include 0")
-    from ifdd_bench.data.loader_bench import model_consumption, run_loader_bench
+    from ifdd_bench.data.loader_bench import decode_microbench, model_consumption, run_loader_bench
 
     with _DataBar(err_console) as bar:
         rows = run_loader_bench(clips=clips, workers=workers, decoders=names, repeats=repeats, progress=bar)
+    decode_rows = decode_microbench()
     consumption = None
     if model != "none":
         try:
@@ -276,7 +277,7 @@ def data_bench_cmd(clips: int, workers_csv: str, decoders: str, repeats: int, mo
         except BenchError as err:
             err_console.print(f"[yellow]model consumption skipped:[/] {err.message}")
     if as_json:
-        click.echo(json.dumps({"loader": rows, "model": consumption}, indent=2))
+        click.echo(json.dumps({"loader": rows, "decode": decode_rows, "model": consumption}, indent=2))
         return
     table = Table(title=f"loader throughput, {rows[0]['clips']} clips, batch {rows[0]['batch']}, segment sampling + "
                         "unified augmentation (ratio vs Pillow / 0 workers, same run)", title_justify="left")
@@ -288,9 +289,19 @@ def data_bench_cmd(clips: int, workers_csv: str, decoders: str, repeats: int, mo
         table.add_row(row["geometry"], f"{row['stored']}px JPEG", decoder, str(row["workers"]),
                       f"{row['clips_per_s']:.1f}", f"{row['ratio']:.2f}x")
     console.print(table)
+    decode = Table(title="decode + resize, one thread, best of 15 (ms per frame; speed-up vs Pillow)",
+                   title_justify="left")
+    for col in ("frame", "from", "pil", "torchvision", "auto"):
+        decode.add_column(col, justify="left" if col in ("frame", "from") else "right")
+    for geometry, stored in dict.fromkeys((r["geometry"], r["stored"]) for r in decode_rows):
+        cells = {r["decoder"]: r for r in decode_rows if (r["geometry"], r["stored"]) == (geometry, stored)}
+        decode.add_row(geometry, f"{stored}px JPEG", *[f"{cells[d]['ms_per_frame']:.2f} ({cells[d]['speedup_vs_pil']:.2f}x)"
+                                                       for d in ("pil", "torchvision", "auto")])
+    console.print(decode)
     for item in consumption or []:
         console.print(f"{item['model']} training step ({item['geometry']}, batch {item['batch']}, CPU, "
-                      f"{item['torch_threads']} threads): [bold]{item['train_clips_per_s']:.1f} clips/s[/]")
+                      f"{item['torch_threads']} threads, OMP_WAIT_POLICY {item['omp_wait_policy']}): "
+                      f"[bold]{item['train_clips_per_s']:.1f} clips/s[/]")
 
 
 @command(data, "import")

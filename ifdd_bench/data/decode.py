@@ -10,8 +10,9 @@ Decoders (``decoder=`` everywhere):
   ``resize`` for the whole clip.
 * ``"pil"``: Pillow; JPEGs use draft mode, i.e. the decoder scales by 1/2, 1/4 or 1/8 inside the
   DCT when the file is at least twice the target size, which makes 224 -> 112 decoding cheap.
-* ``"auto"`` (default): per clip, Pillow when the first frame is a JPEG at least twice the target
-  size (draft mode pays off), torchvision otherwise. ``ifdd-bench data bench`` measures all three.
+* ``"auto"`` (default): Pillow when the frames are JPEGs at least twice the target size (draft mode
+  pays off), torchvision otherwise; probed once per frame root. ``ifdd-bench data bench`` measures
+  all three.
 
 Corrupt frames (a known defect of real datasets): :func:`load_frames` replaces a frame that cannot
 be decoded by the nearest readable frame of the same clip and reports how many it replaced; a clip
@@ -141,17 +142,30 @@ def _pil_decode_native(path: Path) -> torch.Tensor:
     return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
 
 
+_AUTO_CHOICE: dict[tuple[str, int], str] = {}
+
+
 def _choose_decoder(first: Path, size: int, decoder: str) -> str:
+    """Resolve ``"auto"``: Pillow (draft mode) for JPEGs at least twice the target size, else torchvision.
+
+    The choice is probed on the first frame of the first clip under a frame root (the folder that
+    holds the clip folders) and reused for that root: datasets store frames at one size, and the
+    probe costs about as much as decoding a frame.
+    """
     if decoder != "auto":
         return decoder
-    from PIL import Image
+    key = (str(first.parent.parent), size)
+    choice = _AUTO_CHOICE.get(key)
+    if choice is None:
+        from PIL import Image
 
-    try:
-        with Image.open(first) as img:
-            big_jpeg = img.format == "JPEG" and min(img.size) >= 2 * size
-    except Exception:
-        return "torchvision"
-    return "pil" if big_jpeg else "torchvision"
+        try:
+            with Image.open(first) as img:
+                big_jpeg = img.format == "JPEG" and min(img.size) >= 2 * size
+        except Exception:
+            big_jpeg = False
+        choice = _AUTO_CHOICE[key] = "pil" if big_jpeg else "torchvision"
+    return choice
 
 
 def decode_image_file(path: Path, size: int, decoder: str = "auto") -> torch.Tensor:

@@ -4,8 +4,9 @@ Writes temporary DFEW-layout JPEG datasets (frames stored at 112 and at 224 pixe
 pass of a ``DataLoader`` over a training :class:`ClipDataset` (segment sampling, ``unified``
 augmentation, batch 8) for every combination of
 
-* clip geometry: 16x112x112 from 112-pixel frames, 16x224x224 from 224-pixel frames and
-  16x112x112 from 224-pixel frames (DFEW's frames fed to a 112-pixel model);
+* clip geometry: 16x112x112 from 112-pixel frames, 16x224x224 from 224-pixel frames,
+  16x112x112 from 224-pixel frames (DFEW's frames fed to a 112-pixel model) and 16x64x64 from
+  112-pixel frames (SynthDFER's default fed to the tiny CPU models);
 * decoder: Pillow, torchvision (``decode_image``) and ``auto`` (see :mod:`ifdd_bench.data.decode`);
 * 0, 1 and 2 DataLoader workers (worker start-up included, as every epoch pays it);
 * plus the in-memory cache (``cache_clips=True``, 0 workers) and its one-off build time.
@@ -17,6 +18,7 @@ clip geometry) is measured, so loading can be compared with what the model eats.
 
 from __future__ import annotations
 
+import os
 import statistics
 import tempfile
 import time
@@ -33,7 +35,9 @@ from ifdd_bench.data.sampling import SamplingSpec
 from ifdd_bench.data.transforms import ClipTransform, augment_spec
 
 Progress = Callable[[dict[str, Any]], None]
-GEOMETRIES = ((112, 112), (224, 224), (224, 112))  # (stored frame size, clip size)
+#: (stored frame size, clip size): the two clip sizes of the issue, DFEW's 224 frames fed at 112, and
+#: SynthDFER's default 112 frames fed to the tiny CPU models at 64
+GEOMETRIES = ((112, 112), (224, 224), (224, 112), (112, 64))
 
 
 def _time_pass(dataset: ClipDataset, workers: int, batch: int) -> float:
@@ -99,22 +103,55 @@ def run_loader_bench(*, clips: int = 42, workers: tuple[int, ...] = (0, 1, 2),
     return rows
 
 
+def decode_microbench(*, frames: int = 16, rounds: int = 15, workdir: Path | None = None) -> list[dict[str, Any]]:
+    """Milliseconds to decode (and resize) one frame, per decoder and geometry, single-threaded.
+
+    The best of ``rounds`` interleaved timings of decoding a 16-frame clip: the minimum is the least disturbed
+    by other processes, which matters on a shared machine. Rows carry ``ms_per_frame`` and the
+    ratio against Pillow for the same geometry.
+    """
+    from ifdd_bench.data.dataset import single_threaded_torch
+    from ifdd_bench.data.decode import list_frames, load_frames
+
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(dir=workdir, prefix="ifdd-decode-bench-") as tmp, single_threaded_torch():
+        folders = {}
+        for stored in sorted({g[0] for g in GEOMETRIES}):
+            root = write_dfew(Path(tmp) / f"d{stored}", [(1, 1, frames)], size=stored)
+            folders[stored] = list_frames(root / "Clip" / "clip_224x224_16f" / "00001")
+        decoders = ("pil", "torchvision", "auto")
+        for stored, size in GEOMETRIES:
+            best = dict.fromkeys(decoders, float("inf"))
+            for _ in range(rounds):  # decoders interleaved, so a busy spell hits all of them alike
+                for decoder in decoders:
+                    start = time.perf_counter()
+                    load_frames(folders[stored], range(frames), size, decoder)
+                    best[decoder] = min(best[decoder], time.perf_counter() - start)
+            for decoder in decoders:
+                rows.append({"geometry": f"{size}x{size}", "stored": stored, "decoder": decoder,
+                             "ms_per_frame": best[decoder] / frames * 1e3,
+                             "speedup_vs_pil": best["pil"] / best[decoder]})
+    return rows
+
+
 def _emit(progress: Progress | None, done: int, total: int) -> None:
     if progress is not None:
         progress({"event": "data_progress", "stage": "loader bench", "done": done, "total": total})
 
 
-def model_consumption(model: str = "ifdd_tiny", *, size: int = 112, frames: int = 16, batch: int = 8,
-                      steps: int = 3, variant: str = "full") -> dict[str, Any]:
+def model_consumption(model: str = "ifdd_tiny", *, size: int | None = None, frames: int | None = None,
+                      batch: int = 8, steps: int = 3, variant: str = "full") -> dict[str, Any]:
     """Training clips/s of a registered model on CPU (forward + loss + backward + AdamW step).
 
-    One warm-up step, then the median of ``steps`` timed steps. Raises ``ConfigError`` (from the
-    registry) if the model is not registered.
+    ``size`` / ``frames`` default to the model's own geometry. One warm-up step, then the median of
+    ``steps`` timed steps. Raises ``ConfigError`` (from the registry) if the model is not registered.
     """
     from ifdd_bench.models.output import split_output
-    from ifdd_bench.registry import create_model
+    from ifdd_bench.registry import build_from_config, resolve_config
 
-    net = create_model(model, variant, num_classes=7, frames=frames, img_size=size)
+    cfg = resolve_config(model, variant, num_classes=7, frames=frames, img_size=size)
+    frames, size = cfg.frames, cfg.img_size
+    net = build_from_config(model, cfg)
     net.train()
     opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
     gen = torch.Generator().manual_seed(0)
@@ -133,4 +170,5 @@ def model_consumption(model: str = "ifdd_tiny", *, size: int = 112, frames: int 
             times.append(time.perf_counter() - start)
     secs = statistics.median(times)
     return {"model": model, "variant": variant, "geometry": f"{frames}x{size}x{size}", "batch": batch,
-            "train_clips_per_s": batch / secs, "step_s": secs, "torch_threads": torch.get_num_threads()}
+            "train_clips_per_s": batch / secs, "step_s": secs, "torch_threads": torch.get_num_threads(),
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset")}
