@@ -345,11 +345,11 @@ def count_macs(model: nn.Module, inputs: torch.Tensor | Sequence[torch.Tensor], 
         >>> count_macs(conv, torch.randn(1, 3, 4, 8, 8)).total == 8 * 4 * 8 * 8 * 3 * 27
         True
     """
-    from fvcore.nn import FlopCountAnalysis
-
     wrapped = _LogitsOnly(model)
     with _eval_mode(model), torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # jit-trace deprecation and tracer warnings
+        warnings.simplefilter("ignore")  # torch.jit deprecation (on fvcore import) and tracer warnings
+        from fvcore.nn import FlopCountAnalysis
+
         analysis = FlopCountAnalysis(wrapped, _as_tuple(inputs))
         analysis.set_op_handle(**EXTRA_MAC_HANDLES)
         analysis.unsupported_ops_warnings(False)
