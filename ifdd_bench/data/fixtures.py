@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from ifdd_bench.data.records import DFEW_CLASSES, FERV39K_CLASSES, MAFW_CLASSES
+from ifdd_bench.data.records import DFEW_CLASSES
 
 
 def frame_image(index: int, size: tuple[int, int] = (64, 64), seed: int = 0, mode: str = "RGB") -> Image.Image:
@@ -116,5 +116,4 @@ def write_mafw(root: Path, train: Sequence[tuple[str, int]], test: Sequence[tupl
     return root
 
 
-__all__ = ["frame_image", "write_frames", "write_dfew", "balanced_dfew_rows", "write_ferv39k", "write_mafw",
-           "DFEW_CLASSES", "FERV39K_CLASSES", "MAFW_CLASSES"]
+__all__ = ["frame_image", "write_frames", "write_dfew", "balanced_dfew_rows", "write_ferv39k", "write_mafw"]

@@ -69,8 +69,8 @@ NUM_FOLDS = {"synth": 5, "dfew": 5, "ferv39k": 1, "mafw": 5}
 MAFW_OFFICIAL_TO_DFERCLIP = tuple(MAFW_CLASSES_DFERCLIP.index(name) for name in MAFW_CLASSES)
 
 #: kinds of problem that would break training (``data check`` exits non-zero on any of them)
-FATAL_PROBLEMS = ("missing_root", "missing_split_file", "missing_frame_folder", "layout", "malformed_line", "unknown_label", "missing_clip",
-                  "zero_frames", "unreadable_video", "empty_split")
+FATAL_PROBLEMS = ("missing_root", "missing_split_file", "missing_frame_folder", "layout", "malformed_line",
+                  "unknown_label", "missing_clip", "zero_frames", "unreadable_video", "empty_split")
 
 #: word variants seen in annotation files -> one canonical key per emotion
 _LABEL_ALIASES = {
@@ -194,9 +194,10 @@ def _check_root(root: Path) -> None:
 def _missing_split(dataset: str, split: str, fold: int, looked: list[Path], root: Path) -> DataError:
     rel = [str(p.relative_to(root)) if p.is_relative_to(root) else str(p) for p in looked]
     tried = ", ".join(rel[:2]) + (f" and {len(rel) - 2} other spellings" if len(rel) > 2 else "")
-    return _tagged("missing_split_file", f"{dataset} {split} list for fold {fold} not found under {root} (looked for: {tried})",
-                     hint=f"point --data-root at the {dataset.upper()} folder as its owners ship it "
-                          "(or import your own lists with `ifdd-bench data import`)")
+    return _tagged("missing_split_file",
+                   f"{dataset} {split} list for fold {fold} not found under {root} (looked for: {tried})",
+                   hint=f"point --data-root at the {dataset.upper()} folder as its owners ship it "
+                        "(or import your own lists with `ifdd-bench data import`)")
 
 
 def resolve_clip(frame_dir: Path | None, video_stems: Iterable[Path], collector: _Collector,
@@ -437,7 +438,9 @@ def read_mafw(root: Path, split: str, fold: int, *, frame_source: str = "frames"
     classes = classes_for("mafw", label_order)
     collector = _Collector(strict, f"mafw fold {fold} {split} ({annotation})")
     rows = _parse_word_list(annotation, collector, classes, "03747.mp4 anger")
-    frame_root = _first_existing([root / frame_source, root / "data" / frame_source]) if frame_source != "video" else None
+    frame_root = None
+    if frame_source != "video":
+        frame_root = _first_existing([root / frame_source, root / "data" / frame_source])
     video_roots = [root / "clips", root / "data" / "clips", root / "videos"]
     if frame_source != "video" and frame_root is None:
         raise _tagged("missing_frame_folder", f"mafw frame folder {frame_source!r} not found under {root} "
