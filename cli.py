@@ -700,6 +700,9 @@ def _sweep_progress(progress: Any, total: int) -> Callable[[dict], None]:
                                 f"test UAR {100 * data.get('test_uar', float('nan')):.1f}")
             elif stage == "warning":
                 err_console.print(f"[yellow]warning[/] {run_id}: {data.get('message')}", highlight=False)
+            elif data.get("event") == "data_progress":
+                progress.update(current, description=f"{run_id} data: {data.get('stage', '')}",
+                                completed=data.get("done", 0), total=data.get("total"))
 
     return on_event
 

@@ -17,7 +17,7 @@ CLASSES = ["happy", "sad", "neutral", "angry", "surprise", "disgust", "fear"]
 
 
 def make_capture(path: Path, *, n: int = 10, pos_d=(4.0, 5.0, 5.0, 5.0), pos_a=(0.0, 1.0, 2.0, 3.0),
-                 neutral: int = 1, strip: bool = True) -> Path:
+                 neutral: int = 1, strip: bool = True, grid_d=None) -> Path:
     """A capture whose expression tokens are 4 and 5 (frames 8-11) in every non-neutral clip."""
     frames, tokens = 16, 8
     intensity = np.zeros((n, frames))
@@ -35,6 +35,8 @@ def make_capture(path: Path, *, n: int = 10, pos_d=(4.0, 5.0, 5.0, 5.0), pos_a=(
         meta=json.dumps({"model": "ifdd_tiny", "variant": "full", "classes": CLASSES, "dataset": "synth",
                          "split": "test"}),
     )
+    if grid_d is not None:
+        arrays["grid_a"], arrays["grid_d"] = np.array([0.0, 2, 4, 6]), np.array(grid_d, dtype=float)
     if strip:
         arrays["strip_ids"] = np.array(["00001", "00002"])
         arrays["strip"] = (rng.random((2, frames, 24, 24, 3)) * 255).astype(np.uint8)
@@ -81,6 +83,15 @@ def test_fractional_positions_count_by_weight(tmp_path):
     assert _stat(stats, "ISSM detail group")["estimate"] == pytest.approx(0.5)
     apex = _stat(stats, "ISSM detail group", "apex token hit (a detail slot's nearest token)")
     assert apex["estimate"] == 0.0  # rint(3.5) = 4, the apex (frame 10) is token 5
+
+
+def test_zero_offset_grid_separates_learning_from_the_grid(tmp_path):
+    # the grid alone puts the detail slots on tokens 4, 4, 6, 7 (share 2/4); ISSM's slots get 4/4
+    cap = splits.load_capture(make_capture(tmp_path / "c.npz", grid_d=(4.0, 4.0, 6.0, 7.0), neutral=0))
+    stats = splits.split_statistics(cap, n_boot=200)
+    assert _stat(stats, "zero-offset grid (detail)")["estimate"] == pytest.approx(0.5)
+    learned = _stat(stats, "ISSM detail - zero-offset grid (paired)", "expression share difference")
+    assert learned["estimate"] == pytest.approx(0.5) and learned["p_value"] < 0.01
 
 
 def test_render_writes_figures_and_tables(tmp_path):
@@ -157,6 +168,7 @@ def test_capture_on_tiny_checkpoint(tiny_run, tmp_path):
     assert ((a["pos_d"] >= 0) & (a["pos_d"] <= 7)).all()
     # an untrained ISSM starts near the lattice, through the reference grid (spec 6.1: 0.643 ... 7)
     assert np.abs(a["pos_d"] - np.array([0.643, 2.929, 5.214, 7.0])).max() < 0.5
+    assert np.allclose(a["grid_d"], [4.5 / 7, 20.5 / 7, 36.5 / 7, 7.0])  # p = 8i/7 - 0.5, clamped
     assert np.allclose(a["detail_spatial"].reshape(n, -1).sum(axis=1), 1.0, atol=1e-5)
     assert a["frame_index"].shape == (n, 16) and a["intensity"].shape[0] == n and "apex" in a
     assert a["strip"].shape == (1, 16, 32, 32, 3) and a["strip"].dtype == np.uint8

@@ -6,7 +6,8 @@ module (``model.top.split``: ISSM or the lazy split) and on the detail refinemen
 
 * ``pos_a`` / ``pos_d`` (S,): the sampling coordinates on the T' temporal tokens of the
   approximation and detail groups (ISSM: lattice + offsets through the configured grid; lazy
-  split: the even / odd tokens);
+  split: the even / odd tokens); ``grid_a`` / ``grid_d``: where ISSM would sample with zero
+  offsets (the grid convention alone);
 * ``similarity`` (T', T'): ISSM's inter-frame similarity ``S = phi phi^T / C`` (NaN for the lazy
   split, which computes none);
 * ``detail_spatial`` (S, h, w): where the detail stream attends. With LADM: the attention each
@@ -289,6 +290,14 @@ def capture_splits(
     arrays["clip_ids"] = np.array([ids[i] for i in order])
     arrays["lazy_a"] = np.arange(0, t_tokens, 2, dtype=np.float64)
     arrays["lazy_d"] = np.arange(1, t_tokens, 2, dtype=np.float64)
+    # where ISSM samples with zero offsets under the checkpoint's grid convention (reference grid:
+    # 0, 1.786, 4.071, 6.357 / 0.643, 2.929, 5.214, 7): separates what training learned from the grid
+    split_module = model.top.split
+    for key, lattice in (("grid_a", arrays["lazy_a"]), ("grid_d", arrays["lazy_d"])):
+        if hasattr(split_module, "positions"):
+            arrays[key] = split_module.positions(torch.tensor(lattice, dtype=torch.float32)).double().cpu().numpy()
+        else:
+            arrays[key] = lattice.copy()
     if strips:
         arrays["strip_ids"] = np.array(wanted)
         arrays["strip"] = np.stack([strips[c] for c in wanted])
