@@ -917,8 +917,11 @@ def profile_cmd(models: tuple[str, ...], all_models: bool, frames: int | None, s
         warmup=warmup, iterations=iters, max_seconds=max_seconds, threads=threads,
         cudnn_benchmark=cudnn_benchmark, isolate=False if in_process else None,
         by_module=by_module, module_depth=depth)
-    with console.status("profiling ...") as status:
-        rows = prof.profile(request, progress=lambda message: status.update(f"profiling {message}"))
+    if console.is_terminal:
+        with console.status("profiling ...") as status:
+            rows = prof.profile(request, progress=lambda message: status.update(f"profiling {message}"))
+    else:  # piped / logged: one line per step on stderr
+        rows = prof.profile(request, progress=lambda message: err_console.print(f"profiling {message}", highlight=False))
     _print_profile_rows(rows)
     for row in rows:
         if row.get("_modules"):

@@ -90,6 +90,19 @@ def test_isolated_measurement_reports_fresh_process_peak_rss(monkeypatch):
         latency.measure_isolated(dataclasses.replace(SPEC, variant="oom5", batch=6), timeout=120)
 
 
+def test_fresh_process_peak_rss_does_not_inherit_the_parents_peak():
+    import subprocess
+    import sys
+
+    ballast = bytearray(1024 * 2**20)  # make this process's RSS at least 1 GiB larger than a child's
+    ballast[::4096] = b"\x01" * len(ballast[::4096])
+    parent = latency._current_rss_mb()
+    code = "from ifdd_bench.engine.latency import peak_rss_mb; print(peak_rss_mb())"
+    child = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    assert 0 < child < parent - 512  # ru_maxrss would report >= parent here
+    del ballast
+
+
 @pytest.mark.parametrize("variant", ["oom5", "oom5_runtime"])
 def test_throughput_sweep_backs_off_after_fake_allocator_error(variant):
     tried = []

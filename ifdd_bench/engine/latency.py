@@ -13,7 +13,7 @@ holds median, p90, mean, std, min, max (ms), clips/s (``batch / median``) and pe
 
 * CUDA: ``torch.cuda.max_memory_allocated`` since a reset just before the warm-up (weights,
   activations, optimizer state; the caching allocator's reserve is recorded separately);
-* CPU: the peak resident set size (``ru_maxrss``) of the process. Run through
+* CPU: the peak resident set size of the process (``VmHWM``, see :func:`peak_rss_mb`). Run through
   :func:`measure_isolated` (a fresh ``python -m ifdd_bench.engine.latency`` process) the peak
   belongs to that measurement alone; it includes the Python + torch runtime and the imported model
   modules, whose RSS just before the model is built is recorded as ``rss_baseline_mb`` (so
@@ -337,9 +337,22 @@ def _train_step(model: nn.Module, clip: torch.Tensor, num_classes: int, spec: Be
     return step
 
 
-def _peak_rss_mb() -> float:
-    # Linux reports ru_maxrss in KiB, macOS in bytes
-    scale = 1024.0 if sys.platform != "darwin" else 1024.0 * 1024.0
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process's address space, in MiB.
+
+    Linux: ``VmHWM`` of ``/proc/self/status``, the high-water mark of the current memory map,
+    which starts afresh at ``exec``. ``getrusage().ru_maxrss`` is not used there because a child
+    inherits its parent's RSS at ``fork`` into it, so a fresh measurement process would report the
+    parent's peak. Elsewhere ``ru_maxrss`` is the fallback.
+    """
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0  # kB
+    except OSError:
+        pass
+    scale = 1024.0 if sys.platform != "darwin" else 1024.0 * 1024.0  # KiB on Linux, bytes on macOS
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale
 
 
@@ -426,7 +439,7 @@ def measure(spec: BenchSpec, *, isolated: bool = False) -> dict[str, Any]:
                    reserved_mem_mb=torch.cuda.max_memory_reserved(device) / 2**20,
                    mem_kind="cuda_max_memory_allocated", rss_baseline_mb=float("nan"))
     else:
-        row.update(peak_mem_mb=_peak_rss_mb(), reserved_mem_mb=float("nan"),
+        row.update(peak_mem_mb=peak_rss_mb(), reserved_mem_mb=float("nan"),
                    mem_kind="peak_rss_fresh_process" if isolated else "peak_rss_in_process",
                    rss_baseline_mb=rss_baseline)
     del model, clip, step
