@@ -1,0 +1,125 @@
+"""How much of a training step the engine spends outside the model: a benchmark, not a test.
+
+::
+
+    python -m ifdd_bench.engine.overhead --model ifdd_tiny --steps 12 --workers 0,1
+
+measures, in one process and on the same batches:
+
+* ``bare``: the model's training step alone (forward, loss, backward, AdamW) on batches already
+  in memory, the baseline;
+* ``engine (workers=N)``: the engine's :func:`~ifdd_bench.engine.train.train_one_epoch` on a
+  DataLoader over the same clips, with the progress callback on.
+
+It prints, per setting, the seconds per step split into data wait / compute / bookkeeping, the
+engine overhead share ``(data wait + bookkeeping) / step`` and the ratio of the engine's step
+time to the bare step time. Timings are wall clock and depend on what else the machine runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from typing import Any, Sequence
+
+import torch
+from torch.utils.data import DataLoader, Subset
+
+from ifdd_bench.config import DataConfig, protocol_preset
+from ifdd_bench.engine import distributed as D
+from ifdd_bench.engine.seeding import seed_everything, worker_init_fn
+from ifdd_bench.engine.train import Reporter, build_optimizer, train_one_epoch
+from ifdd_bench.models.output import split_output
+from ifdd_bench.registry import build_from_config, resolve_config
+
+
+def measure_overhead(model: str = "ifdd_tiny", variant: str = "full", *, steps: int = 12, warmup: int = 2,
+                     workers: Sequence[int] = (0, 1), batch_size: int = 16, frames: int = 16, size: int = 64,
+                     synth_preset: str = "default") -> list[dict[str, Any]]:
+    """Rows ``{"setting", "step_s", "data_wait_s", "compute_s", "bookkeeping_s", "overhead_share",
+    "vs_bare"}`` for the bare baseline and each worker count (see the module docstring)."""
+    from ifdd_bench.data import build_datasets
+
+    torch.manual_seed(0)
+    data_cfg = DataConfig(dataset="synth", synth_preset=synth_preset, frames=frames, segments=frames, size=size)
+    bundle = build_datasets(data_cfg, seed=0, protocol="unified")
+    total = (warmup + steps) * batch_size
+    clips = Subset(bundle.train, list(range(total)))
+    cfg = protocol_preset("unified", batch_size=batch_size, device="cpu")
+    model_cfg = resolve_config(model, variant, num_classes=len(bundle.classes), frames=frames, img_size=size)
+    ctx = D.DistContext()
+
+    def fresh():
+        seed_everything(0)
+        net = build_from_config(model, model_cfg)
+        return net, build_optimizer(net, cfg)
+
+    batches = list(DataLoader(clips, batch_size=batch_size))  # in memory for the bare baseline
+    net, opt = fresh()
+    net.train()
+    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    bare = []
+    for k, (x, y) in enumerate(batches):
+        t0 = time.perf_counter()
+        logits, aux, _ = split_output(net(x))
+        loss = loss_fn(logits, y) + sum(aux.values()) if aux else loss_fn(logits, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        float(loss.detach())  # the engine syncs on the loss too
+        if k >= warmup:
+            bare.append(time.perf_counter() - t0)
+    bare_step = sum(bare) / len(bare)
+    rows = [{"setting": "bare (batches in memory)", "step_s": bare_step, "data_wait_s": 0.0, "compute_s": bare_step,
+             "bookkeeping_s": 0.0, "overhead_share": 0.0, "vs_bare": 1.0}]
+
+    for n in workers:
+        net, opt = fresh()
+        loader = DataLoader(clips, batch_size=batch_size, num_workers=n, worker_init_fn=worker_init_fn,
+                            drop_last=True)
+        warm = DataLoader(Subset(clips, list(range(warmup * batch_size))), batch_size=batch_size)
+        train_one_epoch(net, warm, opt, loss_fn, mixer=None, scaler=None, autocast=_null, ctx=ctx, epoch=0,
+                        lr=cfg.lr, grad_clip=0.0, channels_last=False, report=Reporter(None), log_every=10,
+                        last_good="-")
+        events: list[dict] = []
+        stats = train_one_epoch(net, loader, opt, loss_fn, mixer=None, scaler=None, autocast=_null, ctx=ctx,
+                                epoch=1, lr=cfg.lr, grad_clip=0.0, channels_last=False,
+                                report=Reporter(events.append), log_every=1, last_good="-")
+        per = {k: stats[k] / stats["steps"] for k in ("data_wait", "compute", "bookkeeping")}
+        step = stats["wall"] / stats["steps"]
+        rows.append({"setting": f"engine (workers={n})", "step_s": step, "data_wait_s": per["data_wait"],
+                     "compute_s": per["compute"], "bookkeeping_s": per["bookkeeping"],
+                     "overhead_share": (per["data_wait"] + per["bookkeeping"]) / step, "vs_bare": step / bare_step})
+    return rows
+
+
+def _null():
+    import contextlib
+
+    return contextlib.nullcontext()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Command-line entry point (prints a table and the rows as JSON)."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="ifdd_tiny")
+    parser.add_argument("--variant", default="full")
+    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--workers", default="0,1")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--frames", type=int, default=16)
+    args = parser.parse_args(argv)
+    rows = measure_overhead(args.model, args.variant, steps=args.steps, batch_size=args.batch_size,
+                            workers=[int(w) for w in args.workers.split(",")], size=args.size, frames=args.frames)
+    print(f"{'setting':28s} {'step s':>8s} {'data wait':>10s} {'compute':>8s} {'bookkeep':>9s} "
+          f"{'overhead':>9s} {'vs bare':>8s}")
+    for r in rows:
+        print(f"{r['setting']:28s} {r['step_s']:8.3f} {r['data_wait_s']:10.4f} {r['compute_s']:8.3f} "
+              f"{r['bookkeeping_s']:9.5f} {100 * r['overhead_share']:8.2f}% {r['vs_bare']:8.3f}")
+    print(json.dumps(rows))
+
+
+if __name__ == "__main__":
+    main()
