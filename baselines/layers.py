@@ -238,7 +238,10 @@ class TransformerHead(nn.Module):
         self.cls = nn.Parameter(torch.zeros(1, 1, dim))
         self.pos = nn.Parameter(torch.zeros(1, frames + 1, dim))
         for p in (self.cls, self.pos):
-            nn.init.normal_(p) if init_std == 0 else nn.init.trunc_normal_(p, std=init_std)
+            if init_std == 0:
+                nn.init.normal_(p)
+            else:
+                nn.init.trunc_normal_(p, std=init_std)
         self.drop = nn.Dropout(dropout)
         self.blocks = nn.Sequential(*[TransformerBlock(dim, heads, dim_head, mlp_dim, qkv_bias=qkv_bias,
                                                        dropout=dropout) for _ in range(depth)])
