@@ -63,7 +63,7 @@ class WeightReport:
             return ", ".join(items[:limit]) + more
 
         lines = [f"weights {self.path} (sha256 {self.sha256[:16]}, {self.kind}): "
-                 f"{len(self.matched) + len(self.adapted)} tensors loaded, {len(self.missing)} missing, "
+                 f"{len(self.matched) + len(self.adapted)} tensors match, {len(self.missing)} missing, "
                  f"{len(self.unexpected)} unexpected, {len(self.mismatched)} shape mismatches"
                  + (f", prefix {self.prefix!r} stripped" if self.prefix else "")]
         for label, items in (("missing", self.missing), ("unexpected", self.unexpected),

@@ -38,7 +38,7 @@ def test_torchvision_resnet18_into_former_dfer(tv_resnet18, caplog):
     assert report.dropped == ["fc.weight", "fc.bias"] and not report.missing and not report.unexpected
     assert len(report.matched) == len(model.cnn.state_dict())
     assert report.as_record()["pretrained_sha256"] == report.sha256
-    assert "tensors loaded" in caplog.text  # the key report is logged
+    assert "tensors match" in caplog.text  # the key report is logged
     assert type(model.norm).__name__ == "InputNorm"  # auto -> ImageNet statistics with pretrained weights
 
 
