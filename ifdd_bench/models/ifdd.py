@@ -1,0 +1,654 @@
+"""IFDD: lifting-scheme implicit disentanglement of facial dynamics (Wang & Chai, arXiv 2412.13168).
+
+A faithful re-implementation of the authors' published model (spec:
+``shared/design/ifdd-reference.md`` sections 2-10), with every component behind a switch of
+:class:`IFDDConfig` resolved at construction, so each ablation is an ordinary module.
+
+Data flow for a ``(B, 3, T, H, W)`` clip in [0, 1] (paper geometry in brackets)::
+
+    Embedding      Conv3d 3->96 k(3,7,7) s(2,4,4) (+ temporal avg-pool for 32 frames)  (B, 96, 8, 56, 56)
+    MViTBackbone   10 multiscale blocks, taps after stages 2 and 3   (B, 1569, 384), (B, 393, 768)
+    Pyramid        per-frame dilated conv on stage 2, concat, 1x1 conv                    (B, 392, 768)
+    top            one of
+      LADMTop      split (ISSM | lazy) -> WaveNorm -> update/predict cross-attention lifting ->
+                   detail refinement -> token compression                              feature (B, 768)
+      SplitOnlyTop split -> compress the detail group (Linear with bias)               feature (B, 768)
+      GapTop       mean of the pyramid tokens                                          feature (B, 768)
+    head           Dropout(0.5) -> Linear(768, K)                                      logits  (B, K)
+
+Output convention (``ifdd_bench.models.output``):
+
+* ``model.eval()``: ``forward(x)`` returns logits ``(B, K)``.
+* ``model.train()``: ``forward(x)`` returns ``ModelOutput(logits, losses, extras)``.
+  ``losses = {"lift": lambda_lift * L_lift}`` only when ``lambda_lift > 0`` (LADM top); the engine
+  adds ``sum(losses.values())`` to the classification loss. ``extras`` (detached, stable names
+  used by ``ifdd-bench viz splits``):
+
+  - ``"pool_a"``  ``(B, h, w)``: channel/time mean of (pair-averaged input - approximation group),
+    the quantity the lifting loss pulls to zero (LADM and split-only tops).
+  - ``"detail"``  ``(B, C)``: the feature fed to the head (compressed detail / GAP vector).
+  - ``"pos_a"``, ``"pos_d"`` ``(B, T'/2)``: frame coordinates (in units of the T' = 8 token
+    frames, 0..T'-1) that the approximation and detail groups were sampled at. ISSM: the
+    fractional positions actually interpolated (after the ``issm_grid`` convention and clamping);
+    lazy split: the fixed even / odd frames. Absent for the GAP top (no split).
+  - ``"similarity"`` ``(B, T', T')``: ISSM's inter-frame similarity ``S`` (ISSM only).
+
+Registered presets (bottom of this file): ``ifdd`` (paper geometry, 16x224x224) and
+``ifdd_tiny`` (same architecture at CPU size, 16x64x64); named variants in :data:`ABLATIONS`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ifdd_bench.errors import ConfigError, suggest
+from ifdd_bench.models.layers import ATTN_IMPLS, DropPath, Mlp, plain_attention
+from ifdd_bench.models.mvit import MViTBackbone
+from ifdd_bench.models.output import ModelOutput
+from ifdd_bench.registry import register_model
+
+#: input frame counts the embedding supports -> (conv temporal stride, temporal avg-pool)
+FRAME_MODES = {8: (1, 1), 16: (2, 1), 32: (2, 2)}
+TOKEN_FRAMES = 8  # T' after the embedding for every supported frame count
+TOPS = ("auto", "ladm", "split_only", "gap")
+ISSM_GRIDS = ("reference", "aligned")
+LIFT_REDUCTIONS = ("sum", "mean")
+
+
+# ============================================================================================
+# configuration
+
+
+@dataclass(frozen=True)
+class IFDDConfig:
+    """Every IFDD hyper-parameter and component switch; defaults = the published DFEW model."""
+
+    # data shape (set by the engine from the dataset)
+    num_classes: int = 7  # K (DFEW / FERV39k 7, MAFW 11)
+    frames: int = 16  # input frames T: 8 | 16 (conv stride 2) | 32 (conv stride 2 + avg-pool 2) -> T'=8
+    img_size: int = 224  # H = W; a multiple of 32 so every stage grid halves exactly
+    in_chans: int = 3
+    # backbone (a truncated MViTv2-S, "MFViT_XS")
+    embed_kernel: tuple[int, ...] = (3, 7, 7)  # patch-embedding Conv3d kernel (t, h, w); spatial stride 4
+    widths: tuple[int, ...] = (96, 192, 384, 768)  # channels per stage
+    depths: tuple[int, ...] = (1, 2, 5, 2)  # blocks per stage
+    heads: tuple[int, ...] = (1, 2, 4, 8)  # attention heads per stage
+    kv_strides: tuple[int, ...] = (8, 4, 2, 1)  # spatial k/v pooling stride per stage
+    mlp_ratio: float = 4.0
+    drop_path: float = 0.2  # backbone stochastic depth, rising linearly 0 -> drop_path over the blocks
+    taps: tuple[int, ...] = (2, 3)  # stages fed to the pyramid; the last must be the last stage
+    attn_impl: str = "sdpa"  # sdpa (fused kernel) | explicit (matmul-softmax-matmul, same numbers)
+    # training memory: blocks whose input has at least this many tokens recompute their pooled
+    # q/k/v and pooled skip in backward instead of storing them (paper size: blocks 0-3); 0 = never
+    recompute_tokens: int = 4096
+    # components (the ablation switches)
+    issm: bool = True  # content-aware fractional split (ISSM); False -> lazy even/odd frame split
+    ladm: bool = True  # LADM lifting top (update/predict/refine); False -> split-only (or GAP) top
+    top: str = "auto"  # auto (ladm if ladm else split_only) | ladm | split_only | gap (mean of pyramid tokens)
+    lambda_lift: float = 0.1  # weight of the lifting loss; 0 turns it off while LADM stays
+    lift_reduction: str = "sum"  # sum over the batch of per-sample means (reference, bug B1) | mean
+    update_first: bool = True  # LADM: update A from D, then predict D from the updated A; False -> predict first
+    wave_norm: bool = True  # LADM: separate LayerNorms on both groups before lifting; False -> none
+    issm_grid: str = "reference"  # reference (the authors' align_corners=False sampling, spec 6.1) | aligned (p = i)
+    issm_range: float = 2.0  # ISSM receptive field: each slot moves at most +-issm_range frames
+    issm_pool: int = 7  # ISSM descriptor: spatial adaptive-avg-pool size
+    issm_channels: int = 7  # ISSM descriptor: 1x1-conv output channels
+    ladm_heads: int = 8  # heads of LADM's cross- and self-attention
+    ladm_drop_path: float = 0.2  # DropPath of the detail refinement (whole-sample, as trained)
+    head_dropout: float = 0.5  # dropout before the classifier
+    # reference-parity dead parameters: LADM position tables and ISSM's time MLP are built but
+    # never used by the authors' model; kept (frozen, requires_grad=False) so that sum(numel)
+    # matches the reference. False drops them.
+    parity_dead_params: bool = True
+    pretrained: str | None = None  # local torchvision K400 mvit_v2_s state-dict file; never downloaded
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # -- derived ----------------------------------------------------------------------------
+    @property
+    def top_kind(self) -> str:
+        """The resolved top: ``ladm``, ``split_only`` or ``gap``."""
+        if self.top == "auto":
+            return "ladm" if self.ladm else "split_only"
+        return self.top
+
+    @property
+    def stage_grids(self) -> tuple[int, ...]:
+        """Spatial token grid side of each stage (56, 28, 14, 7 at 224 px)."""
+        g = self.img_size // 4
+        return tuple(g // 2 ** s for s in range(len(self.widths)))
+
+    @property
+    def token_grid(self) -> tuple[int, int, int]:
+        """``(T', h, w)`` of the pyramid tokens the top works on."""
+        g = self.stage_grids[-1]
+        return (TOKEN_FRAMES, g, g)
+
+    # -- validation -------------------------------------------------------------------------
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the key, the value and the allowed values."""
+
+        def bad(key: str, allowed: str) -> ConfigError:
+            return ConfigError(f"IFDD config {key}={getattr(self, key)!r} is not supported; allowed: {allowed}")
+
+        def choice(key: str, options: tuple) -> None:
+            value = getattr(self, key)
+            if value not in options:
+                raise ConfigError(f"IFDD config {key}={value!r} is not supported{suggest(str(value), options)}; "
+                                  f"allowed: {', '.join(map(str, options))}")
+
+        if self.num_classes < 2:
+            raise bad("num_classes", "an integer >= 2")
+        if self.frames not in FRAME_MODES:
+            raise ConfigError(f"IFDD config frames={self.frames!r} is not supported by the embedding; allowed: "
+                              f"{', '.join(map(str, FRAME_MODES))} (16 for DFEW/FERV39k, 32 for MAFW)")
+        if self.in_chans < 1:
+            raise bad("in_chans", "an integer >= 1")
+        n_stages = len(self.widths)
+        if n_stages != 4 or len(self.depths) != 4 or len(self.heads) != 4 or len(self.kv_strides) != 4:
+            raise ConfigError("IFDD config widths, depths, heads and kv_strides need 4 entries each (one per "
+                              f"stage); got {len(self.widths)}, {len(self.depths)}, {len(self.heads)}, "
+                              f"{len(self.kv_strides)}")
+        if self.img_size < 32 or self.img_size % 32:
+            raise ConfigError(f"IFDD config img_size={self.img_size!r} does not give integer pyramid ratios; "
+                              "allowed: a multiple of 32 (e.g. 64, 96, 224)")
+        if len(self.embed_kernel) != 3 or any(k < 1 or k % 2 == 0 for k in self.embed_kernel):
+            raise bad("embed_kernel", "three odd sizes (t, h, w), e.g. 3,7,7")
+        for s, (w, d, h, kv) in enumerate(zip(self.widths, self.depths, self.heads, self.kv_strides)):
+            if d < 1 or h < 1 or w < 1 or w % h:
+                raise ConfigError(f"IFDD config stage {s}: widths={w}, depths={d}, heads={h}; allowed: "
+                                  "depth >= 1 and a width divisible by the head count")
+            if kv < 1 or self.stage_grids[s] % kv:
+                raise ConfigError(f"IFDD config kv_strides[{s}]={kv} does not divide the stage grid "
+                                  f"{self.stage_grids[s]}; allowed: a divisor of {self.stage_grids[s]}")
+        if (not self.taps or list(self.taps) != sorted(set(self.taps)) or self.taps[-1] != n_stages - 1
+                or self.taps[0] < 0):
+            raise ConfigError(f"IFDD config taps={self.taps!r} is not supported; allowed: increasing stage "
+                              f"indices ending with the last stage {n_stages - 1}, e.g. 2,3 (reference) or 3")
+        choice("attn_impl", ATTN_IMPLS)
+        choice("top", TOPS)
+        choice("lift_reduction", LIFT_REDUCTIONS)
+        choice("issm_grid", ISSM_GRIDS)
+        if self.top == "ladm" and not self.ladm:
+            raise ConfigError("IFDD config top='ladm' contradicts ladm=False; allowed: ladm=true, or "
+                              "top=split_only / top=gap / top=auto")
+        if self.top in ("split_only", "gap") and self.ladm:
+            raise ConfigError(f"IFDD config top={self.top!r} replaces LADM but ladm=True; set ladm=false "
+                              "as well (allowed with ladm=true: top=auto or top=ladm)")
+        if self.lambda_lift < 0:
+            raise bad("lambda_lift", "a number >= 0 (0 turns the lifting loss off)")
+        if self.lambda_lift > 0 and self.top_kind != "ladm":
+            raise ConfigError(f"IFDD config lambda_lift={self.lambda_lift} needs the LADM top, but the top is "
+                              f"{self.top_kind!r}; allowed: lambda_lift=0 with ladm=false, or ladm=true")
+        if self.issm and self.top_kind == "gap":
+            raise ConfigError("IFDD config issm=True with top='gap': the GAP top has no split, so ISSM would "
+                              "be unused; allowed: issm=false with top=gap")
+        if not self.issm_range > 0:
+            raise bad("issm_range", "a number > 0 (reference 2)")
+        if self.issm_pool < 1 or self.issm_channels < 1:
+            raise ConfigError(f"IFDD config issm_pool={self.issm_pool}, issm_channels={self.issm_channels}; "
+                              "allowed: integers >= 1 (reference 7, 7)")
+        if self.ladm_heads < 1 or self.widths[-1] % self.ladm_heads:
+            raise ConfigError(f"IFDD config ladm_heads={self.ladm_heads} does not divide the last width "
+                              f"{self.widths[-1]}; allowed: a divisor of {self.widths[-1]}")
+        for key in ("drop_path", "ladm_drop_path", "head_dropout"):
+            if not 0.0 <= getattr(self, key) < 1.0:
+                raise bad(key, "a probability in [0, 1)")
+        if self.mlp_ratio <= 0:
+            raise bad("mlp_ratio", "a number > 0")
+        if self.recompute_tokens < 0:
+            raise bad("recompute_tokens", "an integer >= 0 (0 never recomputes)")
+
+
+#: named ablation variants: config overrides applied on top of a preset (spec 10.2 + knobs).
+ABLATIONS: dict[str, dict[str, Any]] = {
+    "full": {},  # ISSM + LADM + L_lift (published model)
+    "no_lift": {"lambda_lift": 0.0},  # ISSM + LADM, no lifting loss
+    "no_issm": {"issm": False},  # lazy split + LADM + L_lift (reference use_ISSM=0)
+    "no_issm_no_lift": {"issm": False, "lambda_lift": 0.0},  # lazy split + LADM
+    "no_ladm": {"ladm": False, "lambda_lift": 0.0},  # ISSM + split-only top (reference use_LADM=0)
+    "baseline": {"issm": False, "ladm": False, "lambda_lift": 0.0},  # lazy split-only (paper's baseline)
+    "gap": {"issm": False, "ladm": False, "top": "gap", "lambda_lift": 0.0},  # mean of pyramid tokens
+    "predict_first": {"update_first": False},  # classic lifting order
+    "no_wavenorm": {"wave_norm": False},
+    "aligned_grid": {"issm_grid": "aligned"},  # ISSM samples p = i (bug B8 fixed)
+    "lift_mean": {"lift_reduction": "mean"},  # batch-mean lifting loss (bug B1 fixed)
+}
+
+#: ifdd_tiny preset: same architecture (4 stages, pooling attention, rel-pos, taps 2+3, pyramid,
+#: ISSM, LADM) at CPU size: 16x64x64 input -> stage grids 16, 8, 4, 2.
+TINY: dict[str, Any] = {
+    "img_size": 64,
+    "widths": (16, 32, 64, 128),
+    "depths": (1, 1, 2, 1),
+    "heads": (1, 2, 4, 8),
+    "issm_pool": 2,
+}
+
+
+# ============================================================================================
+# modules
+
+
+class Embedding(nn.Module):
+    """Patch embedding: Conv3d (stride (s_t, 4, 4)) then temporal avg-pool for 32-frame input."""
+
+    def __init__(self, cfg: IFDDConfig):
+        super().__init__()
+        t_stride, t_pool = FRAME_MODES[cfg.frames]
+        kt, kh, kw = cfg.embed_kernel
+        self.proj = nn.Conv3d(cfg.in_chans, cfg.widths[0], (kt, kh, kw), stride=(t_stride, 4, 4),
+                              padding=(kt // 2, kh // 2, kw // 2))
+        self.pool = nn.AvgPool3d((t_pool, 1, 1), stride=(t_pool, 1, 1)) if t_pool > 1 else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.proj(x))  # (B, C0, T', H/4, W/4)
+
+
+class Pyramid(nn.Module):
+    """PAN aggregation (spec 5): per-frame dilated strided 3x3 conv per earlier tap, concat, 1x1 conv.
+
+    Returns tokens ``(B, T' * h * w, C_last)`` in (t, h, w) order. With one tap: its tokens.
+    """
+
+    def __init__(self, cfg: IFDDConfig):
+        super().__init__()
+        grids = [cfg.stage_grids[s] for s in cfg.taps]
+        self.widths = [cfg.widths[s] for s in cfg.taps]
+        self.grids, last = grids, grids[-1]
+        self.lateral = nn.ModuleList(
+            nn.Conv2d(c, c, 3, stride=g // last, dilation=g // last, padding=g // last, bias=False)
+            for c, g in zip(self.widths[:-1], grids[:-1]))
+        self.fuse = nn.Conv2d(sum(self.widths), self.widths[-1], 1, bias=False) if len(grids) > 1 else None
+
+    @staticmethod
+    def _frames(x: torch.Tensor, g: int) -> torch.Tensor:
+        """Tap tokens ``(B, 1+T'*g*g, C)`` -> per-frame maps ``(B*T', C, g, g)`` (channels-last)."""
+        B, _, C = x.shape
+        return x[:, 1:].reshape(B * TOKEN_FRAMES, g, g, C).permute(0, 3, 1, 2)
+
+    def forward(self, taps: list[torch.Tensor]) -> torch.Tensor:
+        B, C = taps[-1].shape[0], self.widths[-1]
+        if self.fuse is None:
+            return taps[-1][:, 1:]  # (B, N, C)
+        maps = [conv(self._frames(x, g)) for conv, x, g in zip(self.lateral, taps, self.grids)]
+        maps.append(self._frames(taps[-1], self.grids[-1]))
+        y = self.fuse(torch.cat(maps, dim=1))  # (B*T', C, h, w)
+        return y.permute(0, 2, 3, 1).reshape(B, -1, C)  # (B, T'*h*w, C)
+
+
+@dataclass
+class SplitOutput:
+    """Two token groups ``(B, T'/2 * h * w, C)`` and visualisation extras."""
+
+    approx: torch.Tensor
+    detail: torch.Tensor
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+def _autocast_off(device_type: str):
+    """Context disabling autocast on ``device_type`` (a no-op where autocast does not exist)."""
+    if torch.amp.is_autocast_available(device_type):
+        return torch.autocast(device_type, enabled=False)
+    return contextlib.nullcontext()
+
+
+def sample_frames(x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    """Linear interpolation of frames at fractional positions (no grid_sample).
+
+    ``x (B, T, ...)``, ``pos (B, K)`` in ``[0, T-1]`` -> ``(B, K, ...)``:
+    ``(1 - a) x[floor p] + a x[floor p + 1]``, differentiable in ``x`` and in ``pos``.
+    """
+    B, T = x.shape[:2]
+    lo = pos.detach().floor().clamp(0, T - 2)  # (B, K); p = T-1 uses (T-2, T-1) with a = 1
+    alpha = (pos - lo).to(x.dtype)  # (B, K), carries the gradient to the positions
+    idx = lo.long()
+    rows = torch.arange(B, device=x.device)[:, None]
+    x0, x1 = x[rows, idx], x[rows, idx + 1]  # (B, K, ...)
+    return torch.lerp(x0, x1, alpha.view(B, -1, *([1] * (x.ndim - 2))))
+
+
+class LazySplit(nn.Module):
+    """Fixed lazy-wavelet split (spec 6.4): approximation = even frames, detail = odd frames."""
+
+    def __init__(self, cfg: IFDDConfig):
+        super().__init__()
+        t = cfg.token_grid[0]
+        self.register_buffer("even", torch.arange(0, t, 2, dtype=torch.float32), persistent=False)
+        self.register_buffer("odd", torch.arange(1, t, 2, dtype=torch.float32), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> SplitOutput:
+        """``x (B, T', h*w, C)``."""
+        B, _, _, C = x.shape
+        a = x[:, 0::2].reshape(B, -1, C)  # (B, T'/2*h*w, C)
+        d = x[:, 1::2].reshape(B, -1, C)
+        return SplitOutput(a, d, {"pos_a": self.even.expand(B, -1), "pos_d": self.odd.expand(B, -1)})
+
+
+class ISSM(nn.Module):
+    """Inter-frame static-dynamic splitting module, the fixed HEAD version (spec 6.1).
+
+    Frame descriptors ``phi_t = vec(GELU(conv1x1(avgpool(X_t))))``, similarity
+    ``S = phi phi^T / C``, offsets ``o_a = r tanh(W_a vec(softmax(S)))`` and
+    ``o_d = r tanh(W_d vec(softmax(-S)))`` around the even / odd frames, fractional positions
+    (``issm_grid``) and linear interpolation in time.
+    """
+
+    def __init__(self, cfg: IFDDConfig):
+        super().__init__()
+        t, _, _ = cfg.token_grid
+        c = cfg.widths[-1]
+        self.frames, self.dim, self.range = t, c, float(cfg.issm_range)
+        self.pool_size = cfg.issm_pool
+        self.descriptor = nn.Conv2d(c, cfg.issm_channels, 1)  # default init (spec 6.2)
+        self.offset_a = nn.Linear(t * t, t // 2, bias=False)
+        self.offset_d = nn.Linear(t * t, t // 2, bias=False)
+        # reference grid_sample with align_corners=False on g = 2i/(T'-1) - 1:
+        # p = i * T'/(T'-1) - 0.5 (spec 6.1 step 7); aligned: p = i
+        if cfg.issm_grid == "reference":
+            self.pos_scale, self.pos_shift = t / (t - 1), -0.5
+        else:
+            self.pos_scale, self.pos_shift = 1.0, 0.0
+        self.register_buffer("even", torch.arange(0, t, 2, dtype=torch.float32), persistent=False)
+        self.register_buffer("odd", torch.arange(1, t, 2, dtype=torch.float32), persistent=False)
+        if cfg.parity_dead_params:  # built, never called by the reference (81 params)
+            self.time_project = nn.Sequential(nn.Linear(t, t), nn.GELU(), nn.Linear(t, 1))
+            self.time_project.requires_grad_(False)
+        for lin in (m for m in self.modules() if isinstance(m, nn.Linear)):  # offsets (+ dead time MLP)
+            nn.init.trunc_normal_(lin.weight, std=0.03)
+            if lin.bias is not None:
+                nn.init.zeros_(lin.bias)
+
+    def positions(self, index: torch.Tensor) -> torch.Tensor:
+        """Frame coordinates actually sampled for lattice-plus-offset indices ``(B, K)``."""
+        return (index * self.pos_scale + self.pos_shift).clamp(0.0, self.frames - 1)
+
+    def forward(self, x: torch.Tensor) -> SplitOutput:
+        """``x (B, T', h*w, C)`` -> two groups ``(B, T'/2*h*w, C)``."""
+        B, t, hw, C = x.shape
+        g = math.isqrt(hw)
+        maps = x.reshape(B * t, g, g, C).permute(0, 3, 1, 2)  # (B*T', C, h, w) channels-last view
+        maps = F.adaptive_avg_pool2d(maps, self.pool_size)
+        with _autocast_off(x.device.type):  # positions in fp32 under AMP
+            phi = F.gelu(self.descriptor(maps.float())).reshape(B, t, -1)  # (B, T', ch*p*p)
+            sim = torch.matmul(phi * (1.0 / self.dim), phi.transpose(1, 2))  # (B, T', T')
+            o_a = self.range * torch.tanh(self.offset_a(sim.softmax(-1).flatten(1)))  # (B, T'/2)
+            o_d = self.range * torch.tanh(self.offset_d((-sim).softmax(-1).flatten(1)))
+            pos_a = self.positions(self.even + o_a)  # (B, T'/2)
+            pos_d = self.positions(self.odd + o_d)
+        a = sample_frames(x, pos_a).reshape(B, -1, C)  # (B, T'/2*h*w, C)
+        d = sample_frames(x, pos_d).reshape(B, -1, C)
+        extras = {"pos_a": pos_a.detach(), "pos_d": pos_d.detach(), "similarity": sim.detach()}
+        return SplitOutput(a, d, extras)
+
+
+def make_split(cfg: IFDDConfig) -> nn.Module:
+    """ISSM when ``cfg.issm`` else the lazy split."""
+    return ISSM(cfg) if cfg.issm else LazySplit(cfg)
+
+
+class LiftingStep(nn.Module):
+    """Cross-attention of the lifting scheme (spec 7.1 step 3) with the value shortcut.
+
+    ``out = Linear(concat_h(softmax(Q_h K_h^T / sqrt(d)) V_h) + V)`` with ``Q`` from the group
+    being changed and ``K, V = Linear(C, 2C)`` from the other group.
+    """
+
+    def __init__(self, dim: int, heads: int, attn_impl: str):
+        super().__init__()
+        self.heads, self.attn_impl = heads, attn_impl
+        self.q = nn.Linear(dim, dim)
+        self.kv = nn.Linear(dim, 2 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, target: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+        B, N, C = target.shape
+        h = self.heads
+        q = self.q(target).view(B, N, h, C // h).transpose(1, 2)  # (B, h, N, d)
+        k, v = self.kv(source).view(B, source.shape[1], 2, h, C // h).permute(2, 0, 3, 1, 4)  # (B, h, M, d) each
+        out = plain_attention(q, k, v, self.attn_impl) + v  # value shortcut
+        return self.proj(out.transpose(1, 2).reshape(B, N, C))
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention (qkv Linear, fused or explicit attention, output Linear)."""
+
+    def __init__(self, dim: int, heads: int, attn_impl: str):
+        super().__init__()
+        self.heads, self.attn_impl = heads, attn_impl
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, N, C = x.shape
+        q, k, v = self.qkv(x).view(B, N, 3, self.heads, C // self.heads).permute(2, 0, 3, 1, 4)
+        out = plain_attention(q, k, v, self.attn_impl)  # (B, h, N, d)
+        return self.proj(out.transpose(1, 2).reshape(B, N, C))
+
+
+@dataclass
+class TopOutput:
+    """What a top hands to the head and to the lifting loss."""
+
+    feature: torch.Tensor  # (B, C) fed to the head
+    pool_a: torch.Tensor | None = None  # (B, h, w) for the lifting loss
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+def approximation_gap(tokens: torch.Tensor, approx: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
+    """``pool_a (B, h, w)``: mean over channels and T'/2 of (frame-pair average of tokens - approx).
+
+    Equals the reference's relaxed lifting constraint (spec 7.1 step 7); the pair average followed
+    by the mean over time is the mean over all T' frames.
+    """
+    B, _, C = tokens.shape
+    t, h, w = grid
+    mean_in = tokens.view(B, t, h * w, C).mean(dim=(1, 3))  # (B, h*w)
+    mean_a = approx.view(B, t // 2, h * w, C).mean(dim=(1, 3))
+    return (mean_in - mean_a).view(B, h, w)
+
+
+class LADMTop(nn.Module):
+    """Lifting-based aggregation-disentanglement module (spec 7) plus token compression."""
+
+    def __init__(self, cfg: IFDDConfig):
+        super().__init__()
+        t, h, w = self.grid = cfg.token_grid
+        c, heads = cfg.widths[-1], cfg.ladm_heads
+        self.split = make_split(cfg)
+        self.norm_a = nn.LayerNorm(c) if cfg.wave_norm else nn.Identity()
+        self.norm_d = nn.LayerNorm(c) if cfg.wave_norm else nn.Identity()
+        self.update = LiftingStep(c, heads, cfg.attn_impl)  # A <- A + CA(A, D)
+        self.predict = LiftingStep(c, heads, cfg.attn_impl)  # D <- D - CA(D, A)
+        self.lift: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] = (
+            self._update_then_predict if cfg.update_first else self._predict_then_update)
+        self.norm1 = nn.LayerNorm(c)
+        self.attn = SelfAttention(c, heads, cfg.attn_impl)
+        self.norm2 = nn.LayerNorm(c)
+        self.mlp = Mlp(c, 4 * c)
+        self.drop_path = DropPath(cfg.ladm_drop_path)
+        self.compress = nn.Linear(t // 2 * h * w, 1, bias=False)  # learned weights over the tokens
+        if cfg.parity_dead_params:  # the reference's unused position tables (44,544 at paper size)
+            self.spatial_pos = nn.Parameter(torch.zeros(h * w, c), requires_grad=False)
+            self.temporal_pos = nn.Parameter(torch.zeros(t, c), requires_grad=False)
+            self.class_pos = nn.Parameter(torch.zeros(c), requires_grad=False)
+
+    def _update_then_predict(self, a: torch.Tensor, d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        a = a + self.update(a, d)
+        return a, d - self.predict(d, a)
+
+    def _predict_then_update(self, a: torch.Tensor, d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        d = d - self.predict(d, a)
+        return a + self.update(a, d), d
+
+    def forward(self, tokens: torch.Tensor) -> TopOutput:
+        """``tokens (B, T'*h*w, C)`` pyramid output."""
+        B, _, C = tokens.shape
+        t, h, w = self.grid
+        groups = self.split(tokens.view(B, t, h * w, C))  # two (B, T'/2*h*w, C)
+        a, d = self.lift(self.norm_a(groups.approx), self.norm_d(groups.detail))
+        y = d + self.drop_path(self.attn(self.norm1(d)))  # detail refinement
+        z = self.drop_path(self.mlp(self.norm2(y)))  # no residual here (reference, bug B9)
+        feature = self.compress(z.transpose(1, 2)).squeeze(-1)  # (B, C)
+        return TopOutput(feature, approximation_gap(tokens, a, self.grid), groups.extras)
+
+
+class SplitOnlyTop(nn.Module):
+    """Split then compress the detail group with ``Linear(T'/2*h*w, 1)`` (with bias); no LADM."""
+
+    def __init__(self, cfg: IFDDConfig):
+        super().__init__()
+        t, h, w = self.grid = cfg.token_grid
+        self.split = make_split(cfg)
+        self.compress = nn.Linear(t // 2 * h * w, 1)
+        if isinstance(self.split, ISSM):
+            # only the detail group reaches the head and no loss uses pool_a here, so the
+            # approximation offset head is dead (as in the reference); frozen, still counted
+            self.split.offset_a.requires_grad_(False)
+
+    def forward(self, tokens: torch.Tensor) -> TopOutput:
+        B, _, C = tokens.shape
+        t, h, w = self.grid
+        groups = self.split(tokens.view(B, t, h * w, C))
+        feature = self.compress(groups.detail.transpose(1, 2)).squeeze(-1)  # (B, C)
+        return TopOutput(feature, approximation_gap(tokens, groups.approx, self.grid), groups.extras)
+
+
+class GapTop(nn.Module):
+    """Global average of the pyramid tokens (extra baseline, not in the reference code)."""
+
+    def __init__(self, cfg: IFDDConfig):
+        super().__init__()
+
+    def forward(self, tokens: torch.Tensor) -> TopOutput:
+        return TopOutput(tokens.mean(dim=1))
+
+
+TOP_MODULES = {"ladm": LADMTop, "split_only": SplitOnlyTop, "gap": GapTop}
+
+
+class Head(nn.Module):
+    """Dropout then Linear(C, K); weights truncated normal std 0.01, bias 0 (spec 8)."""
+
+    def __init__(self, dim: int, num_classes: int, dropout: float):
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(dim, num_classes)
+        nn.init.trunc_normal_(self.fc.weight, std=0.01)
+        nn.init.zeros_(self.fc.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.dropout(x))
+
+
+def lifting_loss(pool_a: torch.Tensor, weight: float = 0.1, reduction: str = "sum") -> torch.Tensor:
+    """``weight * reduce_b mean_{h,w} SmoothL1_beta=1(pool_a[b], 0)`` (spec 9.2).
+
+    ``reduction="sum"`` sums the per-sample means over the batch as the reference does (bug B1:
+    0.1 * B relative weight); ``"mean"`` averages them.
+    """
+    per_sample = F.smooth_l1_loss(pool_a, torch.zeros_like(pool_a), reduction="none", beta=1.0)
+    per_sample = per_sample.flatten(1).mean(dim=1)  # (B,)
+    reduced = per_sample.sum() if reduction == "sum" else per_sample.mean()
+    return weight * reduced
+
+
+class LiftingLoss(nn.Module):
+    """The weighted lifting loss as a named auxiliary loss ``{"lift": ...}``."""
+
+    def __init__(self, weight: float, reduction: str):
+        super().__init__()
+        self.weight, self.reduction = float(weight), reduction
+
+    def forward(self, top: TopOutput) -> dict[str, torch.Tensor]:
+        return {"lift": lifting_loss(top.pool_a, self.weight, self.reduction)}
+
+
+class NoAuxLoss(nn.Module):
+    """No auxiliary loss (lambda_lift = 0 or no LADM)."""
+
+    def forward(self, top: TopOutput) -> dict[str, torch.Tensor]:
+        return {}
+
+
+class IFDD(nn.Module):
+    """The IFDD model family; every variant is this class built from an :class:`IFDDConfig`."""
+
+    def __init__(self, cfg: IFDDConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.expected_shape = (cfg.in_chans, cfg.frames, cfg.img_size, cfg.img_size)
+        g0 = cfg.stage_grids[0]
+        self.embed = Embedding(cfg)
+        self.backbone = MViTBackbone(cfg.widths, cfg.depths, cfg.heads, cfg.kv_strides, (TOKEN_FRAMES, g0, g0),
+                                     cfg.taps, cfg.drop_path, cfg.mlp_ratio, cfg.attn_impl, cfg.recompute_tokens)
+        self.pyramid = Pyramid(cfg)
+        self.top = TOP_MODULES[cfg.top_kind](cfg)
+        self.head = Head(cfg.widths[-1], cfg.num_classes, cfg.head_dropout)
+        use_lift = cfg.lambda_lift > 0 and cfg.top_kind == "ladm"
+        self.aux_loss = LiftingLoss(cfg.lambda_lift, cfg.lift_reduction) if use_lift else NoAuxLoss()
+        self.pretrained_report = None
+        if cfg.pretrained:
+            from ifdd_bench.models.pretrained import load_k400_mvit_v2_s
+
+            self.pretrained_report = load_k400_mvit_v2_s(self, cfg.pretrained)
+
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise :class:`ConfigError` unless ``x`` is ``(B, C, T, H, W)`` matching the config."""
+        if x.ndim != 5 or tuple(x.shape[1:]) != self.expected_shape:
+            c, t, s, _ = self.expected_shape
+            raise ConfigError(f"IFDD input has shape {tuple(x.shape)}; expected (B, {c}, {t}, {s}, {s}) "
+                              f"(B, C, T, H, W) for this config (frames={t}, img_size={s}); resize the clips "
+                              "or set frames / img_size")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | ModelOutput:
+        """``x (B, 3, T, H, W)`` in [0, 1] -> logits (eval) or :class:`ModelOutput` (train)."""
+        self.check_input(x)
+        feats = self.backbone(self.embed(x))  # taps (B, 1+N_s, C_s)
+        tokens = self.pyramid(feats)  # (B, T'*h*w, C)
+        top = self.top(tokens)
+        logits = self.head(top.feature)  # (B, K)
+        if not self.training:
+            return logits
+        extras = dict(top.extras)
+        extras["detail"] = top.feature.detach()
+        if top.pool_a is not None:
+            extras["pool_a"] = top.pool_a.detach()
+        return ModelOutput(logits, self.aux_loss(top), extras)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """``sum(p.numel())`` over every parameter (the reference's count; includes frozen dead ones)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+# ============================================================================================
+# registered presets
+
+
+@register_model("ifdd", config_cls=IFDDConfig, ablations=ABLATIONS, family="ifdd",
+                description="IFDD, paper geometry (16x224x224; frames=32 for MAFW)")
+def ifdd(cfg: IFDDConfig) -> IFDD:
+    """IFDD, paper geometry (16x224x224; frames=32 for MAFW)."""
+    return IFDD(cfg)
+
+
+@register_model("ifdd_tiny", config_cls=IFDDConfig, defaults=TINY, ablations=ABLATIONS, family="ifdd",
+                description="IFDD, same architecture at CPU size (16x64x64, widths 16-128)")
+def ifdd_tiny(cfg: IFDDConfig) -> IFDD:
+    """IFDD, same architecture at CPU size (16x64x64, widths 16-128)."""
+    return IFDD(cfg)
+
+
+__all__ = [
+    "ABLATIONS", "IFDD", "IFDDConfig", "ISSM", "LADMTop", "LazySplit", "SplitOnlyTop", "GapTop", "Pyramid",
+    "Embedding", "lifting_loss", "sample_frames", "count_parameters", "TINY",
+]

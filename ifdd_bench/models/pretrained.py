@@ -1,0 +1,142 @@
+"""Initialise IFDD from a local torchvision Kinetics-400 ``mvit_v2_s`` state dict (spec 4.4, A1).
+
+Nothing is ever downloaded: the caller passes the path of a file saved with
+``torch.save(torchvision.models.video.mvit_v2_s(weights=...).state_dict(), path)`` (or a
+checkpoint dict holding such a state dict under ``"state_dict"`` / ``"model"``).
+
+Mapping (the authors' loading helpers, which the published runs never call):
+
+* ``conv_proj.*``            -> ``embed.proj.*``
+* ``pos_encoding.class_token`` -> ``backbone.cls_token``
+* MViTv2-S blocks 0-7        -> our blocks 0-7 (same geometry)
+* MViTv2-S blocks 14, 15     -> our blocks 8, 9 (the stage-3 blocks); S blocks 8-13 are unused
+* ``norm.*``                 -> ``backbone.norm.*``; the K400 ``head`` is skipped.
+
+Inside a block torchvision's names differ from ours only in a few places
+(``attn.project.0`` -> ``attn.project``, ``pool_*.pool`` -> ``pool_*.conv``,
+``pool_*.norm_act.0`` -> ``pool_*.norm``, ``mlp.3`` -> ``mlp.2``). The load is non-strict: the
+returned :class:`LoadReport` lists mapped keys, model keys left at their initialisation
+(pyramid, ISSM, LADM, head), unused file keys and shape mismatches (e.g. at ``ifdd_tiny`` size),
+plus the file's SHA-256 for the run record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+import torch
+from torch import nn
+
+from ifdd_bench.errors import CheckpointError
+
+log = logging.getLogger(__name__)
+
+#: MViTv2-S block index -> IFDD (MFViT_XS) block index
+BLOCK_MAP = {**{i: i for i in range(8)}, 14: 8, 15: 9}
+_INNER_RENAMES = (
+    (re.compile(r"^attn\.project\.0\."), "attn.project."),
+    (re.compile(r"^attn\.(pool_[qkv])\.pool\."), r"attn.\1.conv."),
+    (re.compile(r"^attn\.(pool_[qkv])\.norm_act\.0\."), r"attn.\1.norm."),
+    (re.compile(r"^mlp\.3\."), "mlp.2."),
+)
+
+
+@dataclass
+class LoadReport:
+    """Outcome of a non-strict load; ``str(report)`` is a short human-readable summary."""
+
+    path: str
+    sha256: str
+    mapped: list[str] = field(default_factory=list)  # model keys filled from the file
+    missing: list[str] = field(default_factory=list)  # model keys the file did not provide
+    unexpected: list[str] = field(default_factory=list)  # file keys with no place in the model
+    mismatched: list[str] = field(default_factory=list)  # "key: file shape vs model shape"
+
+    def __str__(self) -> str:
+        def short(keys: list[str], n: int = 6) -> str:
+            return ", ".join(keys[:n]) + (f", ... (+{len(keys) - n})" if len(keys) > n else "")
+
+        return (f"pretrained {self.path} (sha256 {self.sha256[:12]}): {len(self.mapped)} tensors mapped, "
+                f"{len(self.missing)} model keys missing [{short(self.missing)}], "
+                f"{len(self.unexpected)} file keys unused [{short(self.unexpected)}], "
+                f"{len(self.mismatched)} shape mismatches [{short(self.mismatched)}]")
+
+    def as_dict(self) -> dict:
+        """JSON-ready record for the run folder."""
+        return {"path": self.path, "sha256": self.sha256, "mapped": len(self.mapped),
+                "missing": self.missing, "unexpected": self.unexpected, "mismatched": self.mismatched}
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def map_key(key: str) -> str | None:
+    """Our parameter name for a torchvision ``mvit_v2_s`` key, or None when it has no place."""
+    if key.startswith("conv_proj."):
+        return "embed.proj." + key[len("conv_proj."):]
+    if key == "pos_encoding.class_token":
+        return "backbone.cls_token"
+    if key.startswith("norm."):
+        return "backbone." + key
+    m = re.match(r"^blocks\.(\d+)\.(.+)$", key)
+    if m is None or int(m.group(1)) not in BLOCK_MAP:
+        return None
+    inner = m.group(2)
+    for pattern, repl in _INNER_RENAMES:
+        inner = pattern.sub(repl, inner)
+    return f"backbone.blocks.{BLOCK_MAP[int(m.group(1))]}.{inner}"
+
+
+def _read_state_dict(path: Path) -> Mapping[str, torch.Tensor]:
+    if not path.is_file():
+        raise CheckpointError(f"pretrained file {str(path)!r} does not exist; give a local torchvision "
+                              "mvit_v2_s state-dict file (nothing is downloaded)")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # unpickling errors have many types
+        raise CheckpointError(f"pretrained file {str(path)!r} cannot be read as a torch state dict: {err}") from None
+    for wrapper in ("state_dict", "model"):
+        if isinstance(obj, Mapping) and wrapper in obj and isinstance(obj[wrapper], Mapping):
+            obj = obj[wrapper]
+    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"pretrained file {str(path)!r} holds no state dict of tensors")
+    return obj
+
+
+def load_k400_mvit_v2_s(model: nn.Module, path: str | Path) -> LoadReport:
+    """Copy the matching tensors of a local K400 ``mvit_v2_s`` state dict into an IFDD model.
+
+    Non-strict: keys that do not map, or map to a tensor of another shape, are reported and
+    skipped. Logs the report at INFO level and returns it.
+    """
+    path = Path(path)
+    source = _read_state_dict(path)
+    report = LoadReport(path=str(path), sha256=sha256_file(path))
+    target = model.state_dict()
+    update: dict[str, torch.Tensor] = {}
+    for key, value in source.items():
+        ours = map_key(key)
+        if ours is None or ours not in target:
+            report.unexpected.append(key)
+        elif tuple(target[ours].shape) != tuple(value.shape):
+            report.mismatched.append(f"{key}: {tuple(value.shape)} vs {ours}: {tuple(target[ours].shape)}")
+        else:
+            update[ours] = value
+    report.mapped = sorted(update)
+    report.missing = sorted(set(target) - set(update))
+    with torch.no_grad():
+        for key, value in update.items():
+            target[key].copy_(value.to(target[key].dtype))
+    log.info("%s", report)
+    return report
