@@ -4,7 +4,7 @@ Nothing here downloads. A baseline config names a file with ``pretrained_path``;
 :func:`load_into` (plain state dicts: torchvision, timm, Hara, ResNet-18) or :func:`timm_report`
 (timm's own loader does the adapting). Both return a :class:`WeightReport` that is logged and
 attached to the model as ``model.pretrained_report`` so the engine can write
-``report.as_record()`` (path, SHA-256, kind, key counts) into the run record.
+``report.as_dict()`` (path, SHA-256, kind, key lists) into the run record.
 
 Example::
 
@@ -73,11 +73,13 @@ class WeightReport:
                 lines.append(f"  {label}: {names(items)}")
         return "\n".join(lines)
 
-    def as_record(self) -> dict[str, Any]:
-        """Flat dict for run metadata."""
-        return {"pretrained_path": self.path, "pretrained_sha256": self.sha256, "pretrained_kind": self.kind,
-                "pretrained_loaded": len(self.matched) + len(self.adapted), "pretrained_missing": len(self.missing),
-                "pretrained_unexpected": len(self.unexpected), "pretrained_mismatched": len(self.mismatched)}
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready record for the run folder (same keys as IFDD's ``LoadReport.as_dict`` plus
+        the kind and the deliberately dropped / adapted tensors)."""
+        return {"path": self.path, "sha256": self.sha256, "kind": self.kind,
+                "mapped": len(self.matched) + len(self.adapted), "missing": self.missing,
+                "unexpected": self.unexpected, "mismatched": self.mismatched, "dropped": self.dropped,
+                "adapted": self.adapted}
 
 
 def sha256_file(path: str | os.PathLike) -> str:
