@@ -81,6 +81,17 @@ def test_sdpa_backward_formula_matches_torch_cuda_convention():
     assert both.total == 2 * attention_macs(q, k, v) + 2 * attention_backward_macs(q, k, v)
 
 
+@pytest.mark.parametrize("groups,transposed", [(1, False), (8, False), (4, True)])
+def test_conv_backward_counts_grad_input_and_grad_weight_once_each(groups, transposed):
+    conv_cls = nn.ConvTranspose3d if transposed else nn.Conv3d
+    first = nn.Conv3d(8, 8, 3, padding=1)  # input needs no grad: only its grad-weight is computed
+    second = conv_cls(8, 8, 3, padding=1, groups=groups)
+    x = torch.randn(1, 8, 4, 6, 6)
+    f_first, f_second = count_flops(first, x).total, count_flops(second, first(x)).total
+    both = count_flops(nn.Sequential(first, second), x, backward=True)
+    assert both.total == (f_first + f_second) + f_first + 2 * f_second
+
+
 def test_lstm_and_gru_handles_count_every_gate_product():
     lstm = nn.LSTM(8, 16, num_layers=2, bidirectional=True, batch_first=True)
     x = torch.randn(2, 5, 8)
