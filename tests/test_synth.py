@@ -128,16 +128,17 @@ def test_clip_is_a_pure_function_of_seed_index_and_knobs():
     assert c.context.biased and hue_bin(c.context.biased_hue) == c.label and np.array_equal(c.intensity, a.intensity)
 
 
-def test_layer_boxes_never_clip_a_shape(monkeypatch):
+@pytest.mark.parametrize("gain", [1.0, 2.0])
+def test_layer_boxes_never_clip_a_shape(monkeypatch, gain):
     """Each layer is drawn only inside its bounding box; drawing on the full frame must change nothing."""
     from dataclasses import replace
 
     from ifdd_bench.data.synth import face
 
-    cfg = preset("smoke", size=64, head_motion=3.0, occluder_prob=1.0)
+    cfg = preset("smoke", size=64, head_motion=3.0, occluder_prob=1.0, expression_gain=gain)
     patterns = [np.ones(7), -np.ones(7), np.array([1, -1, 1, -1, 1, -1, 1.0]), np.array([-1, 1, -1, 1, -1, 1, -1.0])]
     cases = []
-    for index, pattern in zip(range(4, 12, 2), patterns):
+    for index, pattern in zip(range(4, 20, 2), patterns * 2):
         params = sample_clip_params(cfg, index)
         cases.append(replace(params, expression=np.tile(pattern.astype(np.float32), (cfg.frames, 1))))
     boxed = [face.draw_foreground(p, 64) for p in cases]

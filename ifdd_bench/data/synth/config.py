@@ -53,10 +53,11 @@ class SynthConfig:
     # --- identity / static context (emotion-irrelevant) -------------------------------------
     rest_strength: float = 0.8  # resting expression: up to this fraction of a random class prototype
     rest_noise: float = 0.15  # plus per-parameter Gaussian noise of this std
+    expression_gain: float = 1.0  # how far the drawn face moves per unit of expression parameter (pixel visibility)
     occluder_prob: float = 0.25  # probability that the identity wears glasses
     context_bias: float = 0.0  # train copies' background hue equals the label's hue with this probability
     # --- emotion-irrelevant dynamics ---------------------------------------------------------
-    distractor: float = 1.0  # global multiplier on talk_amp, micro_motion, head_motion, camera_shake
+    distractor: float = 0.5  # global multiplier on talk_amp, micro_motion, head_motion, camera_shake
     talk_prob: float = 0.5  # probability that a clip contains a talking segment
     talk_amp: float = 0.6  # peak mouth opening added by talking (expression-parameter units)
     micro_motion: float = 0.08  # std of the slow emotion-irrelevant wander of every expression parameter
@@ -64,7 +65,7 @@ class SynthConfig:
     head_motion: float = 1.0  # scale of head translation / rotation / zoom drift (1: ~6 % shift, ~8 deg)
     camera_shake: float = 0.01  # std of per-frame whole-image translation, fraction of the frame size
     flicker: float = 0.04  # std of the per-frame illumination gain
-    noise: float = 0.02  # sensor noise std, pixel values in [0, 1]
+    noise: float = 0.02  # sensor noise std (uniform per pixel and channel), pixel values in [0, 1]
     jpeg_quality: int = 90  # JPEG quality of the written frames
 
     def __post_init__(self) -> None:
@@ -123,6 +124,7 @@ _RANGES: dict[str, tuple[str, float, float]] = {
     "peak_intensity": ("range", 0.0, 2.0),
     "rest_strength": ("float", 0.0, 2.0),
     "rest_noise": ("float", 0.0, 1.0),
+    "expression_gain": ("float", 0.0, 2.0),
     "occluder_prob": ("prob", 0.0, 1.0),
     "context_bias": ("prob", 0.0, 1.0),
     "distractor": ("float", 0.0, 5.0),

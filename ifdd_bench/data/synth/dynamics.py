@@ -114,6 +114,7 @@ class ClipParams:
     gain: np.ndarray  # (T,) illumination gain
     noise_seed: int  # seed of the sensor-noise stream
     noise_std: float  # sensor noise std, pixel values in [0, 1]
+    expression_gain: float  # geometric displacement per unit of expression parameter
 
 
 # --------------------------------------------------------------------------------------------
@@ -207,7 +208,7 @@ def sample_identity(cfg: SynthConfig, identity: int) -> Identity:
     return Identity(
         identity=identity, face_w=u(0.52, 0.62), face_ratio=u(1.12, 1.38), skin=skin, hair=hair,
         hair_style=int(rng.choice(3, p=[0.15, 0.5, 0.35])), hairline=u(-0.78, -0.58),
-        eye_y=u(-0.22, -0.08), eye_dx=u(0.36, 0.46), eye_w=u(0.17, 0.22), eye_h=u(0.5, 0.7),
+        eye_y=u(-0.22, -0.08), eye_dx=u(0.36, 0.46), eye_w=u(0.19, 0.24), eye_h=u(0.5, 0.7),
         iris=hsv_to_rgb(u(0.0, 0.6), u(0.3, 0.8), u(0.15, 0.55)), brow_thick=u(0.035, 0.06),
         brow_len=u(0.2, 0.28), nose_len=u(0.22, 0.32), mouth_y=u(0.42, 0.55), mouth_w=u(0.3, 0.42),
         lips=np.clip(skin * np.array([0.85, 0.55, 0.55]) + np.array([0.1, 0, 0]), 0, 1).astype(np.float32),
@@ -337,4 +338,5 @@ def sample_clip_params(cfg: SynthConfig, index: int) -> ClipParams:
         talking=dis["talking"].astype(f32), blink=dis["blink"].astype(f32), pose=dis["pose"].astype(f32),
         shake=dis["shake"].astype(f32), gain=dis["gain"].astype(f32),
         noise_seed=int(noise_ss.generate_state(1)[0]), noise_std=cfg.noise,
+        expression_gain=cfg.expression_gain,
     )

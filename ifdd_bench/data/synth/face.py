@@ -28,16 +28,18 @@ def coverage(sdf: np.ndarray, pixel: np.ndarray) -> np.ndarray:
     return np.clip(0.5 - sdf / pixel, 0.0, 1.0)
 
 
-def sd_ellipse(u: np.ndarray, v: np.ndarray, cu: float, cv: float, ru, rv) -> np.ndarray:
-    """Approximate signed distance to an axis-aligned ellipse.
+def sd_ellipse(u: np.ndarray, v: np.ndarray, cu: float, cv: float, ru, rv, *, flat: bool = False) -> np.ndarray:
+    """Approximate signed distance to an axis-aligned ellipse (first-order estimate, good near the edge).
 
-    First-order estimate (good near the edge), raised outside the ellipse to the distance to its
-    bounding box, which keeps very flat ellipses (a closed eye) from reaching far along their axis.
+    ``flat=True`` raises the estimate outside the ellipse to the distance to its bounding box, which
+    keeps very flat ellipses (a closed eye) from reaching far along their axis.
     """
     du, dv = (u - cu) / ru, (v - cv) / rv
     k0 = np.sqrt(du * du + dv * dv)
     k1 = np.sqrt(du * du / ru / ru + dv * dv / rv / rv) + 1e-6
     sdf = k0 * (k0 - 1.0) / k1
+    if not flat:
+        return sdf
     bu = np.maximum(np.abs(u - cu) - ru, 0.0)
     bv = np.maximum(np.abs(v - cv) - rv, 0.0)
     return np.where(k0 > 1.0, np.maximum(sdf, np.sqrt(bu * bu + bv * bv)), sdf)
@@ -113,8 +115,8 @@ class _Canvas:
 
 
 def _column(params: ClipParams, name: str) -> np.ndarray:
-    """(T, 1, 1) float32 expression parameter for broadcasting over pixels."""
-    return params.expression[:, _P[name]][:, None, None]
+    """(T, 1, 1) float32 expression parameter times ``expression_gain``, for broadcasting over pixels."""
+    return params.expression[:, _P[name]][:, None, None] * _F32(params.expression_gain)
 
 
 def draw_foreground(params: ClipParams, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -173,8 +175,8 @@ def _draw_nose(cv: _Canvas, params: ClipParams, ey: float, fh: float) -> None:
     idn = params.identity
     wrinkle = np.maximum(_column(params, "nose_wrinkle"), 0.0)
     tip = (idn.eye_y + 0.15 + idn.nose_len) * fh
-    sy, sx, u, v, px = cv.region(-0.4, 0.4, ey, tip + 0.15)
-    tip_t = tip - 0.07 * wrinkle  # wrinkling pulls the nose up
+    sy, sx, u, v, px = cv.region(-0.4, 0.4, min(ey, tip - 0.1 * params.expression_gain - 0.1), tip + 0.15)
+    tip_t = tip - 0.1 * wrinkle  # wrinkling pulls the nose up
     bridge = sd_segment(u, v, (0.0, ey + 0.1), (0.07, tip_t - 0.06), 0.025)
     cv.paint(sy, sx, 0.45 * coverage(bridge, px), idn.skin * 0.72)
     nostrils = sd_ellipse(u, v, 0.0, tip_t, 0.17, 0.07)
@@ -185,19 +187,19 @@ def _draw_nose(cv: _Canvas, params: ClipParams, ey: float, fh: float) -> None:
     wv = ey + 0.17
     lines = sd_segment(np.abs(u), v, (0.07, wv), (0.2, wv - 0.05), 0.016)
     lines = np.minimum(lines, sd_segment(np.abs(u), v, (0.08, wv + 0.06), (0.22, wv + 0.03), 0.016))
-    cv.paint(sy, sx, np.minimum(wrinkle * 1.3, 1.0) * coverage(lines, px), idn.skin * 0.55)
+    cv.paint(sy, sx, np.minimum(wrinkle * 1.6, 1.0) * coverage(lines, px), idn.skin * 0.55)
 
 
 def _draw_eyes(cv: _Canvas, params: ClipParams, ey: float, dark: np.ndarray) -> None:
     idn = params.identity
     half_w = idn.eye_w
     blink = params.blink[:, None, None]
-    openness = np.clip(0.6 + 0.55 * _column(params, "eye_open"), 0.06, 1.25) * (1.0 - 0.95 * blink)
+    openness = np.clip(0.6 + 0.6 * _column(params, "eye_open"), 0.06, 1.35) * (1.0 - 0.95 * blink)
     half_h = np.maximum(idn.eye_w * idn.eye_h * openness, 0.01)  # (T, 1, 1)
-    box_h = idn.eye_w * idn.eye_h * 1.3 + 0.05
+    box_h = idn.eye_w * idn.eye_h * 1.4 + 0.05
     sy, sx, u, v, px = cv.region(-idn.eye_dx - half_w - 0.05, idn.eye_dx + half_w + 0.05, ey - box_h, ey + box_h)
     au = np.abs(u)
-    sclera = sd_ellipse(au, v, idn.eye_dx, ey, half_w, half_h)
+    sclera = sd_ellipse(au, v, idn.eye_dx, ey, half_w, half_h, flat=True)
     inside = coverage(sclera, px)
     cv.paint(sy, sx, inside, (0.96, 0.95, 0.92))
     iris_r = idn.eye_w * idn.eye_h * 0.62
@@ -211,11 +213,12 @@ def _draw_brows(cv: _Canvas, params: ClipParams, ey: float, dark: np.ndarray) ->
     idn = params.identity
     raise_, furrow = _column(params, "brow_raise"), _column(params, "brow_furrow")
     base = ey - idn.eye_w * idn.eye_h - 0.15
-    inner_u = idn.eye_dx - idn.brow_len * 0.75 - 0.07 * furrow
+    inner_u = idn.eye_dx - idn.brow_len * 0.75 - 0.1 * furrow
     outer_u = idn.eye_dx + idn.brow_len
-    inner_v = base - 0.2 * raise_ + 0.11 * furrow
-    outer_v = base - 0.1 * raise_ + 0.025 * furrow
-    sy, sx, u, v, px = cv.region(-outer_u - 0.1, outer_u + 0.1, base - 0.45, base + 0.4)
+    inner_v = base - 0.3 * raise_ + 0.16 * furrow
+    outer_v = base - 0.2 * raise_ + 0.04 * furrow
+    reach = 0.46 * params.expression_gain + 0.15  # largest move of an end point + thickness + arch
+    sy, sx, u, v, px = cv.region(-outer_u - 0.1, outer_u + 0.1, base - reach, base + reach)
     au = np.abs(u)
     mid, half = (idn.eye_dx + idn.brow_len * 0.12), idn.brow_len * 0.9
     arch = 0.05 * (1.0 - np.clip(((au - mid) / half) ** 2, 0.0, 1.0))
@@ -228,13 +231,15 @@ def _draw_mouth(cv: _Canvas, params: ClipParams, fh: float) -> None:
     corner, opening = _column(params, "mouth_corner"), _column(params, "mouth_open")
     stretch, wrinkle = _column(params, "lip_stretch"), _column(params, "nose_wrinkle")
     my = idn.mouth_y * fh
-    sy, sx, u, v, px = cv.region(-idn.mouth_w * 1.5 - 0.05, idn.mouth_w * 1.5 + 0.05, my - 0.5, my + 0.48)
-    half_w = idn.mouth_w * (1.0 + 0.32 * stretch - 0.08 * np.maximum(opening, 0.0))  # (T, 1, 1)
+    gain = params.expression_gain
+    wide, tall = idn.mouth_w * (1.0 + 0.45 * gain) + 0.05, 0.7 * gain + 0.1
+    sy, sx, u, v, px = cv.region(-wide, wide, my - tall, my + tall)
+    half_w = np.maximum(idn.mouth_w * (1.0 + 0.45 * stretch - 0.08 * np.maximum(opening, 0.0)), 0.05)  # (T, 1, 1)
     q = u / half_w
     taper = np.sqrt(np.clip(1.0 - q * q, 0.0, 1.0))
-    centre = my - 0.04 * np.maximum(wrinkle, 0.0) - 0.13 * corner * q * q  # corners up when corner > 0
-    gap = 0.2 * np.maximum(opening + 0.05, 0.0) + 0.04 * np.maximum(wrinkle, 0.0)  # half opening
-    lip = 0.05 * (1.0 - 0.65 * np.maximum(-opening, 0.0))  # pressed lips get thin
+    centre = my - 0.08 * np.maximum(wrinkle, 0.0) - 0.24 * corner * q * q  # corners up when corner > 0
+    gap = 0.28 * np.maximum(opening + 0.05, 0.0) + 0.08 * np.maximum(wrinkle, 0.0)  # half opening
+    lip = 0.05 * np.maximum(1.0 - 0.65 * np.maximum(-opening, 0.0), 0.2)  # pressed lips get thin
     dist = np.abs(v - centre)
     outside = np.abs(u) - half_w
     cv.paint(sy, sx, coverage(np.maximum(dist - (gap + lip) * taper - 0.004, outside), px), idn.lips)
@@ -298,10 +303,13 @@ def render_clip(params: ClipParams, size: int, hues: Sequence[float] | None = No
     hues = [params.context.hue] if hues is None else list(hues)
     rgb, alpha = draw_foreground(params, size)  # (3, T, S, S), (T, S, S)
     keep = 1.0 - alpha
-    gain = params.gain[None, :, None, None]
+    gain = (params.gain * 255.0).astype(_F32)[None, :, None, None]  # flicker, to 8-bit scale
     rng = np.random.default_rng(params.noise_seed)
-    noise = rng.standard_normal(rgb.shape, dtype=_F32)
-    noise *= params.noise_std
+    # sensor noise: uniform with standard deviation noise_std (cheaper to draw than Gaussian)
+    noise = rng.random(rgb.shape, dtype=_F32)
+    noise -= 0.5
+    noise *= _F32(params.noise_std * 255.0 * np.sqrt(12.0))
+    noise += 0.5  # rounding offset for the uint8 cast
     out = []
     for hue in hues:
         frame = draw_background(params, size, hue)
@@ -309,8 +317,6 @@ def render_clip(params: ClipParams, size: int, hues: Sequence[float] | None = No
         frame += rgb
         frame *= gain
         frame += noise
-        frame *= 255.0
-        frame += 0.5
         np.clip(frame, 0, 255, out=frame)
         out.append(frame.astype(np.uint8).transpose(1, 2, 3, 0).copy())  # (T, S, S, 3)
     return out
