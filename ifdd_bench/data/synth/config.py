@@ -62,7 +62,7 @@ class SynthConfig:
     talk_amp: float = 0.6  # peak mouth opening added by talking (expression-parameter units)
     micro_motion: float = 0.08  # std of the slow emotion-irrelevant wander of every expression parameter
     blink_rate: float = 0.04  # probability per frame that a blink starts
-    head_motion: float = 1.0  # scale of head translation / rotation / zoom drift (1: ~6 % shift, ~8 deg)
+    head_motion: float = 1.0  # head translation / rotation / zoom drift (x distractor 1: ~6 % shift, ~8 deg)
     camera_shake: float = 0.01  # std of per-frame whole-image translation, fraction of the frame size
     flicker: float = 0.04  # std of the per-frame illumination gain
     noise: float = 0.02  # sensor noise std (uniform per pixel and channel), pixel values in [0, 1]
