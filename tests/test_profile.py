@@ -40,9 +40,14 @@ class _Net(nn.Module):
         return self.head(self.stem(x).mean(dim=(2, 3, 4)))  # (B, K)
 
 
-if NAME not in registry._REGISTRY:
+@pytest.fixture(autouse=True, scope="module")
+def _registered_test_model():
+    """Register the tiny test model for this module only (other test modules iterate the registry)."""
+    registry.list_models()  # load the real models first
     registry.register_model(NAME, config_cls=_Cfg, ablations={"full": {}, "wide": {"width": 8}},
                             description="profile test model")(lambda cfg: _Net(cfg))
+    yield
+    registry._REGISTRY.pop(NAME, None)
 
 FAST = dict(iterations=1, warmup=0, isolate=False)
 
