@@ -18,6 +18,15 @@ from ifdd_bench.models.layers import (
 )
 from ifdd_bench.models.mvit import MultiscaleBlock, MViTBackbone
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Small shapes are op-overhead bound: one thread avoids OpenMP barrier stalls on a shared CPU."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 PAPER = dict(widths=(96, 192, 384, 768), depths=(1, 2, 5, 2), heads=(1, 2, 4, 8), kv_strides=(8, 4, 2, 1))
 
 # spec table 4.2: (params incl. rel-pos, rel-pos params, q grid, kv grid)
@@ -197,3 +206,20 @@ def test_drop_path_drops_whole_samples():
     assert torch.equal(dp(x), x)
     with pytest.raises(ValueError):
         DropPath(1.0)
+
+
+def test_recomputing_block_matches_plain_block():
+    torch.manual_seed(0)
+    plain = MultiscaleBlock(16, 32, 2, (4, 8, 8), q_stride=2, kv_stride=2)
+    lean = MultiscaleBlock(16, 32, 2, (4, 8, 8), q_stride=2, kv_stride=2)
+    lean.load_state_dict(plain.state_dict())
+    lean.set_recompute(True)  # checkpointed q/k/v pooling and skip, MLP through _NormMlpRecompute
+    x = torch.randn(2, 1 + 256, 16, requires_grad=True)
+    grads = []
+    for block in (plain, lean):
+        x.grad = None
+        out = block(x)
+        out.square().mean().backward()
+        grads.append([out.detach(), x.grad.clone()] + [p.grad.clone() for p in block.parameters()])
+    for a, b in zip(*grads):
+        assert torch.allclose(a, b, atol=1e-6, rtol=1e-5)

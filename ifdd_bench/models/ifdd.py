@@ -73,10 +73,11 @@ class IFDDConfig:
     # data shape (set by the engine from the dataset)
     num_classes: int = 7  # K (DFEW / FERV39k 7, MAFW 11)
     frames: int = 16  # input frames T: 8 | 16 (conv stride 2) | 32 (conv stride 2 + avg-pool 2) -> T'=8
-    img_size: int = 224  # H = W; a multiple of 32 so every stage grid halves exactly
+    img_size: int = 224  # H = W; a multiple of 8 * patch_stride so every stage grid halves exactly
     in_chans: int = 3
     # backbone (a truncated MViTv2-S, "MFViT_XS")
-    embed_kernel: tuple[int, ...] = (3, 7, 7)  # patch-embedding Conv3d kernel (t, h, w); spatial stride 4
+    embed_kernel: tuple[int, ...] = (3, 7, 7)  # patch-embedding Conv3d kernel (t, h, w), odd sizes
+    patch_stride: int = 4  # spatial stride of the patch embedding (stage-0 grid = img_size / patch_stride)
     widths: tuple[int, ...] = (96, 192, 384, 768)  # channels per stage
     depths: tuple[int, ...] = (1, 2, 5, 2)  # blocks per stage
     heads: tuple[int, ...] = (1, 2, 4, 8)  # attention heads per stage
@@ -98,7 +99,7 @@ class IFDDConfig:
     wave_norm: bool = True  # LADM: separate LayerNorms on both groups before lifting; False -> none
     issm_grid: str = "reference"  # reference (the authors' align_corners=False sampling, spec 6.1) | aligned (p = i)
     issm_range: float = 2.0  # ISSM receptive field: each slot moves at most +-issm_range frames
-    issm_pool: int = 7  # ISSM descriptor: spatial adaptive-avg-pool size
+    issm_pool: int = 7  # ISSM descriptor: spatial adaptive-avg-pool size (capped at the token grid)
     issm_channels: int = 7  # ISSM descriptor: 1x1-conv output channels
     ladm_heads: int = 8  # heads of LADM's cross- and self-attention
     ladm_drop_path: float = 0.2  # DropPath of the detail refinement (whole-sample, as trained)
@@ -123,7 +124,7 @@ class IFDDConfig:
     @property
     def stage_grids(self) -> tuple[int, ...]:
         """Spatial token grid side of each stage (56, 28, 14, 7 at 224 px)."""
-        g = self.img_size // 4
+        g = self.img_size // self.patch_stride
         return tuple(g // 2 ** s for s in range(len(self.widths)))
 
     @property
@@ -157,9 +158,13 @@ class IFDDConfig:
             raise ConfigError("IFDD config widths, depths, heads and kv_strides need 4 entries each (one per "
                               f"stage); got {len(self.widths)}, {len(self.depths)}, {len(self.heads)}, "
                               f"{len(self.kv_strides)}")
-        if self.img_size < 32 or self.img_size % 32:
-            raise ConfigError(f"IFDD config img_size={self.img_size!r} does not give integer pyramid ratios; "
-                              "allowed: a multiple of 32 (e.g. 64, 96, 224)")
+        if self.patch_stride < 1:
+            raise bad("patch_stride", "an integer >= 1 (reference 4)")
+        unit = 8 * self.patch_stride
+        if self.img_size < unit or self.img_size % unit:
+            raise ConfigError(f"IFDD config img_size={self.img_size!r} does not give integer pyramid ratios with "
+                              f"patch_stride={self.patch_stride}; allowed: a multiple of {unit} (e.g. "
+                              f"{2 * unit}, {7 * unit})")
         if len(self.embed_kernel) != 3 or any(k < 1 or k % 2 == 0 for k in self.embed_kernel):
             raise bad("embed_kernel", "three odd sizes (t, h, w), e.g. 3,7,7")
         for s, (w, d, h, kv) in enumerate(zip(self.widths, self.depths, self.heads, self.kv_strides)):
@@ -230,7 +235,6 @@ TINY: dict[str, Any] = {
     "widths": (16, 32, 64, 128),
     "depths": (1, 1, 2, 1),
     "heads": (1, 2, 4, 8),
-    "issm_pool": 2,
 }
 
 
@@ -245,7 +249,7 @@ class Embedding(nn.Module):
         super().__init__()
         t_stride, t_pool = FRAME_MODES[cfg.frames]
         kt, kh, kw = cfg.embed_kernel
-        self.proj = nn.Conv3d(cfg.in_chans, cfg.widths[0], (kt, kh, kw), stride=(t_stride, 4, 4),
+        self.proj = nn.Conv3d(cfg.in_chans, cfg.widths[0], (kt, kh, kw), stride=(t_stride, cfg.patch_stride, cfg.patch_stride),
                               padding=(kt // 2, kh // 2, kw // 2))
         self.pool = nn.AvgPool3d((t_pool, 1, 1), stride=(t_pool, 1, 1)) if t_pool > 1 else nn.Identity()
 
@@ -271,9 +275,12 @@ class Pyramid(nn.Module):
 
     @staticmethod
     def _frames(x: torch.Tensor, g: int) -> torch.Tensor:
-        """Tap tokens ``(B, 1+T'*g*g, C)`` -> per-frame maps ``(B*T', C, g, g)`` (channels-last)."""
+        """Tap tokens ``(B, 1+T'*g*g, C)`` -> per-frame maps ``(B*T', C, g, g)``.
+
+        Channels-first: measured faster than channels-last for these dense 2-D convs on CPU.
+        """
         B, _, C = x.shape
-        return x[:, 1:].reshape(B * TOKEN_FRAMES, g, g, C).permute(0, 3, 1, 2)
+        return x[:, 1:].reshape(B * TOKEN_FRAMES, g, g, C).permute(0, 3, 1, 2).contiguous()
 
     def forward(self, taps: list[torch.Tensor]) -> torch.Tensor:
         B, C = taps[-1].shape[0], self.widths[-1]
@@ -347,7 +354,7 @@ class ISSM(nn.Module):
         t, _, _ = cfg.token_grid
         c = cfg.widths[-1]
         self.frames, self.dim, self.range = t, c, float(cfg.issm_range)
-        self.pool_size = cfg.issm_pool
+        self.pool_size = min(cfg.issm_pool, cfg.token_grid[1])  # 7 at paper size (identity pool)
         self.descriptor = nn.Conv2d(c, cfg.issm_channels, 1)  # default init (spec 6.2)
         self.offset_a = nn.Linear(t * t, t // 2, bias=False)
         self.offset_d = nn.Linear(t * t, t // 2, bias=False)

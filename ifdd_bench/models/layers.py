@@ -79,12 +79,52 @@ class _GeluLinear(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
         h, weight = ctx.saved_tensors
-        y = F.gelu(h)
         g2 = grad.reshape(-1, grad.shape[-1])
-        d_weight = g2.t().mm(y.reshape(-1, y.shape[-1]))
+        d_weight = g2.t().mm(F.gelu(h).reshape(-1, h.shape[-1]))  # GELU output freed right after
         d_bias = g2.sum(0)
-        d_h = torch.ops.aten.gelu_backward(grad.matmul(weight), h)
+        d_h = grad.matmul(weight)  # d loss / d GELU output, then turned into d loss / d h in place
+        torch.ops.aten.gelu_backward.grad_input(d_h, h, grad_input=d_h)
         return d_h, d_weight, d_bias
+
+
+class _NormMlpRecompute(torch.autograd.Function):
+    """``MLP(LayerNorm(x))`` storing only ``x``: LayerNorm and the first Linear are recomputed in backward.
+
+    Used for the large-token backbone blocks (see ``recompute_tokens``); unlike a generic
+    checkpoint it recomputes neither the GELU twice nor the second Linear.
+    """
+
+    @staticmethod
+    def forward(ctx, x, ln_w, ln_b, w1, b1, w2, b2, eps):  # type: ignore[override]
+        ctx.save_for_backward(x, ln_w, ln_b, w1, b1, w2)
+        ctx.eps = eps
+        h = F.linear(F.layer_norm(x, (x.shape[-1],), ln_w, ln_b, eps), w1, b1)
+        return F.linear(F.gelu(h), w2, b2)
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        x, ln_w, ln_b, w1, b1, w2 = ctx.saved_tensors
+        with torch.enable_grad():
+            leaves = [t.detach().requires_grad_(True) for t in (x, ln_w, ln_b)]
+            xn = F.layer_norm(leaves[0], (x.shape[-1],), leaves[1], leaves[2], ctx.eps)
+        h = F.linear(xn.detach(), w1, b1)
+        g2 = grad.reshape(-1, grad.shape[-1])
+        d_w2 = g2.t().mm(F.gelu(h).reshape(-1, h.shape[-1]))
+        d_b2 = g2.sum(0)
+        d_h = grad.matmul(w2)
+        torch.ops.aten.gelu_backward.grad_input(d_h, h, grad_input=d_h)
+        del h
+        dh2 = d_h.reshape(-1, d_h.shape[-1])
+        d_w1 = dh2.t().mm(xn.detach().reshape(-1, x.shape[-1]))
+        d_b1 = dh2.sum(0)
+        d_x, d_lw, d_lb = torch.autograd.grad(xn, leaves, d_h.matmul(w1))
+        return d_x, d_lw, d_lb, d_w1, d_b1, d_w2, d_b2, None
+
+
+def norm_mlp_recompute(x: torch.Tensor, norm: nn.LayerNorm, mlp: "Mlp") -> torch.Tensor:
+    """``mlp(norm(x))`` through :class:`_NormMlpRecompute` (training memory saver)."""
+    return _NormMlpRecompute.apply(x, norm.weight, norm.bias, mlp[0].weight, mlp[0].bias, mlp[2].weight,
+                                   mlp[2].bias, norm.eps)
 
 
 class Mlp(nn.Sequential):
@@ -167,19 +207,25 @@ def decomposed_rel_pos(
     return (rel_t.reshape(B, nh, n_q, -1), rel_h.reshape(B, nh, n_q, -1), rel_w.reshape(B, nh, n_q, -1))
 
 
-def build_rel_pos_mask(rel_t: torch.Tensor, rel_h: torch.Tensor, rel_w: torch.Tensor, k_thw: THW) -> torch.Tensor:
+def build_rel_pos_mask(rel_t: torch.Tensor, rel_h: torch.Tensor, rel_w: torch.Tensor, k_thw: THW,
+                       rows: tuple[int, int] | None = None) -> torch.Tensor:
     """The additive attention mask ``(B, h, 1 + Nq, 1 + Nk)`` with a zero CLS row and column.
 
-    Written in place into one buffer; no autograd (see :class:`RelPosMask`).
+    ``rows=(r0, r1)`` builds only mask rows ``r0:r1`` (row 0 is the CLS query). Written in place
+    into one buffer; no autograd (see :class:`RelPosMask`).
     """
     B, nh, n_q, kt = rel_t.shape
     _, kh, kw = k_thw
-    mask = rel_t.new_empty(B, nh, 1 + n_q, 1 + kt * kh * kw)
-    mask[:, :, 0, :] = 0.0
-    mask[:, :, 1:, 0] = 0.0
-    inner = mask[:, :, 1:, 1:].view(B, nh, n_q, kt, kh, kw)  # (B, h, Nq, kt, kh, kw) view
-    th = rel_t[..., :, None] + rel_h[..., None, :]  # (B, h, Nq, kt, kh)
-    torch.add(th[..., None], rel_w[..., None, None, :], out=inner)
+    r0, r1 = rows if rows is not None else (0, 1 + n_q)
+    mask = rel_t.new_empty(B, nh, r1 - r0, 1 + kt * kh * kw)
+    mask[..., 0] = 0.0
+    g0 = max(r0, 1)  # first grid-query row of the block
+    if r0 == 0:
+        mask[:, :, 0, :] = 0.0
+    inner = mask[:, :, g0 - r0:, 1:].view(B, nh, r1 - g0, kt, kh, kw)  # (B, h, rows, kt, kh, kw) view
+    sel = slice(g0 - 1, r1 - 1)
+    th = rel_t[:, :, sel, :, None] + rel_h[:, :, sel, None, :]  # (B, h, rows, kt, kh)
+    torch.add(th[..., None], rel_w[:, :, sel, None, None, :], out=inner)
     return mask
 
 
@@ -206,37 +252,50 @@ class RelPosMask(torch.autograd.Function):
         return g_t, g_h, g_w, None
 
 
-def _rel_terms(q_grid: torch.Tensor, q_thw: THW, tables: Sequence[torch.Tensor]):
-    """:func:`decomposed_rel_pos` for gathered tables on ``q_grid (n, Nq, d)`` (no head axis)."""
-    n, _, d = q_grid.shape
-    g = q_grid.reshape(n, *q_thw, d)  # (n, qt, qh, qw, d)
-    r_t, r_h, r_w = tables
-    return (torch.einsum("nthwc,tkc->nthwk", g, r_t).reshape(n, -1, r_t.shape[1]),
-            torch.einsum("nthwc,hkc->nthwk", g, r_h).reshape(n, -1, r_h.shape[1]),
-            torch.einsum("nthwc,wkc->nthwk", g, r_w).reshape(n, -1, r_w.shape[1]))
+#: elements of one block of attention scores in the chunked CPU path (2**21 fp32 = 8 MB): small
+#: enough to stay in the allocator's reused heap (no fresh pages per block) and in cache
+_CHUNK_ELEMENTS = 1 << 21
+
+
+def _row_chunks(batch_heads: int, lq: int, lk: int) -> list[tuple[int, int]]:
+    rows = max(1, _CHUNK_ELEMENTS // max(1, batch_heads * lk))
+    return [(r0, min(lq, r0 + rows)) for r0 in range(0, lq, rows)]
+
+
+def chunked_rel_pos_sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                         rel: Sequence[torch.Tensor], k_thw: THW, scale: float) -> torch.Tensor:
+    """Fused SDPA with the rel-pos mask, one block of query rows at a time (no autograd).
+
+    Never materialises the full ``(B, h, 1+Nq, 1+Nk)`` mask; FLOP counters see ordinary SDPA
+    calls whose shapes add up to the full attention.
+    """
+    B, nh, lq, d = q.shape
+    out = q.new_empty(B, nh, lq, v.shape[-1])
+    for r0, r1 in _row_chunks(B * nh, lq, k.shape[2]):
+        mask = build_rel_pos_mask(*rel, k_thw, rows=(r0, r1)).to(q.dtype)
+        out[:, :, r0:r1] = F.scaled_dot_product_attention(q[:, :, r0:r1], k, v, attn_mask=mask, scale=scale)
+    return out
+
+
+_AXES = ("nthwk,tkc->nthwc", "nthwk,hkc->nthwc", "nthwk,wkc->nthwc")
+_TABLE_GRADS = ("nthwc,nthwk->tkc", "nthwc,nthwk->hkc", "nthwc,nthwk->wkc")
 
 
 class _FusedRelPosAttentionCPU(torch.autograd.Function):
-    """Relative-position attention for CPU training: fused SDPA forward, recomputing backward.
+    """Relative-position attention for CPU training: chunked fused forward, recomputing backward.
 
-    Inputs are the pooled ``q, k, v (B, h, 1+N, d)`` and the gathered per-axis tables
-    ``R_t (qt, kt, d), R_h (qh, kh, d), R_w (qw, kw, d)``. Saves only q, k, v, the tables and the
-    output - nothing attention-sized and no permuted copies of q. The backward walks the
-    batch*heads in chunks (at most ~64 MB of scores alive): it recomputes the rel-pos terms, the
-    mask and ``P = softmax(s q k^T + M)``, then ``dV = P^T dO``,
-    ``dS = P * (dO V^T - rowsum(dO * O))``, ``dQ = s dS K + (rel-pos part)``, ``dK = s dS^T Q``
-    and reduces ``dS`` to the rel-pos terms and the tables.
+    Inputs: pooled ``q, k, v (B, h, 1+N, d)`` and the gathered tables ``R_t, R_h, R_w``
+    (``(q_axis, k_axis, d)``). Saves q, k, v, the tables and the output - nothing attention-sized
+    and no permuted copies of q. Backward walks blocks of query rows (``_CHUNK_ELEMENTS`` scores
+    at a time): recompute ``P = softmax(s q k^T + M)`` for the block, then ``dV += P^T dO``,
+    ``dS = P * (dO V^T - rowsum(dO * O))``, ``dQ = s dS K``, ``dK += s dS^T Q``; the mask gradient
+    ``dS`` is reduced to the per-axis terms and finally to ``dQ`` and the tables.
     """
 
     @staticmethod
     def forward(ctx, q, k, v, r_t, r_h, r_w, q_thw, k_thw, scale):  # type: ignore[override]
-        B, nh, lq, d = q.shape
-        rel = [t.view(B, nh, lq - 1, -1) for t in _rel_terms(q[:, :, 1:].reshape(B * nh, lq - 1, d), q_thw,
-                                                                  (r_t, r_h, r_w))]
-        mask = build_rel_pos_mask(*rel, k_thw).to(q.dtype)
-        del rel
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
-        del mask
+        rel = decomposed_rel_pos(q[:, :, 1:], q_thw, (r_t, r_h, r_w))
+        out = chunked_rel_pos_sdpa(q, k, v, rel, k_thw, scale)
         ctx.save_for_backward(q, k, v, r_t, r_h, r_w, out)
         ctx.q_thw, ctx.k_thw, ctx.scale = tuple(q_thw), tuple(k_thw), scale
         return out
@@ -246,42 +305,44 @@ class _FusedRelPosAttentionCPU(torch.autograd.Function):
         q, k, v, r_t, r_h, r_w, out = ctx.saved_tensors
         scale, q_thw, k_thw = ctx.scale, ctx.q_thw, ctx.k_thw
         tables = (r_t, r_h, r_w)
+        kt, kh, kw = k_thw
         B, nh, lq, d = q.shape
         lk = k.shape[2]
-        n_all = B * nh
-        qf, kf, vf = (t.reshape(n_all, -1, d) for t in (q, k, v))
-        of, gof = out.reshape(n_all, lq, d), grad_out.reshape(n_all, lq, d)
-        dq, dk, dv = (t.new_empty(n_all, t.shape[2], d) for t in (q, k, v))
-        d_tables = [torch.zeros_like(t) for t in tables]
-        per = max(1, int((16 << 20) // max(1, lq * lk)))
-        for s in range(0, n_all, per):
-            e = min(n_all, s + per)
-            qg = qf[s:e, 1:]  # (n, Nq, d) grid queries
-            rel = [t.unsqueeze(1) for t in _rel_terms(qg, q_thw, tables)]
-            mask = build_rel_pos_mask(*rel, k_thw).squeeze(1).to(q.dtype)  # (n, lq, lk)
-            del rel
-            p = torch.baddbmm(mask, qf[s:e], kf[s:e].transpose(1, 2), alpha=scale)
+        n = B * nh
+        rel = [t.reshape(n, 1, lq - 1, -1) for t in decomposed_rel_pos(q[:, :, 1:], q_thw, tables)]
+        qf, kf, vf = q.reshape(n, lq, d), k.reshape(n, lk, d), v.reshape(n, lk, -1)
+        go = grad_out.reshape(n, lq, -1)
+        delta = (go * out.reshape(n, lq, -1)).sum(-1, keepdim=True)  # (n, lq, 1) = rowsum(dP * P)
+        dq = q.new_empty(n, lq, d)
+        dk, dv = torch.zeros_like(kf), torch.zeros_like(vf)
+        g_rel = [q.new_empty(n, lq - 1, size) for size in k_thw]  # d loss / d rel_{t,h,w}
+        for r0, r1 in _row_chunks(n, lq, lk):
+            mask = build_rel_pos_mask(*rel, k_thw, rows=(r0, r1)).view(n, r1 - r0, lk).to(q.dtype)
+            qc = qf[:, r0:r1]
+            p = torch.baddbmm(mask, qc, kf.transpose(1, 2), alpha=scale)  # scores (n, rows, lk)
             del mask
-            p = torch.softmax(p, dim=-1)  # (n, lq, lk)
-            go = gof[s:e]
-            torch.bmm(p.transpose(1, 2), go, out=dv[s:e])
-            ds = torch.bmm(go, vf[s:e].transpose(1, 2))  # dP (n, lq, lk)
-            ds.sub_((go * of[s:e]).sum(-1, keepdim=True)).mul_(p)  # dS in place
+            p = torch.softmax(p, dim=-1)
+            goc = go[:, r0:r1]
+            dv.baddbmm_(p.transpose(1, 2), goc)
+            ds = torch.bmm(goc, vf.transpose(1, 2))  # dP
+            ds.sub_(delta[:, r0:r1]).mul_(p)  # dS, in place
             del p
-            torch.bmm(ds, kf[s:e], out=dq[s:e]).mul_(scale)
-            torch.bmm(ds.transpose(1, 2), qf[s:e], out=dk[s:e]).mul_(scale)
-            g_rel = reduce_rel_pos_grad(ds.unsqueeze(1), k_thw)  # each (n, 1, Nq, k_axis)
-            del ds
-            n = e - s
-            g6 = qg.reshape(n, *q_thw, d)
-            for axis, (g, table, dtab) in enumerate(zip(g_rel, tables, d_tables)):
-                shape = [n, *q_thw, table.shape[1]]
-                g = g.reshape(shape)  # (n, qt, qh, qw, k_axis)
-                sub = "thw"[axis]
-                dq[s:e, 1:] += torch.einsum(f"nthwk,{sub}kc->nthwc", g, table).reshape(n, lq - 1, d)
-                dtab += torch.einsum(f"nthwc,nthwk->{sub}kc", g6, g)
-        shape = (B, nh, -1, d)
-        return (dq.view(shape), dk.view(shape), dv.view(shape), *d_tables, None, None, None)
+            torch.bmm(ds, kf, out=dq[:, r0:r1]).mul_(scale)
+            dk.baddbmm_(ds.transpose(1, 2), qc, alpha=scale)
+            g0 = max(r0, 1)
+            g = ds[:, g0 - r0:, 1:].reshape(n, r1 - g0, kt, kh, kw)  # mask gradient of the grid rows
+            g_th = g.sum(-1)
+            g_rel[0][:, g0 - 1:r1 - 1] = g_th.sum(-1)
+            g_rel[1][:, g0 - 1:r1 - 1] = g_th.sum(-2)
+            g_rel[2][:, g0 - 1:r1 - 1] = g.sum((-3, -2))
+        q6 = qf[:, 1:].reshape(n, *q_thw, d)
+        d_tables = []
+        for g, table, to_q, to_table in zip(g_rel, tables, _AXES, _TABLE_GRADS):
+            g6 = g.view(n, *q_thw, -1)
+            dq[:, 1:] += torch.einsum(to_q, g6, table).reshape(n, lq - 1, d)
+            d_tables.append(torch.einsum(to_table, q6, g6))
+        return (dq.view(B, nh, lq, d), dk.view(B, nh, lk, d), dv.view(B, nh, lk, -1), *d_tables,
+                None, None, None)
 
 
 def rel_pos_attention(
@@ -298,18 +359,25 @@ def rel_pos_attention(
     ``q (B, h, 1+Nq, d)`` pooled and normalised (its grid part gives the rel-pos logits),
     ``k, v (B, h, 1+Nk, d)``, ``tables`` the gathered ``R_t, R_h, R_w`` (``(q_axis, k_axis, d)``
     each), ``q_thw`` / ``k_thw`` the grids. Returns ``(B, h, 1+Nq, d)``.
+
+    ``sdpa`` on CPU runs the fused kernel on blocks of query rows (never a full mask) and, in
+    training, the recomputing backward of :class:`_FusedRelPosAttentionCPU`; on other devices
+    it hands the full mask to the fused kernel and lets autograd differentiate it.
     """
     scale = 1.0 / math.sqrt(q.shape[-1])
-    needs_grad = recompute_ok(q) and any(t.requires_grad for t in (q, k, v, *tables))
-    if impl == "sdpa" and needs_grad and q.device.type == "cpu":
+    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v, *tables))
+    if impl == "sdpa" and q.device.type == "cpu" and needs_grad and recompute_ok(q):
         return _FusedRelPosAttentionCPU.apply(q, k, v, *tables, q_thw, k_thw, scale)
-    rel = decomposed_rel_pos(q[:, :, 1:], q_thw, tables)
-    mask = RelPosMask.apply(*rel, k_thw)
+    rel = decomposed_rel_pos(q[:, :, 1:], q_thw, tables)  # (B, h, Nq, k_axis) x 3
     if impl == "explicit":
+        mask = RelPosMask.apply(*rel, k_thw)
         scores = torch.matmul(q * scale, k.transpose(-2, -1))  # (B, h, 1+Nq, 1+Nk)
         scores.add_(mask)  # in place: the matmul's backward does not need its output
         return torch.matmul(scores.softmax(dim=-1), v)
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask.to(q.dtype), scale=scale)
+    if q.device.type == "cpu" and not needs_grad:
+        return chunked_rel_pos_sdpa(q, k, v, rel, k_thw, scale)
+    mask = RelPosMask.apply(*rel, k_thw).to(q.dtype)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
 
 
 def plain_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, impl: str = "sdpa") -> torch.Tensor:

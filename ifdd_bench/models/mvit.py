@@ -37,6 +37,7 @@ from ifdd_bench.models.layers import (
     DropPath,
     Mlp,
     gather_rel_pos_tables,
+    norm_mlp_recompute,
     init_trunc_normal,
     rel_pos_attention,
     recompute_ok,
@@ -61,15 +62,22 @@ class HeadPool(nn.Module):
         self.conv = nn.Conv3d(head_dim, head_dim, kernel, stride=(1, stride, stride), padding=kernel // 2,
                               groups=head_dim, bias=False)
         self.norm = nn.LayerNorm(head_dim, eps=LN_EPS)
+        # oneDNN's channels-last depthwise backward is fast up to stride 4 but pathologically slow
+        # at stride 8 (block 0's k/v: ~3 s vs ~0.1 s per call on 2 cores); use channels-first there
+        self.channels_first = stride >= 8
 
     def forward(self, grid: torch.Tensor, cls: torch.Tensor, thw: THW) -> torch.Tensor:
         """``grid (B, h, T*H*W, d)`` contiguous, ``cls (B, h, 1, d)`` -> ``(B, h, 1 + N', d)``."""
         B, nh, _, d = grid.shape
         t, h, w = thw
         x = grid.view(B * nh, t, h, w, d).permute(0, 4, 1, 2, 3)  # (B*h, d, T, H, W) channels-last view
+        if self.channels_first:
+            x = x.contiguous()
         x = self.conv(x)  # (B*h, d, T, H', W')
         x = x.permute(0, 2, 3, 4, 1).reshape(B, nh, -1, d)  # (B, h, N', d), a view when channels-last
-        return self.norm(torch.cat([cls, x], dim=2))
+        # normalise before re-attaching CLS (LayerNorm is per token): the conv then receives a dense
+        # channels-last gradient from the norm instead of a strided slice of the concatenation's
+        return torch.cat([self.norm(cls), self.norm(x)], dim=2)
 
 
 class MultiscaleAttention(nn.Module):
@@ -187,7 +195,7 @@ class MultiscaleBlock(nn.Module):
             skip = self.skip_path(x, xn)
         x = skip + self.drop_path(self.attn(xn))
         if self.recompute and x.requires_grad and recompute_ok(x):
-            return x + self.drop_path(checkpoint(self.mlp_branch, x, use_reentrant=False))
+            return x + self.drop_path(norm_mlp_recompute(x, self.norm2, self.mlp))  # stores only x
         return x + self.drop_path(self.mlp_branch(x))
 
     def mlp_branch(self, x: torch.Tensor) -> torch.Tensor:
