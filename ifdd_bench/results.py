@@ -121,12 +121,28 @@ def append_rows(path: str | os.PathLike, rows: Iterable[Mapping[str, Any] | Any]
                     writer.writerow({k: _cell(row.get(k, "")) for k in header})
                 fh.flush()
                 os.fsync(fh.fileno())
+            # mkstemp creates 0600; give the results file the mode a plain open() would (0666 & ~umask)
+            os.chmod(tmp, 0o666 & ~_current_umask())
             os.replace(tmp, path)
         except BaseException:
             if os.path.exists(tmp):
                 os.unlink(tmp)
             raise
     return len(rows)
+
+
+def _current_umask() -> int:
+    """The process umask, read without changing it where Linux exposes it (thread-safe)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)  # elsewhere: the set-and-restore dance is the only portable way
+    os.umask(mask)
+    return mask
 
 
 def _cell(value: Any) -> Any:

@@ -53,3 +53,19 @@ def test_load_errors(tmp_path):
     (tmp_path / "x.csv").write_text("a,b\n1,2\n")
     with pytest.raises(DataError, match="lacks column"):
         results.load(tmp_path / "x.csv", required=["run_id"])
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_written_file_mode_follows_umask(tmp_path, umask):
+    # mkstemp's 0600 must not leak into runs.csv: other users/group read shared results folders
+    import os
+    import stat
+
+    path = tmp_path / "runs.csv"
+    old = os.umask(umask)
+    try:
+        results.append_rows(path, [{"run_id": "a"}])
+        results.append_rows(path, [{"run_id": "b"}])
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
