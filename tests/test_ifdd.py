@@ -316,6 +316,24 @@ def test_tiny_preset_is_the_same_architecture():
     assert count_parameters(m) == 706_767
 
 
+def test_input_norm_standardises_inside_the_embedding():
+    """``kinetics`` equals feeding (x - 0.45) / 0.225 to the reference (``none``) model; no new state."""
+    standardised = tiny(drop_path=0.0, ladm_drop_path=0.0)
+    reference = tiny(input_norm="none", drop_path=0.0, ladm_drop_path=0.0)
+    assert standardised.cfg.input_norm == "kinetics"  # the tiny preset trains from scratch
+    assert registry.resolve_config("ifdd").input_norm == "none"  # paper geometry: reference input
+    assert standardised.state_dict().keys() == reference.state_dict().keys()
+    assert count_parameters(standardised) == count_parameters(reference)
+    reference.load_state_dict(standardised.state_dict())
+    x = clip()
+    with torch.no_grad():
+        ours = standardised.eval()(x)
+        by_hand = reference.eval()((x - 0.45) / 0.225)
+        raw = reference(x)
+    assert torch.allclose(ours, by_hand, atol=1e-5)
+    assert not torch.allclose(ours, raw, atol=1e-3)
+
+
 # --------------------------------------------------------------------------------------------
 # pretrained initialisation (spec 4.4)
 
@@ -369,6 +387,8 @@ def test_bad_input_shape_names_expected_shape():
     ({"heads": (1, 2, 4, 7)}, r"stage 3: widths=768, depths=2, heads=7"),
     ({"taps": (1, 2)}, r"taps=\(1, 2\)"),
     ({"ladm_heads": 5}, r"ladm_heads=5"),
+    ({"input_norm": "imagenet"}, r"input_norm='imagenet'.*allowed: none, kinetics"),
+    ({"input_norm": "kinetics", "in_chans": 1}, r"input_norm='kinetics' has 3-channel statistics"),
 ])
 def test_incompatible_configs_raise_config_error(overrides, match):
     with pytest.raises(ConfigError, match=match):
