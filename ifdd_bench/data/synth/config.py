@@ -48,16 +48,16 @@ class SynthConfig:
     identities: int = 0  # identity pool size; 0 -> every clip shows a new identity
     class_weights: str = "uniform"  # uniform | dfew (DFEW class frequencies, disgust ~1 %)
     # --- emotion dynamics (the label) -------------------------------------------------------
-    expression_span: tuple[float, float] = (0.25, 0.60)  # temporal dilution: fraction of frames onset..offset
+    expression_span: tuple[float, float] = (0.35, 0.70)  # temporal dilution: fraction of frames onset..offset
     peak_intensity: tuple[float, float] = (0.5, 1.0)  # apex intensity, multiplies the class prototype
     # --- identity / static context (emotion-irrelevant) -------------------------------------
     rest_strength: float = 0.8  # resting expression: up to this fraction of a random class prototype
     rest_noise: float = 0.15  # plus per-parameter Gaussian noise of this std
-    expression_gain: float = 1.0  # how far the drawn face moves per unit of expression parameter (pixel visibility)
+    expression_gain: float = 2.0  # how far the drawn face moves per unit of expression parameter (pixel visibility)
     occluder_prob: float = 0.25  # probability that the identity wears glasses
     context_bias: float = 0.0  # train copies' background hue equals the label's hue with this probability
     # --- emotion-irrelevant dynamics ---------------------------------------------------------
-    distractor: float = 0.5  # global multiplier on talk_amp, micro_motion, head_motion, camera_shake
+    distractor: float = 0.25  # global multiplier on talk_amp, micro_motion, head_motion, camera_shake
     talk_prob: float = 0.5  # probability that a clip contains a talking segment
     talk_amp: float = 0.6  # peak mouth opening added by talking (expression-parameter units)
     micro_motion: float = 0.08  # std of the slow emotion-irrelevant wander of every expression parameter
@@ -83,7 +83,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # the embedded benchmark that `ifdd-bench run ablation` uses out of the box
     "default": dict(),
     # stronger dilution and distractors, weaker apex, wider resting expressions, background shortcut on
-    "hard": dict(expression_span=(0.15, 0.40), peak_intensity=(0.4, 0.9), rest_strength=1.0,
+    "hard": dict(expression_span=(0.15, 0.40), peak_intensity=(0.4, 0.9), rest_strength=1.0, expression_gain=1.0,
                  rest_noise=0.2, distractor=1.5, talk_prob=0.7, noise=0.04, flicker=0.06,
                  context_bias=0.8),
 }
