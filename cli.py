@@ -733,7 +733,9 @@ def _print_sweep_summary(rows: list[dict]) -> None:
 @click.option("-s", "--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Config override for every cell: lr=1e-3, data.size=224, model.drop_path=0.1 (repeatable).")
 @click.option("--executor", type=click.Choice(["local", "submitit"]), default="local", show_default=True)
-@click.option("--jobs", type=int, default=1, show_default=True, help="Cells run at once (local processes or submitit jobs).")
+@click.option("--jobs", type=int, default=None,
+              help="Cells run at once (local processes or submitit jobs) [default: 2 for the embedded "
+                   "SynthDFER sweep on a machine with 2+ cores, else 1].")
 @click.option("--cluster", default=None, help="submitit cluster: slurm | local | debug [default: auto-detect].")
 @click.option("--partition", default=None, help="Slurm partition (submitit).")
 @click.option("--gpus-per-job", type=int, default=None, help="GPUs per submitit job.")
@@ -758,6 +760,8 @@ def ablation_cmd(model, variants, baselines, dataset, data_root, folds, seeds, e
     plan = sweep.plan_sweep(model, variants, baselines=baselines, dataset=dataset, data_root=data_root,
                             folds=folds, seeds=seeds, epochs=epochs, protocol=protocol, overrides=overrides,
                             runs_dir=runs_dir, results_dir=results_dir)
+    if jobs is None:
+        jobs = sweep.default_jobs(plan, executor)
     cells = plan.cells()
     todo, finished = sweep.split_finished(cells, plan.results_dir)
     console.print(

@@ -125,6 +125,20 @@ def test_defaults_and_all_variants(tmp_path):
     # a real dataset sweeps every official fold with the protocol preset's epochs
     real = sweep.plan_sweep(model=TOY, dataset="dfew", data_root=str(tmp_path))
     assert real.folds == (1, 2, 3, 4, 5) and real.train.epochs == 100
+    # the embedded CPU recipe: no crop augmentation, no warm-up / smoothing / decay
+    assert plan.data.train_aug == "none" and real.data.train_aug == "unified"
+    assert (plan.train.warmup_epochs, plan.train.label_smoothing, plan.train.weight_decay) == (0, 0.0, 0.0)
+    assert real.train.label_smoothing == 0.1
+
+
+def test_default_jobs_parallel_only_for_the_embedded_local_sweep(tmp_path, monkeypatch):
+    plan = sweep.plan_sweep(model=TOY, runs_dir=tmp_path, results_dir=tmp_path)
+    real = sweep.plan_sweep(model=TOY, dataset="dfew", data_root=str(tmp_path))
+    monkeypatch.setattr(sweep.os, "cpu_count", lambda: 16)
+    assert sweep.default_jobs(plan) == sweep.DEFAULT_SYNTH_JOBS == 2
+    assert sweep.default_jobs(plan, "submitit") == 1 and sweep.default_jobs(real) == 1
+    monkeypatch.setattr(sweep.os, "cpu_count", lambda: 1)
+    assert sweep.default_jobs(plan) == 1
 
 
 def test_overrides_route_to_train_data_and_model(tmp_path):
