@@ -21,13 +21,13 @@ from __future__ import annotations
 import csv
 import io
 import os
-import tempfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from filelock import FileLock
 
+from ifdd_bench.atomic import atomic_open
 from ifdd_bench.errors import DataError
 
 RUNS_CSV = "runs.csv"
@@ -110,39 +110,15 @@ def append_rows(path: str | os.PathLike, rows: Iterable[Mapping[str, Any] | Any]
                     header.append(key)
         old_text = path.read_text() if path.exists() else ""
         old_rows: list[dict[str, str]] = list(csv.DictReader(io.StringIO(old_text))) if old_text else []
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", newline="") as fh:
-                writer = csv.DictWriter(fh, fieldnames=header, extrasaction="raise")
-                writer.writeheader()
-                for row in old_rows:
-                    writer.writerow({k: row.get(k, "") for k in header})
-                for row in rows:
-                    writer.writerow({k: _cell(row.get(k, "")) for k in header})
-                fh.flush()
-                os.fsync(fh.fileno())
-            # mkstemp creates 0600; give the results file the mode a plain open() would (0666 & ~umask)
-            os.chmod(tmp, 0o666 & ~_current_umask())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        # atomic_open gives the file 0666 & ~umask (not mkstemp's 0600) and fsyncs before the move
+        with atomic_open(path, "w", newline="", fsync=True) as fh:
+            writer = csv.DictWriter(fh, fieldnames=header, extrasaction="raise")
+            writer.writeheader()
+            for row in old_rows:
+                writer.writerow({k: row.get(k, "") for k in header})
+            for row in rows:
+                writer.writerow({k: _cell(row.get(k, "")) for k in header})
     return len(rows)
-
-
-def _current_umask() -> int:
-    """The process umask, read without changing it where Linux exposes it (thread-safe)."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except OSError:
-        pass
-    mask = os.umask(0o022)  # elsewhere: the set-and-restore dance is the only portable way
-    os.umask(mask)
-    return mask
 
 
 def _cell(value: Any) -> Any:

@@ -40,7 +40,6 @@ import json
 import logging
 import multiprocessing
 import os
-import tempfile
 import time
 import traceback
 from dataclasses import dataclass, field, replace
@@ -50,6 +49,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 from filelock import FileLock
 
 from ifdd_bench import registry
+from ifdd_bench.atomic import write_text_atomic
 from ifdd_bench.config import (
     DATASETS,
     DataConfig,
@@ -480,15 +480,7 @@ class JobBook:
         writer.writeheader()
         for row in rows:
             writer.writerow({k: row.get(k, "") for k in JOB_COLUMNS})
-        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".jobs.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", newline="") as fh:
-                fh.write(buf.getvalue())
-            os.replace(tmp, self.path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        write_text_atomic(self.path, buf.getvalue(), newline="")  # newline="": keep csv's \r\n as written
 
 
 # --------------------------------------------------------------------------------------------
@@ -671,7 +663,7 @@ def _run_inline(todo: list[Cell], book: JobBook, outcome: SweepOutcome, runner: 
             raise
         except Exception as err:  # a failed cell must not stop the sweep
             log.debug("cell %s failed", cell.run_id, exc_info=True)
-            _write_text(outcome.folder / "errors" / f"{cell.run_id}.{attempt}.txt", traceback.format_exc())
+            write_text_atomic(outcome.folder / "errors" / f"{cell.run_id}.{attempt}.txt", traceback.format_exc())
             _finish(book, cell, attempt, t0, outcome, emit, index, err)
             continue
         _finish(book, cell, attempt, t0, outcome, emit, index, _check_row(cell, cell.spec.results_dir, returned))
@@ -697,7 +689,7 @@ def _run_pool(todo: list[Cell], book: JobBook, outcome: SweepOutcome, runner: Ru
             if err is None:
                 err = _check_row(cell, cell.spec.results_dir, future.result())
             else:
-                _write_text(outcome.folder / "errors" / f"{cell.run_id}.{attempt}.txt",
+                write_text_atomic(outcome.folder / "errors" / f"{cell.run_id}.{attempt}.txt",
                             "".join(traceback.format_exception(err)))
             _finish(book, cell, attempt, t0, outcome, emit, index, err)
     except KeyboardInterrupt:
@@ -748,7 +740,7 @@ def _run_submitit(todo: list[Cell], book: JobBook, outcome: SweepOutcome, runner
                     err = _check_row(cell, cell.spec.results_dir, job.result())
                 except Exception as exc:  # submitit wraps the job's exception (FailedJobError ...)
                     err = _submitit_error(exc)
-                    _write_text(outcome.folder / "errors" / f"{cell.run_id}.{attempt}.txt", str(exc))
+                    write_text_atomic(outcome.folder / "errors" / f"{cell.run_id}.{attempt}.txt", str(exc))
                 _finish(book, cell, attempt, t0, outcome, emit, index, err, job_id=str(job.job_id),
                         log_path=str(job.paths.stderr))
     except KeyboardInterrupt:
@@ -808,13 +800,5 @@ def summarize(plan: SweepPlan) -> list[dict[str, Any]]:
 # small file helpers
 
 
-def _write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
-
-
 def _write_json(path: Path, data: Any) -> None:
-    _write_text(path, json.dumps(data, indent=2, default=str) + "\n")
+    write_text_atomic(path, json.dumps(data, indent=2, default=str) + "\n")

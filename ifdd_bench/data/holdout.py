@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import tempfile
 from collections import defaultdict
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from ifdd_bench.atomic import write_text_atomic
 from ifdd_bench.data.records import ClipRecord
 from ifdd_bench.errors import ConfigError, DataError
 
@@ -54,15 +53,7 @@ def write_holdout(path: Path, train: Sequence[ClipRecord], val: Sequence[ClipRec
     for split, recs in (("train", train), ("val", val)):
         for rec in recs:
             writer.writerow([rec.clip_id, rec.label, split])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(buf.getvalue())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, buf.getvalue())
 
 
 def read_holdout(path: Path, records: Sequence[ClipRecord]) -> tuple[list[ClipRecord], list[ClipRecord]]:

@@ -22,11 +22,10 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from ifdd_bench.atomic import write_text_atomic
 from ifdd_bench.data.records import ClipRecord, SplitRecords
 from ifdd_bench.data.readers import (LABEL_ORDERS, Progress, _Collector, _emit, _finish_split, classes_for,
                                      label_index, resolve_clip)
@@ -153,7 +152,7 @@ def import_lists(dataset: str, root: Path | str, fold: int, lists: dict[str, Pat
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(["path", "num_frames", "label"])
         writer.writerows(lines)
-        _atomic_write(target, buf.getvalue())
+        write_text_atomic(target, buf.getvalue())
         summary[split] = {"clips": len(lines), "file": str(target), "counts": dict(collector.counts)}
     meta = {"dataset": dataset, "label_order_of_source": label_order or _DEFAULT_INT_ORDER[dataset],
             "classes": list(classes), "sources": {s: str(Path(p).resolve()) for s, p in lists.items()}}
@@ -164,20 +163,8 @@ def import_lists(dataset: str, root: Path | str, fold: int, lists: dict[str, Pat
                         hint="import into a different --data-root")
     old.setdefault("folds", {})[str(fold)] = meta
     old["dataset"] = dataset
-    _atomic_write(meta_path, json.dumps(old, indent=2))
+    write_text_atomic(meta_path, json.dumps(old, indent=2))
     return summary
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def has_imported(root: Path, fold: int) -> bool:

@@ -36,7 +36,6 @@ import json
 import math
 import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -46,6 +45,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from ifdd_bench.atomic import atomic_path, write_text_atomic
 from ifdd_bench.config import DataConfig, from_dict
 from ifdd_bench.engine.checkpoint import load_checkpoint
 from ifdd_bench.errors import CheckpointError, ConfigError, DataError, suggest
@@ -339,14 +339,8 @@ def save_capture(result: CaptureResult, out_dir: str | os.PathLike) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     target = out / "capture.npz"
-    fd, tmp = tempfile.mkstemp(dir=out, prefix=".capture.", suffix=".npz")
-    os.close(fd)
-    try:
+    with atomic_path(target, suffix=".npz") as tmp:  # .npz suffix: numpy would append one otherwise
         np.savez_compressed(tmp, meta=np.array(json.dumps(result.meta)), **result.arrays)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     a = result.arrays
     classes = result.meta.get("classes") or []
     lines = ["clip_id,label,pred,correct," + ",".join(f"pos_a{k}" for k in range(a["pos_a"].shape[1])) + ","
@@ -361,8 +355,5 @@ def save_capture(result: CaptureResult, out_dir: str | os.PathLike) -> Path:
             cells += [str(int(a[k][i])) for k in ("onset", "apex", "offset")]
         lines.append(",".join(cells))
     csv_path = out / "capture.csv"
-    fd, tmp = tempfile.mkstemp(dir=out, prefix=".capture.", suffix=".csv")
-    with os.fdopen(fd, "w") as fh:
-        fh.write("\n".join(lines) + "\n")
-    os.replace(tmp, csv_path)
+    write_text_atomic(csv_path, "\n".join(lines) + "\n")
     return target

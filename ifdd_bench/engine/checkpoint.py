@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import errno
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 
+from ifdd_bench.atomic import atomic_open, write_text_atomic
 from ifdd_bench.errors import CheckpointError
 
 FORMAT = "ifdd-bench-checkpoint/1"
@@ -38,28 +38,16 @@ def save_atomic(obj: Any, path: str | os.PathLike) -> None:
     and leaves any existing file at ``path`` unchanged."""
     path = Path(path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as err:
-        raise CheckpointError(f"cannot write checkpoint {path}: {err.strerror or err}",
-                              hint="check that the runs folder is writable and the disk has space") from None
-    try:
-        with os.fdopen(fd, "wb") as fh:
+        with atomic_open(path, "wb", fsync=True) as fh:
             torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException as err:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(err, OSError):
-            kept = " (the previous checkpoint is intact)" if path.exists() else ""
-            reason = "disk full" if err.errno == errno.ENOSPC else (err.strerror or str(err))
-            raise CheckpointError(f"cannot write checkpoint {path}: {reason}{kept}",
-                                  hint="free disk space or choose another --runs-dir, then re-run to resume") from None
-        raise
+    except OSError as err:
+        kept = " (the previous checkpoint is intact)" if path.exists() else ""
+        reason = "disk full" if err.errno == errno.ENOSPC else (err.strerror or str(err))
+        unwritable = err.errno in (errno.EACCES, errno.EPERM, errno.EROFS)
+        raise CheckpointError(f"cannot write checkpoint {path}: {reason}{kept}",
+                              hint="check that the runs folder is writable or choose another --runs-dir"
+                              if unwritable else
+                              "free disk space or choose another --runs-dir, then re-run to resume") from None
 
 
 def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -> dict:
@@ -106,18 +94,8 @@ def check_resumable(ckpt: Mapping[str, Any], expected: Mapping[str, Any], path: 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write a small text file atomically (temp file + ``os.replace``); failures raise
     :class:`CheckpointError` naming the file, and the old file stays."""
-    path = Path(path)
-    tmp = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        write_text_atomic(path, text, fsync=True)
     except OSError as err:
-        if tmp and os.path.exists(tmp):
-            os.unlink(tmp)
         raise CheckpointError(f"cannot write {path}: {err.strerror or err}",
                               hint="free disk space or choose another --runs-dir, then re-run to resume") from None

@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Iterator, Mapping, Sequence
 
@@ -35,6 +34,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from ifdd_bench.atomic import atomic_path  # noqa: E402
 from ifdd_bench.reports.inputs import dataset_name  # noqa: E402
 
 PNG_DPI = 200
@@ -78,14 +78,8 @@ def save_figure(fig: plt.Figure, out_dir: str | os.PathLike, stem: str) -> list[
     try:
         for fmt in ("png", "pdf"):
             target = out_dir / f"{stem}.{fmt}"
-            fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{stem}.", suffix=f".{fmt}.tmp")
-            os.close(fd)
-            try:
+            with atomic_path(target, suffix=f".{fmt}.tmp") as tmp:
                 fig.savefig(tmp, format=fmt, dpi=PNG_DPI if fmt == "png" else None)
-                os.replace(tmp, target)
-            finally:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
             written.append(target)
     finally:
         plt.close(fig)

@@ -19,7 +19,6 @@ Example::
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from ifdd_bench import results
+from ifdd_bench.atomic import write_text_atomic
 from ifdd_bench.errors import ConfigError, suggest
 from ifdd_bench.reports import inputs, stats, tables
 from ifdd_bench.reports.inputs import VARIANTS_BY_KEY, is_ifdd_model
@@ -48,18 +48,8 @@ class RenderResult:
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temp file + ``os.replace`` (never a torn file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    """Write ``text`` to ``path`` atomically with mode ``0666 & ~umask`` (:mod:`ifdd_bench.atomic`)."""
+    return write_text_atomic(path, text)
 
 
 def parse_formats(formats: str | Iterable[str]) -> list[str]:

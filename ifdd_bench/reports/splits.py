@@ -38,7 +38,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -46,6 +45,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from ifdd_bench.atomic import atomic_path, write_text_atomic
 from ifdd_bench.errors import ConfigError, DataError, suggest
 from ifdd_bench.reports.stats import bootstrap_ci, sign_flip_pvalue
 
@@ -489,29 +489,14 @@ def plot_positions(cap: Capture, path: str | os.PathLike) -> list[Path]:
 
 def _save(fig: Any, path: Path) -> list[Path]:
     plt = _pyplot()
-    path.parent.mkdir(parents=True, exist_ok=True)
     out = []
     for suffix in (".png", ".pdf"):
         target = path.with_suffix(suffix)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}.", suffix=suffix)
-        os.close(fd)
-        try:
-            fig.savefig(tmp, dpi=110)
-            os.replace(tmp, target)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        with atomic_path(target, suffix=suffix) as tmp:
+            fig.savefig(tmp, format=suffix[1:], dpi=110)
         out.append(target)
     plt.close(fig)
     return out
-
-
-def _write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
 
 
 def render_splits(capture: str | os.PathLike | Capture, out_dir: str | os.PathLike, *,
@@ -534,8 +519,8 @@ def render_splits(capture: str | os.PathLike | Capture, out_dir: str | os.PathLi
     if cap.has_truth:
         stats = split_statistics(cap, threshold=threshold)
         csv_path = out / "split_stats.csv"
-        _write_text(csv_path, stats.to_csv(index=False))
+        write_text_atomic(csv_path, stats.to_csv(index=False))
         md_path = out / "split_stats.md"
-        _write_text(md_path, statistics_markdown(stats, cap.meta))
+        write_text_atomic(md_path, statistics_markdown(stats, cap.meta))
         files += [csv_path, md_path]
     return {"files": files, "stats": stats}

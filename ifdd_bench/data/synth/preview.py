@@ -7,12 +7,12 @@ intensity (neutral clips: an empty window, no apex mark). Clips are rendered in 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from ifdd_bench.atomic import atomic_path
 from ifdd_bench.data.records import DFEW_CLASSES
 from ifdd_bench.data.synth.config import SynthConfig
 from ifdd_bench.data.synth.dynamics import clip_labels, sample_clip_params
@@ -64,8 +64,6 @@ def contact_sheet(cfg: SynthConfig, out: str | Path, *, per_class: int = 2, cell
                     draw.rectangle((left, top + cell + 2, left + max(1, int(level * (cell - 1))), top + cell + bar),
                                    fill=_BAR)
     out = Path(out).expanduser()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    sheet.save(tmp, format="PNG")
-    os.replace(tmp, out)
+    with atomic_path(out, suffix=".png") as tmp:
+        sheet.save(tmp, format="PNG")
     return out
