@@ -54,6 +54,16 @@ def test_every_plot_is_written(rendered, stem):
     assert f"plots/{stem}.png" in (out / "report.md").read_text()
 
 
+def test_rerendering_the_same_csvs_gives_identical_files(rendered, tmp_path):
+    out, _ = rendered
+    root = out.parent
+    again = render_report(root, root / "runs", tmp_path / "again", known_models=KNOWN,
+                          literature_path=FIXTURES / "literature.csv")
+    for path in again.files:
+        if path.suffix in (".png", ".pdf"):
+            assert path.read_bytes() == (out / path.relative_to(tmp_path / "again")).read_bytes(), path.name
+
+
 def test_nothing_skipped_and_no_temp_files(rendered):
     out, result = rendered
     assert result.skipped == []

@@ -38,6 +38,9 @@ from ifdd_bench.atomic import atomic_path  # noqa: E402
 from ifdd_bench.reports.inputs import dataset_name  # noqa: E402
 
 PNG_DPI = 200
+#: no creation timestamp in the files, so re-rendering the same CSVs gives byte-identical plots
+#: (committed figures then only change in git when their content does)
+REPRODUCIBLE_METADATA = {"png": {"Software": None}, "pdf": {"CreationDate": None}}
 _RC = {
     "pdf.fonttype": 42, "ps.fonttype": 42,  # embed TrueType, not Type 3
     "savefig.bbox": "tight", "savefig.pad_inches": 0.05,
@@ -79,7 +82,8 @@ def save_figure(fig: plt.Figure, out_dir: str | os.PathLike, stem: str) -> list[
         for fmt in ("png", "pdf"):
             target = out_dir / f"{stem}.{fmt}"
             with atomic_path(target, suffix=f".{fmt}.tmp") as tmp:
-                fig.savefig(tmp, format=fmt, dpi=PNG_DPI if fmt == "png" else None)
+                fig.savefig(tmp, format=fmt, dpi=PNG_DPI if fmt == "png" else None,
+                            metadata=REPRODUCIBLE_METADATA[fmt])
             written.append(target)
     finally:
         plt.close(fig)

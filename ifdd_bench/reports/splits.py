@@ -489,11 +489,13 @@ def plot_positions(cap: Capture, path: str | os.PathLike) -> list[Path]:
 
 def _save(fig: Any, path: Path) -> list[Path]:
     plt = _pyplot()
+    from ifdd_bench.reports.plots import REPRODUCIBLE_METADATA  # matplotlib/seaborn only when drawing
+
     out = []
     for suffix in (".png", ".pdf"):
         target = path.with_suffix(suffix)
         with atomic_path(target, suffix=suffix) as tmp:
-            fig.savefig(tmp, format=suffix[1:], dpi=110)
+            fig.savefig(tmp, format=suffix[1:], dpi=110, metadata=REPRODUCIBLE_METADATA[suffix[1:]])
         out.append(target)
     plt.close(fig)
     return out
