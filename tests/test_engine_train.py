@@ -25,15 +25,6 @@ RUN_FILES = ("config.json", "environment.json", "history.csv", "last.pt", "best.
              "result.json", "done")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny convolutions are much faster on one thread (and the test machine is shared)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _run_dir(spec) -> Path:
     return Path(spec.runs_dir) / spec.run_id
 

@@ -29,15 +29,6 @@ REQUIRED_VARIANTS = {"full", "no_lift", "no_issm", "no_issm_no_lift", "no_ladm",
                      "predict_first", "no_wavenorm", "aligned_grid", "lift_mean"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models are op-overhead bound: one thread avoids OpenMP barrier stalls on a shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def meta_model(name="ifdd", variant=None, **kwargs):
     """Shapes-only model: no memory, no initialisation cost."""
     with torch.device("meta"):

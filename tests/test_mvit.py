@@ -18,15 +18,6 @@ from ifdd_bench.models.layers import (
 )
 from ifdd_bench.models.mvit import MultiscaleBlock, MViTBackbone
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small shapes are op-overhead bound: one thread avoids OpenMP barrier stalls on a shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 PAPER = dict(widths=(96, 192, 384, 768), depths=(1, 2, 5, 2), heads=(1, 2, 4, 8), kv_strides=(8, 4, 2, 1))
 
 # spec table 4.2: (params incl. rel-pos, rel-pos params, q grid, kv grid)
