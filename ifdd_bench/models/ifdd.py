@@ -270,29 +270,38 @@ TINY: dict[str, Any] = {
 # modules
 
 
+class Standardise(nn.Module):
+    """``(x - mean) / std`` per channel of a ``(B, C, T, H, W)`` clip; no parameters.
+
+    The statistics are non-persistent buffers: they follow ``.to(device)`` but stay out of state
+    dicts and parameter counts, so checkpoints and the K400 mapping are the same with or without it.
+    """
+
+    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...]):
+        super().__init__()
+        shape = (1, len(mean), 1, 1, 1)
+        self.register_buffer("mean", torch.tensor(mean).view(shape), persistent=False)
+        self.register_buffer("inv_std", 1.0 / torch.tensor(std).view(shape), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) * self.inv_std  # (B, C, T, H, W)
+
+
 class Embedding(nn.Module):
-    """Patch embedding: Conv3d (stride (s_t, 4, 4)) then temporal avg-pool for 32-frame input."""
+    """Optional input standardisation, Conv3d (stride (s_t, 4, 4)), temporal avg-pool for 32 frames."""
 
     def __init__(self, cfg: IFDDConfig):
         super().__init__()
         t_stride, t_pool = FRAME_MODES[cfg.frames]
         kt, kh, kw = cfg.embed_kernel
+        stats = INPUT_NORMS[cfg.input_norm]
+        self.standardise = Standardise(*stats) if stats is not None else nn.Identity()
         self.proj = nn.Conv3d(cfg.in_chans, cfg.widths[0], (kt, kh, kw), stride=(t_stride, cfg.patch_stride, cfg.patch_stride),
                               padding=(kt // 2, kh // 2, kw // 2))
         self.pool = nn.AvgPool3d((t_pool, 1, 1), stride=(t_pool, 1, 1)) if t_pool > 1 else nn.Identity()
-        stats = INPUT_NORMS[cfg.input_norm]
-        self.standardise = stats is not None
-        if stats is not None:
-            # non-persistent buffers: they follow .to(device) but stay out of state dicts and
-            # parameter counts, so checkpoints and the K400 mapping are the same for every setting
-            shape = (1, cfg.in_chans, 1, 1, 1)
-            self.register_buffer("mean", torch.tensor(stats[0]).view(shape), persistent=False)
-            self.register_buffer("inv_std", 1.0 / torch.tensor(stats[1]).view(shape), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.standardise:
-            x = (x - self.mean) * self.inv_std  # (B, 3, T, H, W), per-channel standardised
-        return self.pool(self.proj(x))  # (B, C0, T', H/4, W/4)
+        return self.pool(self.proj(self.standardise(x)))  # (B, C0, T', H/4, W/4)
 
 
 class Pyramid(nn.Module):
