@@ -733,7 +733,7 @@ def _print_sweep_summary(rows: list[dict]) -> None:
 @click.option("-s", "--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Config override for every cell: lr=1e-3, data.size=224, model.drop_path=0.1 (repeatable).")
 @click.option("--executor", type=click.Choice(["local", "submitit"]), default="local", show_default=True)
-@click.option("--jobs", type=int, default=None,
+@click.option("--jobs", type=click.IntRange(min=1), default=None,
               help="Cells run at once (local processes or submitit jobs) [default: 2 for the embedded "
                    "SynthDFER sweep on a machine with 2+ cores, else 1].")
 @click.option("--cluster", default=None, help="submitit cluster: slurm | local | debug [default: auto-detect].")

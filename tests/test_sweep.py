@@ -334,3 +334,13 @@ def test_end_to_end_with_the_engine(tmp_path):
     assert sweep.run_sweep(plan).skipped == [cell.run_id]
     (summary,) = sweep.summarize(plan)
     assert summary["variant"] == "full" and 0.0 <= summary["uar_mean"] <= 1.0
+
+
+def test_cli_refuses_jobs_below_one_before_planning():
+    from click.testing import CliRunner
+
+    import cli
+
+    result = CliRunner().invoke(cli.main, ["run", "ablation", "--jobs", "0", "--dry-run"])
+    assert result.exit_code == 2
+    assert "--jobs" in result.output and "x>=1" in result.output
