@@ -54,9 +54,11 @@ def test_every_plot_is_written(rendered, stem):
     assert f"plots/{stem}.png" in (out / "report.md").read_text()
 
 
-def test_rerendering_the_same_csvs_gives_identical_files(rendered, tmp_path):
+def test_rerendering_the_same_csvs_gives_identical_files(rendered, tmp_path, monkeypatch):
     out, _ = rendered
     root = out.parent
+    # a different "now" for the second render: a creation timestamp left in the files would differ
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "86400")
     again = render_report(root, root / "runs", tmp_path / "again", known_models=KNOWN,
                           literature_path=FIXTURES / "literature.csv")
     for path in again.files:
