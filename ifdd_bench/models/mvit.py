@@ -32,6 +32,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from ifdd_bench.models.depthwise import depthwise_conv3d, rewrite_pays
 from ifdd_bench.models.layers import (
     THW,
     DropPath,
@@ -57,7 +58,7 @@ def pooled_size(n: int, stride: int, kernel: int = 3) -> int:
 class HeadPool(nn.Module):
     """Depthwise Conv3d over each head's token grid, CLS kept aside, then LayerNorm (spec 4.3)."""
 
-    def __init__(self, head_dim: int, stride: int, kernel: int = 3):
+    def __init__(self, head_dim: int, stride: int, kernel: int = 3, grid_hw: tuple[int, int] | None = None):
         super().__init__()
         self.conv = nn.Conv3d(head_dim, head_dim, kernel, stride=(1, stride, stride), padding=kernel // 2,
                               groups=head_dim, bias=False)
@@ -65,6 +66,11 @@ class HeadPool(nn.Module):
         # oneDNN's channels-last depthwise backward is fast up to stride 4 but pathologically slow
         # at stride 8 (block 0's k/v: ~3 s vs ~0.1 s per call on 2 cores); use channels-first there
         self.channels_first = stride >= 8
+        # on the CPU, pools where it is measured to pay (``grid_hw``: the input grid) run through
+        # depthwise_conv3d, whose backward avoids the slow built-in depthwise kernels of AVX2
+        # machines (same numbers; ifdd_bench/models/depthwise.py)
+        self.stride = stride
+        self.cpu_rewrite = kernel == 3 and grid_hw is not None and rewrite_pays(stride, *grid_hw)
 
     def forward(self, grid: torch.Tensor, cls: torch.Tensor, thw: THW) -> torch.Tensor:
         """``grid (B, h, T*H*W, d)`` contiguous, ``cls (B, h, 1, d)`` -> ``(B, h, 1 + N', d)``."""
@@ -73,7 +79,10 @@ class HeadPool(nn.Module):
         x = grid.view(B * nh, t, h, w, d).permute(0, 4, 1, 2, 3)  # (B*h, d, T, H, W) channels-last view
         if self.channels_first:
             x = x.contiguous()
-        x = self.conv(x)  # (B*h, d, T, H', W')
+        if self.cpu_rewrite and not x.is_cuda:
+            x = depthwise_conv3d(x, self.conv.weight, self.stride)  # (B*h, d, T, H', W')
+        else:
+            x = self.conv(x)
         x = x.permute(0, 2, 3, 4, 1).reshape(B, nh, -1, d)  # (B, h, N', d), a view when channels-last
         # normalise before re-attaching CLS (LayerNorm is per token): the conv then receives a dense
         # channels-last gradient from the norm instead of a strided slice of the concatenation's
@@ -97,9 +106,9 @@ class MultiscaleAttention(nn.Module):
         self.k_thw = (t, pooled_size(h, kv_stride), pooled_size(w, kv_stride))
         self.qkv = nn.Linear(dim_in, 3 * dim_out)
         self.project = nn.Linear(dim_out, dim_out)
-        self.pool_q = HeadPool(self.head_dim, q_stride)
-        self.pool_k = HeadPool(self.head_dim, kv_stride)
-        self.pool_v = HeadPool(self.head_dim, kv_stride)
+        self.pool_q = HeadPool(self.head_dim, q_stride, grid_hw=(h, w))
+        self.pool_k = HeadPool(self.head_dim, kv_stride, grid_hw=(h, w))
+        self.pool_v = HeadPool(self.head_dim, kv_stride, grid_hw=(h, w))
         # relative-position tables sized as MViTv2 does from the block's input grid
         size = max(h, w)
         spatial = rel_pos_table_size(size // q_stride, size // kv_stride)
