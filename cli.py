@@ -805,6 +805,18 @@ def _restart_runner(engine_runner: Callable[..., Any], spec: Any, progress: Any 
     return engine_runner(spec, progress=progress, resume=False)
 
 
+
+def _print_paired_statistics(console: Console, result: Any) -> None:
+    """The paired-difference tables of a rendered report: over runs, then over test clips (with its caveat)."""
+    from ifdd_bench.reports.tables import CLIP_STATS_CAVEAT
+    if "stats" in result.tables:
+        console.print(_rich_table(result.tables["stats"]))
+    if "stats_clips" in result.tables:
+        table = result.tables["stats_clips"]
+        console.print(_rich_table(table))
+        console.print(f"  [dim]{CLIP_STATS_CAVEAT}[/]", highlight=False)
+
+
 def _render_sweep_report(plan: Any, summary: list[dict]) -> None:
     """Print the paper-layout ablation table and write the full report for the sweep's protocol.
 
@@ -836,8 +848,7 @@ def _render_sweep_report(plan: Any, summary: list[dict]) -> None:
         shown = True
     if not shown:
         _print_sweep_summary(summary)
-    if "stats" in result.tables:
-        console.print(_rich_table(result.tables["stats"]))
+    _print_paired_statistics(console, result)
     console.print(f"report: {len(result.files)} files in {folder}/ (tables .tex/.md, plots, report.md)",
                   highlight=False)
 
@@ -1065,8 +1076,7 @@ def report_cmd(results_dir: str, runs_dir: str, out_dir: str | None, formats: st
         out.print(_rich_table(result.tables[key]))
         for note in result.tables[key].notes:
             out.print(f"  [dim]{note}[/]", highlight=False)
-    if "stats" in result.tables:
-        out.print(_rich_table(result.tables["stats"]))
+    _print_paired_statistics(out, result)
     for item in result.skipped:
         out.print(f"[yellow]not rendered:[/] {item}", highlight=False)
     folder = Path(out_dir) if out_dir else Path(results_dir) / "report"

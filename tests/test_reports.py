@@ -224,6 +224,73 @@ def test_unpaired_cells_are_counted():
     assert "†" in tables.to_markdown(table) and "n=2" in " ".join(table.notes)
 
 
+def _predictions(rows):
+    """Prediction frame of (variant, fold, labels, preds) rows as load_predictions returns it."""
+    parts = []
+    for variant, fold, labels, preds in rows:
+        parts.append(pd.DataFrame({"run_id": f"ifdd_tiny-{variant}-synth-f{fold}-s0-unified", "model": "ifdd_tiny",
+                                   "variant": variant, "dataset": "synth", "fold": fold, "seed": 0,
+                                   "clip_id": np.arange(len(labels)), "label": labels, "pred": preds}))
+    return pd.concat(parts, ignore_index=True)
+
+
+def _uar(labels, preds):
+    """Mean per-class recall, computed independently of the code under test."""
+    labels, preds = np.asarray(labels), np.asarray(preds)
+    return np.mean([np.mean(preds[labels == c] == c) for c in np.unique(labels)])
+
+
+def test_clip_paired_differences_by_hand():
+    rng = np.random.default_rng(4)
+    labels = np.array([0] * 10 + [1] * 30 + [2] * 20)  # unequal supports: UAR != WAR
+    full = np.where(rng.random(60) < 0.4, labels, (labels + 1) % 3)
+    better = np.where(rng.random(60) < 0.9, labels, (labels + 2) % 3)
+    frame = _predictions([("full", 1, labels, full), ("baseline", 1, labels, better)])
+    diffs = stats.clip_paired_differences(frame, n_resamples=4000)
+    uar = diffs[diffs["metric"] == "uar"].iloc[0]
+    war = diffs[diffs["metric"] == "war"].iloc[0]
+    assert uar["mean_diff"] == pytest.approx(_uar(labels, better) - _uar(labels, full))
+    assert war["mean_diff"] == pytest.approx(np.mean(better == labels) - np.mean(full == labels))
+    assert uar["mean_diff"] != pytest.approx(war["mean_diff"])
+    assert (uar["cells"], uar["clips"], uar["skipped_cells"]) == (1, 60, 0)
+    assert 0 < uar["ci_low"] < uar["mean_diff"] < uar["ci_high"]
+    assert uar["p_value"] < 0.01  # 0.4 vs 0.9 accuracy on 60 clips
+    again = stats.clip_paired_differences(frame, n_resamples=4000)
+    pd.testing.assert_frame_equal(diffs, again)  # seeded
+
+
+def test_clip_swap_test_matches_exact_enumeration():
+    """With few differing clips the swap test's p is computable exactly: the Monte Carlo one is close."""
+    labels = np.repeat(np.arange(3), 6)
+    full = labels.copy()
+    other = labels.copy()
+    other[[0, 6, 12, 13]] = (labels[[0, 6, 12, 13]] + 1) % 3  # 4 clips lost, one class 2 clip ...
+    full[[7]] = (labels[7] + 1) % 3  # ... and one gained
+    frame = _predictions([("full", 1, labels, full), ("baseline", 1, labels, other)])
+    row = stats.clip_paired_differences(frame, n_resamples=20_000).query("metric == 'war'").iloc[0]
+    d = (other == labels).astype(float) - (full == labels).astype(float)
+    nz = d[d != 0]
+    patterns = np.array(np.meshgrid(*[[-1, 1]] * len(nz))).T.reshape(-1, len(nz))
+    exact = np.mean(np.abs(patterns @ nz) >= abs(nz.sum()) - 1e-12)
+    assert row["mean_diff"] == pytest.approx(d.mean())
+    assert row["p_value"] == pytest.approx(exact, abs=0.015)
+
+
+def test_clip_paired_identical_and_unpairable_runs():
+    labels = np.repeat(np.arange(7), 4)
+    preds = np.roll(labels, 3)
+    frame = _predictions([("full", 1, labels, preds), ("no_ladm", 1, labels, preds),
+                          ("full", 2, labels, preds), ("no_ladm", 2, labels[::-1], preds)])  # fold 2: labels differ
+    diffs = stats.clip_paired_differences(frame, n_resamples=500)
+    row = diffs[diffs["metric"] == "uar"].iloc[0]
+    assert (row["cells"], row["skipped_cells"]) == (1, 1)
+    assert row["mean_diff"] == 0 and row["ci_low"] == 0 and row["ci_high"] == 0 and row["p_value"] == 1.0
+    table = tables.to_markdown(tables.clip_stats_table(diffs))
+    assert "ifdd_tiny:no_ladm on synth (1)" in table
+    only_fold2 = stats.clip_paired_differences(frame[frame["fold"] == 2], n_resamples=100)
+    assert only_fold2["cells"].eq(0).all() and only_fold2["mean_diff"].isna().all()
+
+
 def test_aggregate_single_run_has_no_std():
     agg = stats.aggregate(_runs().head(1))
     assert agg.loc[0, "n"] == 1 and math.isnan(agg.loc[0, "uar_std"])
@@ -314,6 +381,37 @@ def test_render_writes_every_table_atomically(results_dir):
         render_report(results_dir, formats="pdf", plots=False, known_models=KNOWN)
     with pytest.raises(ConfigError, match="--reference 'no_lift' matches no run"):
         render_report(results_dir, reference="no_lift", plots=False, known_models=KNOWN)
+
+
+def test_render_clip_statistics_from_run_predictions(results_dir):
+    runs = pd.read_csv(results_dir / "runs.csv")
+    labels = np.repeat(np.arange(7), 6)
+    expected = {}
+    for k, run in enumerate(runs.itertuples()):
+        rng = np.random.default_rng(k)
+        preds = np.where(rng.random(len(labels)) < run.uar, labels, (labels + 1) % 7)
+        folder = results_dir / "runs" / run.run_id
+        folder.mkdir(parents=True)
+        pd.DataFrame({"clip_id": [f"{i:05d}" for i in range(len(labels))], "label": labels, "pred": preds}).to_csv(
+            folder / "predictions.csv", index=False)
+        expected[(run.model, run.variant, run.fold, run.seed)] = _uar(labels, preds)
+    result = render_report(results_dir, results_dir / "runs", results_dir / "out", plots=False,
+                           known_models=KNOWN, literature_path=LITERATURE)
+    assert not any("clip-level" in reason for reason in result.skipped)
+    cells = [(f, s) for (m, v, f, s) in expected if (m, v) == ("ifdd_tiny", "baseline")]
+    by_hand = np.mean([expected[("ifdd_tiny", "baseline", f, s)] - expected[("ifdd_tiny", "full", f, s)]
+                       for f, s in cells])
+    md = (results_dir / "out" / "stats_clips.md").read_text()
+    line = next(row for row in md.splitlines() if "| Baseline (lazy split) |" in row)
+    assert f"| {len(cells)} | {42 * len(cells)} | {100 * by_hand:+.2f} |".replace("-", "−") in line
+    assert "test-set sampling" in md
+    assert_latex_shaped((results_dir / "out" / "stats_clips.tex").read_text())
+    csv = pd.read_csv(results_dir / "out" / "clip_paired_differences.csv")
+    assert set(csv["variant"]) >= {"baseline", "no_ladm", "no_issm"}
+    no_clip_ids = render_report(results_dir, results_dir / "nowhere", results_dir / "out2", plots=False,
+                                known_models=KNOWN, literature_path=LITERATURE)
+    assert "stats_clips" not in no_clip_ids.tables
+    assert any("clip-level statistics: no predictions.csv" in reason for reason in no_clip_ids.skipped)
 
 
 def test_reference_can_be_a_baseline(results_dir):

@@ -185,6 +185,20 @@ def render_report(
         result.skipped.append(f"paired statistics: no entry shares a dataset with the reference {reference!r}")
     else:
         result.tables["stats"] = tables.stats_table(diffs, literature=literature)
+    predictions, problems = inputs.load_predictions(Path(runs_dir), runs)
+    result.skipped += problems
+    clip_diffs = pd.DataFrame()
+    if predictions is None:
+        result.skipped.append(f"clip-level statistics: no predictions.csv under {runs_dir}/<run_id>/")
+    elif "clip_id" not in predictions.columns:
+        result.skipped.append("clip-level statistics: predictions.csv files have no 'clip_id' column")
+    else:
+        clip_diffs = stats.clip_paired_differences(predictions, reference=reference, n_resamples=n_resamples,
+                                                   seed=seed, ifdd_models=ifdd_models)
+        if clip_diffs.empty:
+            result.skipped.append(f"clip-level statistics: no predictions share a cell with the reference {reference!r}")
+        else:
+            result.tables["stats_clips"] = tables.clip_stats_table(clip_diffs, literature=literature)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     for key, table in result.tables.items():
@@ -198,19 +212,21 @@ def render_report(
     result.files.append(write_text(out_dir / "summary.csv", agg.to_csv(index=False)))
     if not diffs.empty:
         result.files.append(write_text(out_dir / "paired_differences.csv", diffs.to_csv(index=False)))
+    if not clip_diffs.empty:
+        result.files.append(write_text(out_dir / "clip_paired_differences.csv", clip_diffs.to_csv(index=False)))
 
     # ---- plots
     figures: list[tuple[str, Path]] = []
     if plots:
-        figures = _render_plots(runs, agg, per_class, profile, literature, Path(runs_dir), out_dir / "plots",
-                                result, notify)
+        figures = _render_plots(runs, agg, per_class, profile, literature, predictions, Path(runs_dir),
+                                out_dir / "plots", result, notify)
     if "md" in formats:
         result.files.append(write_text(out_dir / "report.md", _report_page(result, figures, out_dir, command)))
     result.seconds = time.perf_counter() - start
     return result
 
 
-def _render_plots(runs, agg, per_class, profile, literature, runs_dir: Path, plot_dir: Path,
+def _render_plots(runs, agg, per_class, profile, literature, predictions, runs_dir: Path, plot_dir: Path,
                   result: RenderResult, notify) -> list[tuple[str, Path]]:
     from ifdd_bench.reports import plots  # matplotlib only when figures are asked for
 
@@ -243,8 +259,6 @@ def _render_plots(runs, agg, per_class, profile, literature, runs_dir: Path, plo
         keep("Training curves", plots.training_curves(history, order, labels, palette, plot_dir))
     else:
         result.skipped.append(f"training curves: no history.csv under {runs_dir}/<run_id>/")
-    predictions, problems = inputs.load_predictions(runs_dir, runs)
-    result.skipped += problems
     if predictions is not None:
         keep("Confusion matrices", plots.confusion_matrices(predictions, _class_names(per_class, predictions), order, labels,
                                                             plot_dir))

@@ -5,6 +5,9 @@
 * :func:`paired_differences` - for each variant, the difference to the reference (``full`` by
   default) on the (dataset, fold, seed) cells both have, with a seeded percentile-bootstrap
   confidence interval of the mean difference and a two-sided sign-flip permutation test.
+* :func:`clip_paired_differences` - the same comparison over the test clips of those cells, from the
+  runs' ``predictions.csv``: how large a gap test-set sampling alone would produce between these
+  two trained models (bootstrap over clips, stratified by class; clip-level swap test).
 
 The sign-flip test asks: if a variant and the reference were exchangeable, each paired difference
 would be as likely positive as negative; how often does a random sign pattern give a mean at
@@ -150,6 +153,123 @@ def paired_differences(runs: pd.DataFrame, *, reference: str = "full", metrics: 
                     ))
     columns = ["reference_model", "reference", "model", "variant", "dataset", "metric", "n", "unpaired",
                "mean_diff", "ci_low", "ci_high", "confidence", "n_resamples", "p_value", "p_method", "p_min"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _cell_clip_terms(ref: pd.DataFrame, other: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Align one cell's test predictions by ``clip_id``: per-clip UAR and WAR terms and labels.
+
+    Returns ``(d_uar, d_war, labels)`` where summing ``d_uar`` gives UAR(other) - UAR(ref) and
+    summing ``d_war`` gives WAR(other) - WAR(ref), or ``None`` when the two runs did not predict the
+    same clips with the same labels (then the cell cannot be paired clip by clip).
+    """
+    if len(ref) != len(other) or ref["clip_id"].duplicated().any():
+        return None
+    merged = ref.merge(other, on="clip_id", suffixes=("_r", "_o"))
+    if len(merged) != len(ref) or not (merged["label_r"] == merged["label_o"]).all():
+        return None
+    labels = merged["label_r"].to_numpy(dtype=int)
+    diff = ((merged["pred_o"] == merged["label_o"]).to_numpy(dtype=float)
+            - (merged["pred_r"] == merged["label_r"]).to_numpy(dtype=float))  # (n,) in {-1, 0, 1}
+    classes, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    uar_weight = 1.0 / (len(classes) * counts[inverse])  # UAR = sum_i weight_i * correct_i
+    return diff * uar_weight, diff / len(labels), labels
+
+
+#: bootstrap / swap draws are made in blocks of this many resamples (memory: block x clips floats)
+DRAW_BLOCK = 1000
+
+
+def _stratified_counts(labels: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """``(size, n)`` bootstrap counts: how often each clip is drawn when every class is resampled
+    within itself (class supports, hence UAR's weights, stay fixed)."""
+    n = len(labels)
+    drawn = np.empty((size, n), dtype=np.int64)  # (size, n) clip index of every draw
+    for cls in np.unique(labels):
+        members = np.flatnonzero(labels == cls)
+        drawn[:, members] = members[rng.integers(0, len(members), size=(size, len(members)))]
+    flat = (drawn + np.arange(size)[:, None] * n).ravel()  # row-offset so one bincount counts every row
+    return np.bincount(flat, minlength=size * n).reshape(size, n).astype(float)
+
+
+def clip_paired_differences(predictions: pd.DataFrame, *, reference: str = "full", n_resamples: int = 10_000,
+                            confidence: float = 0.95, seed: int = 0,
+                            ifdd_models: Sequence[str] | None = None) -> pd.DataFrame:
+    """Paired ``variant - reference`` differences over the test clips both runs predicted.
+
+    ``predictions`` holds the test predictions of every run (``run_id, model, variant, dataset,
+    fold, seed, clip_id, label, pred``; :func:`ifdd_bench.reports.inputs.load_predictions`). Pairs
+    are made as in :func:`paired_differences`, per (dataset, fold, seed) cell, then clip by clip.
+    With several cells, the difference is the mean of the per-cell differences.
+
+    * CI: percentile bootstrap that resamples each cell's test clips within each class (so class
+      supports and hence UAR's weights stay fixed), the same clips for both runs.
+    * p: two-sided swap test: each clip's two predictions are exchanged with probability 1/2
+      (flipping the sign of that clip's contribution), ``n_resamples`` times, seeded; ``(1 + k) /
+      (1 + R)`` with ``k`` swaps at least as extreme as the observed difference.
+
+    The draws of a cell are shared by every entry compared with the reference there. The trained
+    models are held fixed: this measures test-set sampling, not training-seed variance (that is
+    :func:`paired_differences`). Columns as there, plus ``cells``, ``clips`` (paired clips) and
+    ``skipped_cells`` (cells whose two runs predicted different clips).
+    """
+    if ifdd_models is None:
+        ifdd_models = sorted(m for m in predictions["model"].unique() if m == "ifdd" or str(m).startswith("ifdd_"))
+    alpha = (1.0 - confidence) / 2.0
+    rows = []
+    for ref_model, ref_rows in _reference_rows(predictions, reference, ifdd_models).items():
+        for dataset, ref_part in ref_rows.groupby("dataset", sort=False):
+            ref_cells = dict(iter(ref_part.groupby(list(CELL_KEYS))))
+            others = predictions[(predictions["dataset"] == dataset) & ~predictions.index.isin(ref_part.index)]
+            if ref_model in ifdd_models:
+                others = others[~others["model"].isin([m for m in ifdd_models if m != ref_model])]
+            # per entry: {cell: (n, 2) per-clip UAR / WAR terms}, and the cells that could not be paired
+            terms: dict[tuple[str, str], dict] = {}
+            skipped: dict[tuple[str, str], int] = {}
+            for entry, part in others.groupby(["model", "variant"], sort=False):
+                terms[entry], skipped[entry] = {}, 0
+                for cell, cell_part in part.groupby(list(CELL_KEYS)):
+                    if cell in ref_cells:
+                        aligned = _cell_clip_terms(ref_cells[cell], cell_part)
+                        if aligned is None:
+                            skipped[entry] += 1
+                        else:
+                            terms[entry][cell] = np.stack(aligned[:2], axis=1)
+            boot = {e: np.zeros((n_resamples, 2)) for e in terms}  # summed over cells; columns uar, war
+            swap = {e: np.zeros((n_resamples, 2)) for e in terms}
+            rng = np.random.default_rng(seed)
+            for cell in sorted(ref_cells):  # every reference cell draws, used or not: seeded, order-free
+                labels = ref_cells[cell]["label"].to_numpy(dtype=int)
+                users = [e for e in terms if cell in terms[e]]
+                # every user's two columns side by side: one matrix product per block for all of them
+                stacked = np.concatenate([terms[e][cell] for e in users], axis=1) if users else None  # (n, 2U)
+                for start in range(0, n_resamples, DRAW_BLOCK):
+                    size = min(DRAW_BLOCK, n_resamples - start)
+                    counts = _stratified_counts(labels, size, rng)  # (size, n)
+                    signs = rng.integers(0, 2, size=(size, len(labels))) * 2.0 - 1.0  # (size, n) in {-1, 1}
+                    if stacked is None:
+                        continue
+                    boot_block, swap_block = counts @ stacked, signs @ stacked  # (size, 2U) each
+                    for j, e in enumerate(users):
+                        boot[e][start:start + size] += boot_block[:, 2 * j:2 * j + 2]
+                        swap[e][start:start + size] += swap_block[:, 2 * j:2 * j + 2]
+            for (model, variant), cells in terms.items():
+                n_cells = len(cells)
+                observed = sum(t.sum(axis=0) for t in cells.values()) / max(n_cells, 1)  # (2,)
+                for k, metric in enumerate(("uar", "war")):
+                    row = dict(reference_model=ref_model, reference=reference, model=model, variant=variant,
+                               dataset=dataset, metric=metric, cells=n_cells,
+                               clips=sum(len(t) for t in cells.values()), skipped_cells=skipped[(model, variant)],
+                               mean_diff=np.nan, ci_low=np.nan, ci_high=np.nan, confidence=confidence,
+                               n_resamples=n_resamples, p_value=np.nan)
+                    if n_cells:
+                        low, high = np.quantile(boot[(model, variant)][:, k] / n_cells, [alpha, 1.0 - alpha])
+                        extreme = np.abs(swap[(model, variant)][:, k] / n_cells) >= abs(observed[k]) - 1e-9
+                        row.update(mean_diff=float(observed[k]), ci_low=float(low), ci_high=float(high),
+                                   p_value=float((extreme.sum() + 1) / (n_resamples + 1)))
+                    rows.append(row)
+    columns = ["reference_model", "reference", "model", "variant", "dataset", "metric", "cells", "clips",
+               "skipped_cells", "mean_diff", "ci_low", "ci_high", "confidence", "n_resamples", "p_value"]
     return pd.DataFrame(rows, columns=columns)
 
 

@@ -10,6 +10,7 @@ the same object with rich. Builders:
 * :func:`per_class_table`  per-class test recall of every variant on one dataset
 * :func:`complexity_table` reported vs measured params and compute
 * :func:`stats_table`      paired differences to the reference with bootstrap CIs and p-values
+* :func:`clip_stats_table` the same over test clips (one trained model per cell, from predictions)
 
 Numbers in ``runs.csv`` are fractions; tables print percent with two decimals as
 ``mean ± sample std`` over every (fold, seed) run, bold marking the best mean of each metric
@@ -809,10 +810,14 @@ def _signed(value: float) -> str:
     return f"{value:+.2f}".replace("-", "−")
 
 
-def stats_table(diffs: pd.DataFrame, *, literature: pd.DataFrame | None = None) -> ReportTable:
-    """Paired differences to the reference (percentage points) with bootstrap CIs and sign-flip p-values."""
-    names = method_names(literature)
-    columns = ["Dataset", "Variant", "vs", "n"]
+def _difference_rows(diffs: pd.DataFrame, names: dict[str, str],
+                     counts: Sequence[tuple[str, str]]) -> tuple[list[str], Block, str, list[str]]:
+    """Shared body of the two paired-difference tables: header, one row per compared entry.
+
+    ``counts`` are ``(header, diffs column)`` pairs printed after the entry (``("n", "n")``).
+    Returns ``(columns, block, reference label, metrics)``; the "vs" column is the third.
+    """
+    columns = ["Dataset", "Variant", "vs"] + [header for header, _ in counts]
     metrics = [m for m in ("uar", "war") if m in set(diffs["metric"])]
     for metric in metrics:
         columns += [f"Δ{metric.upper()} (pp)", "95% CI", "p"]
@@ -827,14 +832,30 @@ def stats_table(diffs: pd.DataFrame, *, literature: pd.DataFrame | None = None) 
             entry_label(ref_model, "full", names=names)
         row = [Cell(dataset_name(dataset)),
                Cell(entry_label(model, variant, names=names), entry_label(model, variant, names=names, tex=True)),
-               Cell(ref_label), Cell(str(int(first["n"])))]
+               Cell(ref_label)] + [Cell(f"{int(first[column]):,}") for _, column in counts]
         for metric in metrics:
             r = part[part["metric"] == metric].iloc[0]
             diff = "" if np.isnan(r["mean_diff"]) else _signed(100 * r["mean_diff"])
             ci = "" if np.isnan(r["ci_low"]) else f"[{_signed(100 * r['ci_low'])}, {_signed(100 * r['ci_high'])}]"
-            p = "" if np.isnan(r["p_value"]) else f"{r['p_value']:.3f}"
+            p = "" if np.isnan(r["p_value"]) else ("<0.001" if r["p_value"] < 0.001 else f"{r['p_value']:.3f}")
             row += [Cell(diff), Cell(ci), Cell(p, bold=bool(not np.isnan(r["p_value"]) and r["p_value"] < 0.05))]
         block.rows.append(row)
+    return columns, block, ref_label, metrics
+
+
+def _drop_single_reference(diffs: pd.DataFrame, columns: list[str], align: str,
+                           block: Block) -> tuple[list[str], str]:
+    """With one reference it is named in the caption: drop the "vs" column (the third)."""
+    if diffs["reference_model"].nunique() > 1:
+        return columns, align
+    for row in block.rows:
+        del row[2]
+    return columns[:2] + columns[3:], align[:2] + align[3:]
+
+
+def stats_table(diffs: pd.DataFrame, *, literature: pd.DataFrame | None = None) -> ReportTable:
+    """Paired differences to the reference (percentage points) with bootstrap CIs and sign-flip p-values."""
+    columns, block, ref_label, metrics = _difference_rows(diffs, method_names(literature), [("n", "n")])
     confidence = float(diffs["confidence"].iloc[0]) if len(diffs) else 0.95
     n_res = int(diffs["n_resamples"].iloc[0]) if len(diffs) else 10_000
     ns = sorted({int(n) for n in diffs["n"]}) if len(diffs) else []
@@ -851,14 +872,41 @@ def stats_table(diffs: pd.DataFrame, *, literature: pd.DataFrame | None = None) 
     if (unpaired > 0).any():
         notes.append("Runs without a partner in the reference (ignored): " + ", ".join(
             f"{m}:{v} on {d} ({int(u)})" for (m, v, d), u in unpaired.items() if u > 0) + ".")
-    align = "lllr" + "rcr" * len(metrics)
-    if diffs["reference_model"].nunique() <= 1:  # one reference: it is named in the caption
-        columns = columns[:2] + columns[3:]
-        align = align[:2] + align[3:]
-        for row in block.rows:
-            del row[2]
+    columns, align = _drop_single_reference(diffs, columns, "lllr" + "rcr" * len(metrics), block)
     return ReportTable(
         key="stats", caption=f"Paired differences to {ref_label or 'the reference'}.", columns=columns,
         columns_tex=[tex_escape(c) for c in columns], align=align, blocks=[block],
         notes=notes, wide=True, colsep="4pt", source="runs.csv",
+    )
+
+
+#: what the clip-level table can and cannot say (a table note, also printed by the CLI)
+CLIP_STATS_CAVEAT = ("The trained models are held fixed: this shows whether a gap is larger than test-set sampling "
+                     "alone would produce. It does not include the variation between training runs (seeds, folds), "
+                     "which the table of paired differences over runs measures.")
+
+
+def clip_stats_table(diffs: pd.DataFrame, *, literature: pd.DataFrame | None = None) -> ReportTable:
+    """Paired differences to the reference over test clips (trained models fixed), from predictions."""
+    columns, block, ref_label, metrics = _difference_rows(
+        diffs, method_names(literature), [("cells", "cells"), ("clips", "clips")])
+    confidence = float(diffs["confidence"].iloc[0]) if len(diffs) else 0.95
+    n_res = int(diffs["n_resamples"].iloc[0]) if len(diffs) else 10_000
+    notes = [
+        "Δ = variant − reference in percentage points on the test clips both runs predicted, paired clip by "
+        "clip within each (fold, seed) cell and averaged over the cells. "
+        f"CI: {int(round(confidence * 100))}% percentile bootstrap over test clips, resampled within each "
+        f"class (class supports fixed), {n_res:,} resamples, seeded. p: two-sided swap test (each clip's "
+        f"two predictions exchanged with probability 1/2, {n_res:,} times); bold: p < 0.05.",
+        CLIP_STATS_CAVEAT,
+    ]
+    skipped = diffs.groupby(["model", "variant", "dataset"])["skipped_cells"].first()
+    if (skipped > 0).any():
+        notes.append("Cells whose two runs predicted different test clips (ignored): " + ", ".join(
+            f"{m}:{v} on {d} ({int(k)})" for (m, v, d), k in skipped.items() if k > 0) + ".")
+    columns, align = _drop_single_reference(diffs, columns, "lllrr" + "rcr" * len(metrics), block)
+    return ReportTable(
+        key="stats_clips", caption=f"Paired differences to {ref_label or 'the reference'} over test clips.",
+        columns=columns, columns_tex=[tex_escape(c) for c in columns], align=align, blocks=[block],
+        notes=notes, wide=True, colsep="4pt", source="runs/<run_id>/predictions.csv",
     )
