@@ -843,6 +843,14 @@ def _difference_rows(diffs: pd.DataFrame, names: dict[str, str],
     return columns, block, ref_label, metrics
 
 
+def _entry_count_note(diffs: pd.DataFrame, column: str, prefix: str) -> list[str]:
+    """``[prefix + "model:variant on dataset (count), ..."]`` for entries whose ``column`` is > 0, else ``[]``."""
+    counts = diffs.groupby(["model", "variant", "dataset"])[column].first()
+    if not (counts > 0).any():
+        return []
+    return [prefix + ", ".join(f"{m}:{v} on {d} ({int(k)})" for (m, v, d), k in counts.items() if k > 0) + "."]
+
+
 def _drop_single_reference(diffs: pd.DataFrame, columns: list[str], align: str,
                            block: Block) -> tuple[list[str], str]:
     """With one reference it is named in the caption: drop the "vs" column (the third)."""
@@ -868,10 +876,7 @@ def stats_table(diffs: pd.DataFrame, *, literature: pd.DataFrame | None = None) 
         f"The smallest p a sign-flip test can reach with n pairs is 2/2ⁿ ({p_min}): few runs cannot show a gap "
         "is real however large it is; add seeds or folds." if p_min else "No pairs.",
     ]
-    unpaired = diffs.groupby(["model", "variant", "dataset"])["unpaired"].first()
-    if (unpaired > 0).any():
-        notes.append("Runs without a partner in the reference (ignored): " + ", ".join(
-            f"{m}:{v} on {d} ({int(u)})" for (m, v, d), u in unpaired.items() if u > 0) + ".")
+    notes += _entry_count_note(diffs, "unpaired", "Runs without a partner in the reference (ignored): ")
     columns, align = _drop_single_reference(diffs, columns, "lllr" + "rcr" * len(metrics), block)
     return ReportTable(
         key="stats", caption=f"Paired differences to {ref_label or 'the reference'}.", columns=columns,
@@ -900,10 +905,8 @@ def clip_stats_table(diffs: pd.DataFrame, *, literature: pd.DataFrame | None = N
         f"two predictions exchanged with probability 1/2, {n_res:,} times); bold: p < 0.05.",
         CLIP_STATS_CAVEAT,
     ]
-    skipped = diffs.groupby(["model", "variant", "dataset"])["skipped_cells"].first()
-    if (skipped > 0).any():
-        notes.append("Cells whose two runs predicted different test clips (ignored): " + ", ".join(
-            f"{m}:{v} on {d} ({int(k)})" for (m, v, d), k in skipped.items() if k > 0) + ".")
+    notes += _entry_count_note(diffs, "skipped_cells", "Cells whose two runs predicted different test clips "
+                                                      "(ignored): ")
     columns, align = _drop_single_reference(diffs, columns, "lllrr" + "rcr" * len(metrics), block)
     return ReportTable(
         key="stats_clips", caption=f"Paired differences to {ref_label or 'the reference'} over test clips.",
