@@ -805,7 +805,6 @@ def _restart_runner(engine_runner: Callable[..., Any], spec: Any, progress: Any 
     return engine_runner(spec, progress=progress, resume=False)
 
 
-
 def _print_paired_statistics(console: Console, result: Any) -> None:
     """The paired-difference tables of a rendered report: over runs, then over test clips (with its caveat)."""
     from ifdd_bench.reports.tables import CLIP_STATS_CAVEAT

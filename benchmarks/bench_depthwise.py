@@ -7,12 +7,16 @@ the median of the per-round ratios built-in / rewrite:
 * ``pools``: forward + backward of one depthwise 3x3x3 conv at the shapes of ``ifdd_tiny``'s
   pooling layers (batch 16, 16x64x64 clips; heads x batch folded into the batch axis);
 * ``step``: one ``ifdd_tiny`` training step (forward, cross-entropy + lifting loss, backward, AdamW)
-  at batch 16, the rewrite switched on and off on the same model.
+  at batch 16, the rewrite switched on and off on the same model (``--geometry tiny`` only).
+
+``--geometry paper`` times the paper model's stride-1 pools (batch 2) instead; its whole step is
+``benchmarks/bench_ifdd.py``'s job.
 
 One torch thread by default (the sweep runs one thread per cell). Example::
 
     python benchmarks/bench_depthwise.py              # ~1 minute
     python benchmarks/bench_depthwise.py --threads 2 --rounds 9
+    python benchmarks/bench_depthwise.py --geometry paper --rounds 3
 """
 
 from __future__ import annotations
@@ -30,9 +34,13 @@ from ifdd_bench.models.mvit import HeadPool
 from ifdd_bench.models.output import split_output
 from ifdd_bench.registry import create_model
 
-#: (x shape (B*heads, d, T, H, W), stride) of ifdd_tiny's pools at batch 16
-POOL_SHAPES = [((16, 16, 8, 16, 16), 1), ((32, 16, 8, 16, 16), 2), ((64, 16, 8, 8, 8), 2),
-               ((64, 16, 8, 4, 4), 1), ((128, 16, 8, 4, 4), 1), ((128, 16, 8, 4, 4), 2)]
+#: (x shape (B*heads, d, T, H, W), stride) of the pools, per geometry: ifdd_tiny at batch 16, and
+#: the stride-1 pools that the rewrite takes over in the paper model at batch 2 (head width 96)
+POOL_SHAPES = {
+    "tiny": [((16, 16, 8, 16, 16), 1), ((32, 16, 8, 16, 16), 2), ((64, 16, 8, 8, 8), 2),
+             ((64, 16, 8, 4, 4), 1), ((128, 16, 8, 4, 4), 1), ((128, 16, 8, 4, 4), 2)],
+    "paper": [((2, 96, 8, 56, 56), 1), ((4, 96, 8, 28, 28), 1), ((8, 96, 8, 14, 14), 1), ((16, 96, 8, 7, 7), 1)],
+}
 
 
 def _seconds(fn, repeats: int) -> float:
@@ -96,14 +104,18 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--geometry", choices=sorted(POOL_SHAPES), default="tiny")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
           f"{args.threads} thread(s), {args.rounds} interleaved rounds")
     print(f"{'case':<40} {'built-in ms':>12} {'rewrite ms':>11} {'ratio':>6}")
-    for shape, stride in POOL_SHAPES:
-        b, r, ratio = interleaved(*pool_case(shape, stride), args.rounds, repeats=5)
+    repeats = 5 if args.geometry == "tiny" else 1
+    for shape, stride in POOL_SHAPES[args.geometry]:
+        b, r, ratio = interleaved(*pool_case(shape, stride), args.rounds, repeats=repeats)
         print(f"{'pool ' + str(shape) + ' s' + str(stride):<40} {b * 1e3:>12.1f} {r * 1e3:>11.1f} {ratio:>5.2f}x")
+    if args.geometry != "tiny":
+        return
     builtin, rewrite, note = step_case(args.batch)
     b, r, ratio = interleaved(builtin, rewrite, args.rounds, repeats=2)
     print(f"{'ifdd_tiny train step, batch ' + str(args.batch):<40} {b * 1e3:>12.1f} {r * 1e3:>11.1f} {ratio:>5.2f}x")
