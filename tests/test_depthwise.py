@@ -88,3 +88,28 @@ def test_head_pool_same_numbers_with_and_without_rewrite(stride):
 
     for a, b in zip(run(True), run(False)):
         torch.testing.assert_close(a, b)
+
+
+def test_cpu_bf16_autocast_backward_runs_and_matches_builtin():
+    """Under CPU autocast the forward conv runs in bf16; the rewritten backward must accept bf16
+    gradients against the fp32 weight (it failed with a dtype error before custom_fwd/custom_bwd)."""
+    torch.manual_seed(4)
+    pool = HeadPool(head_dim=8, stride=1, grid_hw=(4, 4))
+    grid = torch.randn(2, 2, 4 * 4 * 4, 8)
+    cls = torch.randn(2, 2, 1, 8)
+    weights = torch.linspace(-1, 1, 2 * 2 * 65 * 8).view(2, 2, 65, 8)  # output (B, h, 1 + 64, d)
+
+    def run(rewrite: bool):
+        pool.cpu_rewrite = rewrite
+        pool.zero_grad()
+        g = grid.clone().requires_grad_()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = pool(g, cls, (4, 4, 4))
+        (out.float() * weights).sum().backward()
+        return g.grad, pool.conv.weight.grad
+
+    gx_new, gw_new = run(True)
+    gx_old, gw_old = run(False)
+    assert gw_new.dtype == torch.float32 and gx_new.dtype == grid.dtype
+    torch.testing.assert_close(gx_new, gx_old, atol=0.05, rtol=0.05)
+    torch.testing.assert_close(gw_new, gw_old, atol=0.5, rtol=0.05)

@@ -43,13 +43,16 @@ def rewrite_pays(stride: int, height: int, width: int) -> bool:
 class _DepthwiseConv3d(torch.autograd.Function):
     """``F.conv3d(x, weight, stride=(1, s, s), padding=1, groups=C)`` with a forward-conv backward."""
 
+    # the backward runs under the forward's autocast state, so its convolutions see the same dtypes
     @staticmethod
+    @torch.amp.custom_fwd(device_type="cpu")
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, stride: int) -> torch.Tensor:
         ctx.save_for_backward(x, weight)
         ctx.stride = stride
         return F.conv3d(x, weight, None, (1, stride, stride), 1, 1, x.shape[1])  # (B, C, T, H', W')
 
     @staticmethod
+    @torch.amp.custom_bwd(device_type="cpu")
     def backward(ctx, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, None]:
         x, weight = ctx.saved_tensors
         s = ctx.stride
