@@ -70,6 +70,7 @@ def assert_latex_shaped(tex, n_columns=None):
     assert body.count("$") % 2 == body.count(r"\$") % 2, "unbalanced math shifts"
     text = _strip_math(body)
     assert not re.search(r"(?<!\\)[_%#]", text), "unescaped _ % or # in text"
+    assert not re.search(r"[<>]", text), "bare < or > in text (OT1 prints them as inverted ! and ?)"
     assert not re.search(r"(?<!\\)&", re.sub(r"\\begin\{tabular\}.*?\\end\{tabular\}", "", text, flags=re.S)), \
         "unescaped & outside the tabular"
     start = body.index(r"\begin{tabular}{") + len(r"\begin{tabular}{")

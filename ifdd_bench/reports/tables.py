@@ -117,6 +117,8 @@ class ReportTable:
 _TEX_SPECIALS = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
     "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+    # in text mode with the default OT1 encoding a bare < or > prints as an inverted ! or ?
+    "<": r"\textless{}", ">": r"\textgreater{}",
 }
 _TEX_UNICODE = {
     "±": r"$\pm$", "×": r"$\times$", "Σ": r"$\Sigma$", "λ": r"$\lambda$", "≤": r"$\leq$", "≥": r"$\geq$",
