@@ -99,11 +99,19 @@ def step_case(batch: int):
     return (lambda: step(False)), (lambda: step(True)), f"{len(rewritable)} of {len(pools)} pools rewritten"
 
 
+def _positive(text: str) -> int:
+    """argparse type: an integer >= 1 (0 rounds would leave nothing to take a median of)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--threads", type=_positive, default=1)
+    parser.add_argument("--rounds", type=_positive, default=5)
+    parser.add_argument("--batch", type=_positive, default=16)
     parser.add_argument("--geometry", choices=sorted(POOL_SHAPES), default="tiny")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
