@@ -160,6 +160,20 @@ def build_from_config(name: str, cfg: Any) -> Any:
     return entry.build(cfg)
 
 
+#: config fields that only name a file of initial weights; a trained checkpoint's weights replace
+#: them, so a model rebuilt from a checkpoint does not need that file any more
+INIT_FIELDS = ("pretrained", "pretrained_path")
+
+
+def build_for_checkpoint(name: str, cfg: Mapping[str, Any]) -> Any:
+    """Build model ``name`` from a checkpoint's config dict, without loading initial-weight files.
+
+    The checkpoint's state dict is loaded afterwards by the caller, so :data:`INIT_FIELDS` are
+    cleared: a checkpoint stays usable after its initialisation file is gone.
+    """
+    return build_from_config(name, {k: (None if k in INIT_FIELDS else v) for k, v in dict(cfg).items()})
+
+
 def create_model(name: str, variant: str | None = None, **kwargs: Any) -> Any:
     """Resolve the config (see :func:`resolve_config`) and build the model."""
     cfg = resolve_config(name, variant, **kwargs)

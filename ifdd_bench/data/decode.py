@@ -84,7 +84,7 @@ class FrameDecodeError(Exception):
     """One frame could not be decoded (internal; callers apply the corrupt-frame rule)."""
 
 
-def _resize_batch(frames: torch.Tensor, size: int) -> torch.Tensor:
+def resize_frames(frames: torch.Tensor, size: int) -> torch.Tensor:
     """Resize a uint8 batch ``(N, 3, H, W)`` to ``(N, 3, size, size)`` (bilinear, antialias)."""
     from torchvision.transforms.v2 import functional as F
 
@@ -172,7 +172,7 @@ def decode_image_file(path: Path, size: int, decoder: str = "auto") -> torch.Ten
     """Decode one image to RGB uint8 ``(3, size, size)``; raises :class:`FrameDecodeError`."""
     if _choose_decoder(path, size, decoder) == "pil":
         return _pil_decode(path, size)
-    return _resize_batch(_tv_decode_native(path)[None], size)[0]
+    return resize_frames(_tv_decode_native(path)[None], size)[0]
 
 
 def _decode_many(paths: Sequence[Path], size: int, decoder: str) -> list[torch.Tensor | None]:
@@ -199,9 +199,9 @@ def _decode_many(paths: Sequence[Path], size: int, decoder: str) -> list[torch.T
     shapes = {t.shape for t in native if t is not None}
     if len(shapes) == 1:  # usual case: one batched resize for the clip
         good = [t for t in native if t is not None]
-        resized = iter(_resize_batch(torch.stack(good), size))  # (N, 3, S, S)
+        resized = iter(resize_frames(torch.stack(good), size))  # (N, 3, S, S)
         return [next(resized) if t is not None else None for t in native]
-    return [None if t is None else _resize_batch(t[None], size)[0] for t in native]
+    return [None if t is None else resize_frames(t[None], size)[0] for t in native]
 
 
 def load_frames(frame_paths: Sequence[Path], indices: Sequence[int], size: int,

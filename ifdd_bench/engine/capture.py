@@ -49,7 +49,7 @@ from ifdd_bench.atomic import atomic_path, write_text_atomic
 from ifdd_bench.config import DataConfig, from_dict
 from ifdd_bench.engine.checkpoint import load_checkpoint
 from ifdd_bench.errors import CheckpointError, ConfigError, DataError, suggest
-from ifdd_bench.registry import build_from_config, get_entry
+from ifdd_bench.registry import build_for_checkpoint, get_entry
 
 SPLITS = ("train", "val", "test")
 CHECKPOINT_NAMES = ("best.pt", "last.pt")
@@ -101,7 +101,7 @@ def load_ifdd(path: str | os.PathLike, device: str | torch.device = "cpu") -> tu
     if entry.family != IFDD_FAMILY:
         raise CheckpointError(f"{file} holds a {name!r} model (family {entry.family!r}); the split visualiser "
                               "needs an IFDD checkpoint (ifdd, ifdd_tiny)")
-    model = build_from_config(name, ckpt["model_config"])
+    model = build_for_checkpoint(name, ckpt["model_config"])
     if getattr(model.top, "split", None) is None:
         raise CheckpointError(f"{file} is IFDD variant {ckpt.get('variant')!r} whose top has no frame split "
                               f"(top={model.cfg.top_kind}); use a variant with ISSM or the lazy split")

@@ -24,7 +24,7 @@ from ifdd_bench.engine.distributed import resolve_device
 from ifdd_bench.engine.runfiles import BEST, LAST
 from ifdd_bench.errors import CheckpointError, DataError
 from ifdd_bench.models.output import split_output
-from ifdd_bench.registry import build_from_config
+from ifdd_bench.registry import build_for_checkpoint
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
@@ -49,7 +49,7 @@ def load_model(checkpoint: str | Path, device: torch.device | str = "cpu") -> tu
         if key not in ckpt:
             raise CheckpointError(f"checkpoint {path} lacks {key!r}; it cannot rebuild its model")
     try:
-        model = build_from_config(ckpt["model"], ckpt["model_config"])
+        model = build_for_checkpoint(ckpt["model"], ckpt["model_config"])
         model.load_state_dict(ckpt["model_state"])
     except (RuntimeError, TypeError) as err:
         raise CheckpointError(f"checkpoint {path} does not match model {ckpt['model']!r}: {err}") from None

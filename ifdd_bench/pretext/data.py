@@ -1,0 +1,130 @@
+"""Clips and targets of the emotion-free facial-motion pretext (SynthDFER generator, disjoint seed).
+
+The pretext stands in for the Kinetics-400 initialisation of the paper's IFDD, which a CPU default
+cannot use (nothing is downloaded). It is built so that it never shows an emotion:
+
+* the clips come from the SynthDFER generator with ``peak_intensity = (0, 0)``: no onset-apex-offset
+  curve, no class prototype motion; labels exist in the generator but are never read;
+* the faces move anyway: every one of the 7 expression parameters wanders on its own smooth random
+  path (``micro_motion``), people talk and blink, heads drift, as in the benchmark;
+* the seed differs from every benchmark seed, so no identity, background or distractor path of the
+  benchmark appears in it (identities are drawn from ``SeedSequence([seed, identity])``).
+
+The targets are what moved, per token frame (the embedding pairs input frames, T = 16 -> T' = 8):
+the 7 expression parameters relative to their clip mean, plus the blink closure. (Head pose is
+left out: at the benchmark's drift, ~0.3 px at 64 px, it is not visible enough to regress.) A backbone that regresses them has learnt to see which face part moved when -- generic
+facial dynamics, like a tracker trained on talking-head video -- but not which motions mean which
+emotion.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from concurrent.futures import ProcessPoolExecutor
+from typing import Callable
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ifdd_bench.data.decode import resize_frames
+from ifdd_bench.data.synth.config import SynthConfig, preset
+from ifdd_bench.data.synth.dynamics import ClipParams, sample_clip_params
+from ifdd_bench.data.synth.face import render_clip
+from ifdd_bench.errors import ConfigError
+
+#: seed of the pretext clips; the benchmark uses seed 0 (and users small seeds), so their identities,
+#: backgrounds and motion paths never coincide with these
+PRETEXT_SEED = 7_000_003
+#: knobs over the SynthDFER ``default`` preset. distractor 1 with head_motion / camera_shake scaled
+#: by 1/4 keeps head drift and shake at the benchmark's level (default distractor 0.25) while the
+#: face parts move 4x more: wander amplitude ~0.6 per parameter, talking up to 0.6
+PRETEXT_KNOBS: dict[str, object] = {
+    "peak_intensity": (0.0, 0.0),
+    "distractor": 1.0,
+    "micro_motion": 0.6,
+    "head_motion": 0.25,
+    "camera_shake": 0.0025,
+    "talk_prob": 0.6,
+    "blink_rate": 0.06,
+}
+#: per-token-frame regression targets, in this column order
+TARGET_NAMES = ("brow_raise", "brow_furrow", "eye_open", "mouth_corner", "mouth_open", "lip_stretch",
+                "nose_wrinkle", "blink")
+
+
+def pretext_synth_config(clips: int, *, size: int = 112, frames: int = 16, seed: int = PRETEXT_SEED) -> SynthConfig:
+    """The SynthDFER config of the pretext clips (``default`` preset + :data:`PRETEXT_KNOBS`)."""
+    if seed < 1000:
+        raise ConfigError(f"pretext seed must be >= 1000 so it stays disjoint from benchmark seeds, got {seed}")
+    return preset("default", clips=clips, size=size, frames=frames, seed=seed, **PRETEXT_KNOBS)
+
+
+def clip_targets(params: ClipParams, token_frames: int) -> np.ndarray:
+    """``(token_frames, 8)`` targets of one clip: motion relative to the clip mean, frame groups averaged.
+
+    Columns follow :data:`TARGET_NAMES`. The T input frames are averaged in ``T // token_frames``
+    consecutive groups, matching the embedding's temporal stride.
+    """
+    expression = params.expression - params.expression.mean(0, keepdims=True)  # (T, 7)
+    per_frame = np.concatenate([expression, params.blink[:, None]], axis=1)  # (T, 8)
+    t_len = per_frame.shape[0]
+    if t_len % token_frames:
+        raise ConfigError(f"pretext: {t_len} frames do not split into {token_frames} token frames")
+    return per_frame.reshape(token_frames, t_len // token_frames, -1).mean(1).astype(np.float32)
+
+
+def _jpeg_round_trip(frame: np.ndarray, quality: int) -> np.ndarray:
+    """Encode and decode one uint8 frame, so pretext pixels carry the benchmark's JPEG artefacts."""
+    buffer = io.BytesIO()
+    Image.fromarray(frame).save(buffer, format="JPEG", quality=quality)
+    buffer.seek(0)
+    with Image.open(buffer) as img:
+        return np.asarray(img.convert("RGB"))
+
+
+def _render_chunk(cfg: SynthConfig, indices: list[int], out_size: int, token_frames: int) -> tuple[np.ndarray, np.ndarray]:
+    """Render clips ``indices``: uint8 ``(n, T, out, out, 3)`` and targets ``(n, T', 8)``."""
+    torch.set_num_threads(1)
+    clips, targets = [], []
+    for index in indices:
+        params = sample_clip_params(cfg, index)
+        frames = render_clip(params, cfg.size)[0]  # (T, S, S, 3) uint8, one copy (no context bias)
+        frames = np.stack([_jpeg_round_trip(f, cfg.jpeg_quality) for f in frames])
+        video = torch.from_numpy(frames).permute(0, 3, 1, 2)  # (T, 3, S, S)
+        if out_size != cfg.size:
+            video = resize_frames(video, out_size)  # (T, 3, out, out), the loader's resize
+        clips.append(video.permute(0, 2, 3, 1).contiguous().numpy())
+        targets.append(clip_targets(params, token_frames))
+    return np.stack(clips), np.stack(targets)
+
+
+def render_pretext_clips(cfg: SynthConfig, out_size: int, token_frames: int = 8, *, workers: int | None = None,
+                         on_chunk: Callable[[int], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Render every pretext clip in parallel; uint8 ``(N, T, out, out, 3)`` and float ``(N, T', 8)``.
+
+    Clip i is a pure function of ``(cfg, i)``, so the result does not depend on ``workers``.
+    ``on_chunk(n)`` is called as chunks of ``n`` clips finish (for a progress bar).
+    """
+    workers = max(1, min(workers or os.cpu_count() or 1, cfg.clips))
+    chunk = max(1, min(64, cfg.clips // (4 * workers) or 1))
+    starts = list(range(0, cfg.clips, chunk))
+    parts: list[tuple[np.ndarray, np.ndarray]] = []
+    if workers == 1:
+        for start in starts:
+            parts.append(_render_chunk(cfg, list(range(start, min(start + chunk, cfg.clips))), out_size, token_frames))
+            if on_chunk:
+                on_chunk(len(parts[-1][0]))
+    else:
+        with ProcessPoolExecutor(workers) as pool:
+            futures = [pool.submit(_render_chunk, cfg, list(range(s, min(s + chunk, cfg.clips))), out_size, token_frames)
+                       for s in starts]
+            for future in futures:  # in order: the result is the same for any worker count
+                parts.append(future.result())
+                if on_chunk:
+                    on_chunk(len(parts[-1][0]))
+    clips = torch.from_numpy(np.concatenate([p[0] for p in parts]))
+    targets = torch.from_numpy(np.concatenate([p[1] for p in parts]))
+    return clips, targets
+

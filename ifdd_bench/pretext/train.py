@@ -1,0 +1,226 @@
+"""Pre-train IFDD's embedding and backbone on the facial-motion pretext (:mod:`ifdd_bench.pretext.data`).
+
+What is pre-trained is exactly what the paper initialises from Kinetics-400: the patch embedding and
+the MViT backbone. The pyramid, ISSM, LADM and the classifier -- the parts the ablation switches --
+stay at their random initialisation when the weights are loaded, so every ablation row starts from
+the same backbone and differs only in its top.
+
+The pretext head reads both backbone taps, averages each token frame over space and regresses the
+:data:`~ifdd_bench.pretext.data.TARGET_NAMES` of that frame (targets standardised with the training
+clips' statistics, mean squared error). A run writes one weight file (format
+:data:`~ifdd_bench.models.pretrained.PRETEXT_FORMAT`) and, while it runs, a resumable state file next to it (``<out>.state.pt``,
+saved after every epoch, removed at the end): an interrupted run continues from its last finished
+epoch when started again with the same settings.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from ifdd_bench import registry
+from ifdd_bench.config import to_dict
+from ifdd_bench.engine.checkpoint import save_atomic
+from ifdd_bench.engine.seeding import seed_everything
+from ifdd_bench.errors import CheckpointError, ConfigError
+from ifdd_bench.models.ifdd import TOKEN_FRAMES
+from ifdd_bench.models.pretrained import PRETEXT_FORMAT, backbone_geometry
+from ifdd_bench.pretext.data import PRETEXT_SEED, TARGET_NAMES, pretext_synth_config, render_pretext_clips
+
+STATE_FORMAT = "ifdd-bench-pretext-state/1"
+Progress = Callable[[dict], None]
+
+
+@dataclass(frozen=True)
+class PretextConfig:
+    """One pre-training run. ``clips`` train clips plus ``val_clips`` held-out clips are rendered."""
+
+    model: str = "ifdd_tiny"
+    clips: int = 3000
+    val_clips: int = 200
+    epochs: int = 10
+    batch_size: int = 16
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    seed: int = 0  # initialisation and shuffling
+    data_seed: int = PRETEXT_SEED  # the pretext clips (must stay disjoint from benchmark seeds)
+    render_size: int = 112  # the benchmark's frame size; clips are resized to the model's size like the loader does
+
+    def __post_init__(self) -> None:
+        checks = {"clips": (self.clips, 16), "val_clips": (self.val_clips, 16), "epochs": (self.epochs, 1),
+                  "batch_size": (self.batch_size, 1)}
+        for name, (value, low) in checks.items():
+            if not isinstance(value, int) or value < low:
+                raise ConfigError(f"pretext {name} must be an integer >= {low}, got {value!r}")
+        for name in ("lr", "weight_decay"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0 or (name == "lr" and value == 0):
+                raise ConfigError(f"pretext {name} must be a {'positive' if name == 'lr' else 'non-negative'} "
+                                  f"finite number, got {value!r}")
+
+
+class PretextModel(nn.Module):
+    """IFDD's embedding + backbone with a per-token-frame regression head."""
+
+    def __init__(self, ifdd: nn.Module, targets: int):
+        super().__init__()
+        cfg = ifdd.cfg
+        self.embed, self.backbone = ifdd.embed, ifdd.backbone
+        self.token_frames = TOKEN_FRAMES
+        channels = sum(cfg.widths[s] for s in cfg.taps)
+        self.norm = nn.LayerNorm(channels)
+        self.out = nn.Linear(channels, targets)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, T, H, W)`` in [0, 1] -> ``(B, T', targets)``."""
+        taps = self.backbone(self.embed(x))  # [(B, 1 + T'*h_s*w_s, C_s)]
+        per_frame = []
+        for tap in taps:
+            b, n, c = tap.shape
+            tokens = tap[:, 1:].reshape(b, self.token_frames, (n - 1) // self.token_frames, c)  # (B, T', hw, C)
+            per_frame.append(tokens.mean(2))  # (B, T', C_s)
+        return self.out(self.norm(torch.cat(per_frame, dim=-1)))  # (B, T', targets)
+
+
+def _batches(n: int, batch: int, gen: torch.Generator | None) -> list[torch.Tensor]:
+    order = torch.randperm(n, generator=gen) if gen is not None else torch.arange(n)
+    return [order[i:i + batch] for i in range(0, n, batch)]
+
+
+def _as_input(clips: torch.Tensor) -> torch.Tensor:
+    """uint8 ``(B, T, H, W, 3)`` -> float ``(B, 3, T, H, W)`` in [0, 1]."""
+    return clips.permute(0, 4, 1, 2, 3).float().div_(255.0)
+
+
+def _r2(pred: torch.Tensor, target: torch.Tensor) -> list[float]:
+    """Coefficient of determination per target column, over clips and token frames."""
+    pred, target = pred.reshape(-1, pred.shape[-1]), target.reshape(-1, target.shape[-1])
+    residual = ((pred - target) ** 2).sum(0)
+    total = ((target - target.mean(0)) ** 2).sum(0).clamp_min(1e-12)
+    return (1.0 - residual / total).tolist()
+
+
+@torch.no_grad()
+def evaluate(model: PretextModel, clips: torch.Tensor, targets: torch.Tensor, batch: int) -> dict[str, Any]:
+    """Mean squared error and R^2 per target on standardised targets."""
+    model.eval()
+    preds = [model(_as_input(clips[idx])) for idx in _batches(len(clips), batch, None)]
+    pred = torch.cat(preds)
+    r2 = _r2(pred, targets)
+    return {"mse": float(((pred - targets) ** 2).mean()), "r2_mean": sum(r2) / len(r2),
+            "r2": dict(zip(TARGET_NAMES, r2))}
+
+
+def _state_path(out: Path) -> Path:
+    return out.with_name(out.name + ".state.pt")
+
+
+def _load_state(path: Path, expected: dict[str, Any]) -> dict[str, Any] | None:
+    if not path.exists():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise CheckpointError(f"pretext state {path} cannot be read ({type(err).__name__})",
+                              hint="delete it to start the pre-training from scratch") from None
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        raise CheckpointError(f"{path} is not a pretext state file", hint="delete it or choose another --out")
+    if state.get("setup") != expected:
+        diff = sorted(k for k in set(expected) | set(state.get("setup", {}))
+                      if expected.get(k) != state.get("setup", {}).get(k))
+        raise CheckpointError(f"pretext state {path} was written with other settings ({', '.join(diff)})",
+                              hint="re-run with the original settings to resume, or delete it to start over")
+    return state
+
+
+def pretrain(cfg: PretextConfig, out: str | Path, *, progress: Progress | None = None,
+             threads: int | None = None) -> dict[str, Any]:
+    """Run the pretext pre-training and write the weight file ``out``; returns its metadata.
+
+    Resumes from ``<out>.state.pt`` when it exists with the same settings.
+    """
+    emit = progress or (lambda event: None)
+    out = Path(out)
+    if out.exists():
+        raise ConfigError(f"{out} already exists; choose another --out or delete it first")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if threads:
+        torch.set_num_threads(threads)
+    if registry.get_entry(cfg.model).family != "ifdd":
+        raise ConfigError(f"pretext pre-training is for IFDD models (ifdd, ifdd_tiny), got {cfg.model!r}")
+    seed_everything(cfg.seed)
+    ifdd = registry.create_model(cfg.model, "gap")
+    if getattr(ifdd.cfg, "pretrained", None):
+        raise ConfigError(f"{cfg.model}: pre-train from a randomly initialised backbone (pretrained is set)")
+    synth = pretext_synth_config(cfg.clips + cfg.val_clips, size=cfg.render_size, frames=ifdd.cfg.frames,
+                                 seed=cfg.data_seed)
+    setup = {"pretext": asdict(cfg), "synth": to_dict(synth), "geometry": backbone_geometry(ifdd.cfg)}
+    state_file = _state_path(out)
+    state = _load_state(state_file, setup)
+
+    start = time.perf_counter()
+    emit({"event": "render", "done": 0, "total": synth.clips})
+    done = [0]
+
+    def rendered(n: int) -> None:
+        done[0] += n
+        emit({"event": "render", "done": done[0], "total": synth.clips})
+
+    clips, targets = render_pretext_clips(synth, ifdd.cfg.img_size, on_chunk=rendered)
+    render_s = time.perf_counter() - start
+    train_x, val_x = clips[:cfg.clips], clips[cfg.clips:]
+    mean, std = targets[:cfg.clips].mean((0, 1)), targets[:cfg.clips].std((0, 1)).clamp_min(1e-6)
+    train_y, val_y = (targets[:cfg.clips] - mean) / std, (targets[cfg.clips:] - mean) / std
+
+    model = PretextModel(ifdd, len(TARGET_NAMES))
+    optim = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = math.ceil(cfg.clips / cfg.batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(optim, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch,
+                                                pct_start=0.1, anneal_strategy="cos")
+    history: list[dict[str, Any]] = []
+    first_epoch = 0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optim.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        history, first_epoch = list(state["history"]), int(state["epoch"]) + 1
+        emit({"event": "resumed", "epoch": first_epoch})
+    gen = torch.Generator().manual_seed(cfg.seed)
+    for _ in range(first_epoch):  # same shuffles as an uninterrupted run
+        torch.randperm(cfg.clips, generator=gen)
+
+    for epoch in range(first_epoch, cfg.epochs):
+        model.train()
+        t0, total, seen = time.perf_counter(), 0.0, 0
+        batches = _batches(cfg.clips, cfg.batch_size, gen)
+        for step, idx in enumerate(batches):
+            loss = ((model(_as_input(train_x[idx])) - train_y[idx]) ** 2).mean()
+            optim.zero_grad(set_to_none=True)
+            loss.backward()
+            optim.step()
+            sched.step()
+            total, seen = total + float(loss.detach()) * len(idx), seen + len(idx)
+            emit({"event": "step", "epoch": epoch, "epochs": cfg.epochs, "step": step + 1, "steps": len(batches),
+                  "loss": total / seen})
+        val = evaluate(model, val_x, val_y, cfg.batch_size)
+        history.append({"epoch": epoch, "train_mse": total / seen, "val_mse": val["mse"], "val_r2_mean": val["r2_mean"],
+                        "val_r2": val["r2"], "seconds": time.perf_counter() - t0})
+        emit({"event": "epoch", **history[-1]})
+        save_atomic({"format": STATE_FORMAT, "setup": setup, "epoch": epoch, "history": history,
+                     "model": model.state_dict(), "optimizer": optim.state_dict(), "scheduler": sched.state_dict()},
+                    state_file)
+
+    weights = {k: v.detach().clone() for k, v in model.state_dict().items() if k.startswith(("embed.", "backbone."))}
+    meta = {"format": PRETEXT_FORMAT, "model": cfg.model, "geometry": setup["geometry"], "pretext": setup["pretext"],
+            "synth": setup["synth"], "targets": list(TARGET_NAMES), "target_mean": mean.tolist(),
+            "target_std": std.tolist(), "history": history, "render_seconds": render_s,
+            "torch": str(torch.__version__)}
+    save_atomic({**meta, "state_dict": weights}, out)
+    state_file.unlink(missing_ok=True)
+    return meta
