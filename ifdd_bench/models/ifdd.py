@@ -34,7 +34,8 @@ Output convention (``ifdd_bench.models.output``):
   - ``"similarity"`` ``(B, T', T')``: ISSM's inter-frame similarity ``S`` (ISSM only).
 
 Registered presets (bottom of this file): ``ifdd`` (paper geometry, 16x224x224) and
-``ifdd_tiny`` (same architecture at CPU size, 16x64x64); named variants in :data:`ABLATIONS`.
+``ifdd_tiny`` (same architecture at CPU size, 16x64x64) and ``ifdd_tiny_pretext`` (``ifdd_tiny``
+with the shipped pretext backbone); named variants in :data:`ABLATIONS`.
 """
 
 from __future__ import annotations
@@ -119,7 +120,9 @@ class IFDDConfig:
     # never used by the authors' model; kept (frozen, requires_grad=False) so that sum(numel)
     # matches the reference. False drops them.
     parity_dead_params: bool = True
-    pretrained: str | None = None  # local torchvision K400 mvit_v2_s state-dict file; never downloaded
+    # embedding + backbone initialisation, never downloaded: a local torchvision K400 mvit_v2_s
+    # state-dict file, a `run pretrain` weight file, or "synth-pretext" (shipped, ifdd_tiny geometry)
+    pretrained: str | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -651,9 +654,9 @@ class IFDD(nn.Module):
         self.aux_loss = LiftingLoss(cfg.lambda_lift, cfg.lift_reduction) if use_lift else NoAuxLoss()
         self.pretrained_report = None
         if cfg.pretrained:
-            from ifdd_bench.models.pretrained import load_k400_mvit_v2_s
+            from ifdd_bench.models.pretrained import load_pretrained
 
-            self.pretrained_report = load_k400_mvit_v2_s(self, cfg.pretrained)
+            self.pretrained_report = load_pretrained(self, cfg.pretrained)
 
     def check_input(self, x: torch.Tensor) -> None:
         """Raise :class:`ConfigError` unless ``x`` is ``(B, C, T, H, W)`` matching the config."""
@@ -699,6 +702,18 @@ def ifdd(cfg: IFDDConfig) -> IFDD:
                 description="IFDD, same architecture at CPU size (16x64x64, widths 16-128)")
 def ifdd_tiny(cfg: IFDDConfig) -> IFDD:
     """IFDD, same architecture at CPU size (16x64x64, widths 16-128)."""
+    return IFDD(cfg)
+
+
+@register_model("ifdd_tiny_pretext", config_cls=IFDDConfig, defaults={**TINY, "pretrained": "synth-pretext"},
+                ablations=ABLATIONS, family="ifdd",
+                description="ifdd_tiny with its embedding + backbone from the shipped SynthDFER facial-motion pretext")
+def ifdd_tiny_pretext(cfg: IFDDConfig) -> IFDD:
+    """``ifdd_tiny`` whose embedding and backbone start from ``synth-pretext`` (``ifdd-bench run pretrain``).
+
+    The CPU stand-in for the paper's Kinetics-400 initialisation: pyramid, ISSM, LADM and head start
+    from scratch, as they do in the paper.
+    """
     return IFDD(cfg)
 
 
