@@ -102,13 +102,14 @@ def test_pretrain_resumes_after_an_interruption_to_the_same_weights(tmp_path):
     assert a["history"][1]["val_mse"] == pytest.approx(b["history"][1]["val_mse"], rel=1e-6)
 
 
-def test_pretext_config_rejects_impossible_values():
+def test_pretext_config_rejects_impossible_values(tmp_path):
     with pytest.raises(ConfigError, match="pretext epochs must be an integer >= 1"):
         PretextConfig(epochs=0)
     with pytest.raises(ConfigError, match="pretext lr must be a positive"):
         PretextConfig(lr=0.0)
     with pytest.raises(ConfigError, match="for IFDD models"):
-        pretrain(PretextConfig(model="c3d_tiny"), "/nonexistent/never.pt")
+        pretrain(PretextConfig(model="c3d_tiny"), tmp_path / "sub" / "never.pt")
+    assert not (tmp_path / "sub").exists()  # refused before anything is written
 
 
 def test_shipped_weights_fit_ifdd_tiny():
@@ -148,3 +149,16 @@ def test_a_checkpoint_config_rebuilds_after_its_init_file_is_gone(tmp_path):
     with pytest.raises(CheckpointError, match="does not exist"):
         registry.build_from_config("ifdd_tiny", as_dict)
     assert registry.build_for_checkpoint("ifdd_tiny", as_dict).cfg.pretrained is None
+
+
+def test_default_ablation_fine_tunes_the_shipped_backbone():
+    from ifdd_bench.sweep import plan_sweep
+
+    plan = plan_sweep()
+    assert plan.model == "ifdd_tiny_pretext" and plan.model_overrides == ()
+    saved = torch.load(BUILTIN_WEIGHTS["synth-pretext"], weights_only=True)["state_dict"]
+    for variant in ("baseline", "full", "gap"):
+        state = registry.create_model(plan.model, variant).state_dict()
+        assert all(torch.equal(state[k], v) for k, v in saved.items())
+    scratch = registry.create_model("ifdd_tiny", "full").state_dict()
+    assert not torch.equal(scratch["backbone.blocks.0.attn.qkv.weight"], saved["backbone.blocks.0.attn.qkv.weight"])

@@ -147,13 +147,13 @@ def pretrain(cfg: PretextConfig, out: str | Path, *, progress: Progress | None =
     """
     emit = progress or (lambda event: None)
     out = Path(out)
+    if registry.get_entry(cfg.model).family != "ifdd":
+        raise ConfigError(f"pretext pre-training is for IFDD models (ifdd, ifdd_tiny), got {cfg.model!r}")
     if out.exists():
         raise ConfigError(f"{out} already exists; choose another --out or delete it first")
     out.parent.mkdir(parents=True, exist_ok=True)
     if threads:
         torch.set_num_threads(threads)
-    if registry.get_entry(cfg.model).family != "ifdd":
-        raise ConfigError(f"pretext pre-training is for IFDD models (ifdd, ifdd_tiny), got {cfg.model!r}")
     seed_everything(cfg.seed)
     ifdd = registry.create_model(cfg.model, "gap")
     if getattr(ifdd.cfg, "pretrained", None):
