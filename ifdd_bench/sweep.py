@@ -110,6 +110,8 @@ DEFAULT_SYNTH_JOBS = 2
 #: number of official folds per dataset (SynthDFER is written in the DFEW layout)
 FOLD_COUNTS = {"synth": 5, "dfew": 5, "mafw": 5, "ferv39k": 1}
 EXECUTORS = ("local", "submitit")
+#: key under which :func:`run_cell` returns the cell's own run time (removed before the row is used)
+CELL_SECONDS = "_cell_seconds"
 JOB_COLUMNS = (
     "sweep_id", "run_id", "attempt", "role", "model", "variant", "dataset", "fold", "seed",
     "train_hash", "executor", "job_id", "status", "error", "started_at", "finished_at",
@@ -539,8 +541,17 @@ def run_cell(spec: RunSpec, runner: Runner | None = None, threads: int | None = 
         if "torch" in sys.modules:
             sys.modules["torch"].set_num_threads(threads)
     runner = runner or default_runner()
-    out = runner(spec, progress=progress, resume=True)
-    return dict(out or {})
+    start = time.perf_counter()
+    out = dict(runner(spec, progress=progress, resume=True) or {})
+    out[CELL_SECONDS] = time.perf_counter() - start  # the cell's own time, without queueing
+    return out
+
+
+def _pop_seconds(returned: Mapping[str, Any] | None) -> tuple[dict[str, Any], float | None]:
+    """Split :func:`run_cell`'s result into the runner's dict and the cell's measured seconds."""
+    out = dict(returned or {})
+    seconds = out.pop(CELL_SECONDS, None)
+    return out, seconds
 
 
 def _worker_init(threads: int) -> None:
@@ -602,8 +613,12 @@ def run_sweep(
 
 
 def _finish(book: JobBook, cell: Cell, attempt: int, t0: float, outcome: SweepOutcome, emit: Progress,
-            index: int, err: BaseException | str | None = None, job_id: str = "", log_path: str = "") -> None:
-    seconds = f"{time.perf_counter() - t0:.1f}"
+            index: int, err: BaseException | str | None = None, job_id: str = "", log_path: str = "",
+            cell_seconds: float | None = None) -> None:
+    """Record a finished cell. ``cell_seconds`` is the time the cell itself ran (measured in the
+    worker); without it, the time since ``t0`` is used, which for pooled and submitit cells also
+    counts the time spent waiting for a free worker or a cluster slot."""
+    seconds = f"{cell_seconds if cell_seconds is not None else time.perf_counter() - t0:.1f}"
     if err is None:
         book.update(cell.run_id, attempt, status="done", finished_at=_now(), seconds=seconds)
         outcome.done.append(cell.run_id)
@@ -687,13 +702,14 @@ def _run_pool(todo: list[Cell], book: JobBook, outcome: SweepOutcome, runner: Ru
             emit({"event": "cell_start", "run_id": cell.run_id, "index": index, "todo": len(todo)})
         for future in cf.as_completed(running):
             index, cell, attempt, t0 = running[future]
-            err = future.exception()
+            err, seconds = future.exception(), None
             if err is None:
-                err = _check_row(cell, cell.spec.results_dir, future.result())
+                returned, seconds = _pop_seconds(future.result())
+                err = _check_row(cell, cell.spec.results_dir, returned)
             else:
                 write_text_atomic(outcome.folder / "errors" / f"{cell.run_id}.{attempt}.txt",
                             "".join(traceback.format_exception(err)))
-            _finish(book, cell, attempt, t0, outcome, emit, index, err)
+            _finish(book, cell, attempt, t0, outcome, emit, index, err, cell_seconds=seconds)
     except KeyboardInterrupt:
         pool.shutdown(wait=False, cancel_futures=True)
         for future, (_, cell, attempt, _) in running.items():
@@ -738,13 +754,15 @@ def _run_submitit(todo: list[Cell], book: JobBook, outcome: SweepOutcome, runner
             for job in finished:
                 index, cell, attempt, t0 = in_flight.pop(job)
                 err: BaseException | str | None
+                seconds = None
                 try:
-                    err = _check_row(cell, cell.spec.results_dir, job.result())
+                    returned, seconds = _pop_seconds(job.result())
+                    err = _check_row(cell, cell.spec.results_dir, returned)
                 except Exception as exc:  # submitit wraps the job's exception (FailedJobError ...)
                     err = _submitit_error(exc)
                     write_text_atomic(outcome.folder / "errors" / f"{cell.run_id}.{attempt}.txt", str(exc))
                 _finish(book, cell, attempt, t0, outcome, emit, index, err, job_id=str(job.job_id),
-                        log_path=str(job.paths.stderr))
+                        log_path=str(job.paths.stderr), cell_seconds=seconds)
     except KeyboardInterrupt:
         for job, (_, cell, attempt, _) in in_flight.items():
             if local:

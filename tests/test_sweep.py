@@ -263,6 +263,26 @@ def test_parallel_local_jobs(tmp_path):
     assert len(frame) == 3 and frame["run_id"].is_unique
 
 
+def slow_runner(spec, progress=None, resume=True):
+    """fake_runner that takes 0.4 s, so queueing time is visible next to run time."""
+    import time
+
+    time.sleep(0.4)
+    return fake_runner(spec, progress, resume)
+
+
+def test_pooled_cells_record_their_own_run_time_not_the_queue(tmp_path):
+    plan = _plan(tmp_path)  # 4 cells through 2 spawned workers: the last two wait for a free one
+    events = []
+    outcome = sweep.run_sweep(plan, runner=slow_runner, jobs=2, progress=events.append)
+    assert len(outcome.done) == 4
+    done = [e["seconds"] for e in events if e.get("event") == "cell_done"]
+    # measured from submission, every cell would also count worker start-up and the queued ones ~0.4 s more
+    assert len(done) == 4 and all(0.35 <= s < 0.75 for s in done), done
+    frame = results.load(tmp_path / "res" / results.RUNS_CSV)
+    assert "_cell_seconds" not in frame.columns
+
+
 def test_submitit_local_executor(tmp_path, monkeypatch):
     pytest.importorskip("submitit")
     # the submitit job process unpickles fake_runner by module name: make this folder importable
