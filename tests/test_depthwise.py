@@ -113,3 +113,20 @@ def test_cpu_bf16_autocast_backward_runs_and_matches_builtin():
     assert gw_new.dtype == torch.float32 and gx_new.dtype == grid.dtype
     torch.testing.assert_close(gx_new, gx_old, atol=0.05, rtol=0.05)
     torch.testing.assert_close(gw_new, gw_old, atol=0.5, rtol=0.05)
+
+
+def test_fvcore_counts_the_rewritten_pools():
+    """fvcore traces the model; the rewrite must not hide the pooling convolutions from it."""
+    from ifdd_bench import registry
+    from ifdd_bench.engine.complexity import count_macs
+
+    model = registry.create_model("ifdd_tiny", "full")
+    assert any(getattr(m, "cpu_rewrite", False) for m in model.modules())
+    clip = torch.rand(1, 3, 16, 64, 64)
+    counted = count_macs(model, clip)
+    for module in model.modules():
+        if hasattr(module, "cpu_rewrite"):
+            module.cpu_rewrite = False
+    built_in = count_macs(model, clip)
+    assert counted.total == built_in.total
+    assert not any("Depthwise" in op for op in counted.unsupported)

@@ -79,7 +79,8 @@ class HeadPool(nn.Module):
         x = grid.view(B * nh, t, h, w, d).permute(0, 4, 1, 2, 3)  # (B*h, d, T, H, W) channels-last view
         if self.channels_first:
             x = x.contiguous()
-        if self.cpu_rewrite and not x.is_cuda:
+        # (not while fvcore traces the model: the rewrite is an opaque PythonOp it would count as 0 MACs)
+        if self.cpu_rewrite and not x.is_cuda and not torch.jit.is_tracing():
             x = depthwise_conv3d(x, self.conv.weight, self.stride)  # (B*h, d, T, H', W')
         else:
             x = self.conv(x)
