@@ -292,6 +292,22 @@ def test_clip_paired_identical_and_unpairable_runs():
     assert only_fold2["cells"].eq(0).all() and only_fold2["mean_diff"].isna().all()
 
 
+def test_difference_tables_name_the_model_when_two_ifdd_models_share_variants():
+    labels = np.repeat(np.arange(7), 4)
+    scratch = _predictions([("full", 1, labels, np.roll(labels, 3)), ("baseline", 1, labels, labels)])
+    pretext = _predictions([("full", 1, labels, labels), ("baseline", 1, labels, np.roll(labels, 2))])
+    pretext["model"] = "ifdd_tiny_pretext"
+    pretext["run_id"] = pretext["run_id"].str.replace("ifdd_tiny-", "ifdd_tiny_pretext-")
+    diffs = stats.clip_paired_differences(pd.concat([scratch, pretext], ignore_index=True), n_resamples=200)
+    table = tables.clip_stats_table(diffs)
+    markdown, latex = tables.to_markdown(table), tables.to_latex(table)
+    assert "Baseline (lazy split) [ifdd_tiny] | IFDD (full) [ifdd_tiny]" in markdown
+    assert "Baseline (lazy split) [ifdd_tiny_pretext] | IFDD (full) [ifdd_tiny_pretext]" in markdown
+    assert r"[ifdd\_tiny\_pretext]" in latex and "[ifdd_tiny_pretext]" not in latex
+    single = tables.to_markdown(tables.clip_stats_table(stats.clip_paired_differences(scratch, n_resamples=200)))
+    assert "[ifdd_tiny]" not in single  # one IFDD model: labels stay short
+
+
 def test_aggregate_single_run_has_no_std():
     agg = stats.aggregate(_runs().head(1))
     assert agg.loc[0, "n"] == 1 and math.isnan(agg.loc[0, "uar_std"])
