@@ -11,10 +11,10 @@ cannot use (nothing is downloaded). It is built so that it never shows an emotio
   benchmark appears in it (identities are drawn from ``SeedSequence([seed, identity])``).
 
 The targets are what moved, per token frame (the embedding pairs input frames, T = 16 -> T' = 8):
-the 7 expression parameters relative to their clip mean, plus the blink closure. (Head pose is
-left out: at the benchmark's drift, ~0.3 px at 64 px, it is not visible enough to regress.) A backbone that regresses them has learnt to see which face part moved when -- generic
-facial dynamics, like a tracker trained on talking-head video -- but not which motions mean which
-emotion.
+the 7 expression parameters relative to their clip mean, plus the blink closure. Head pose is left
+out: at the benchmark's drift, ~0.3 px at 64 px, it is not visible enough to regress. A backbone
+that regresses these targets has learnt to see which face part moved when -- generic facial
+dynamics, like a tracker trained on talking-head video -- but not which motions mean which emotion.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from ifdd_bench.data.decode import resize_frames
 from ifdd_bench.data.synth.config import SynthConfig, preset
 from ifdd_bench.data.synth.dynamics import ClipParams, sample_clip_params
 from ifdd_bench.data.synth.face import render_clip
+from ifdd_bench.data.synth.writer import numpy_pool_context
 from ifdd_bench.errors import ConfigError
 
 #: seed of the pretext clips; the benchmark uses seed 0 (and users small seeds), so their identities,
@@ -84,46 +85,53 @@ def _jpeg_round_trip(frame: np.ndarray, quality: int) -> np.ndarray:
         return np.asarray(img.convert("RGB"))
 
 
-def _render_chunk(cfg: SynthConfig, indices: list[int], out_size: int, token_frames: int) -> tuple[np.ndarray, np.ndarray]:
-    """Render clips ``indices``: uint8 ``(n, T, out, out, 3)`` and targets ``(n, T', 8)``."""
-    torch.set_num_threads(1)
+def _render_chunk(cfg: SynthConfig, indices: list[int], token_frames: int) -> tuple[np.ndarray, np.ndarray]:
+    """Render clips ``indices`` (numpy and Pillow only): uint8 ``(n, T, S, S, 3)``, targets ``(n, T', 8)``."""
     clips, targets = [], []
     for index in indices:
         params = sample_clip_params(cfg, index)
         frames = render_clip(params, cfg.size)[0]  # (T, S, S, 3) uint8, one copy (no context bias)
-        frames = np.stack([_jpeg_round_trip(f, cfg.jpeg_quality) for f in frames])
-        video = torch.from_numpy(frames).permute(0, 3, 1, 2)  # (T, 3, S, S)
-        if out_size != cfg.size:
-            video = resize_frames(video, out_size)  # (T, 3, out, out), the loader's resize
-        clips.append(video.permute(0, 2, 3, 1).contiguous().numpy())
+        clips.append(np.stack([_jpeg_round_trip(f, cfg.jpeg_quality) for f in frames]))
         targets.append(clip_targets(params, token_frames))
     return np.stack(clips), np.stack(targets)
+
+
+def _resized(clips: np.ndarray, out_size: int) -> np.ndarray:
+    """``(n, T, S, S, 3)`` -> ``(n, T, out, out, 3)`` with the loader's resize (bilinear, antialiased)."""
+    n, t, s, _, c = clips.shape
+    if s == out_size:
+        return clips
+    video = torch.from_numpy(clips).reshape(n * t, s, s, c).permute(0, 3, 1, 2)  # (n*T, 3, S, S)
+    video = resize_frames(video, out_size)  # (n*T, 3, out, out)
+    return video.permute(0, 2, 3, 1).reshape(n, t, out_size, out_size, c).contiguous().numpy()
 
 
 def render_pretext_clips(cfg: SynthConfig, out_size: int, token_frames: int = 8, *, workers: int | None = None,
                          on_chunk: Callable[[int], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Render every pretext clip in parallel; uint8 ``(N, T, out, out, 3)`` and float ``(N, T', 8)``.
 
-    Clip i is a pure function of ``(cfg, i)``, so the result does not depend on ``workers``.
-    ``on_chunk(n)`` is called as chunks of ``n`` clips finish (for a progress bar).
+    Workers render and JPEG-encode (numpy/Pillow); this process resizes each chunk as it arrives, so
+    torch never runs in a forked worker. Clip i is a pure function of ``(cfg, i)``, so the result
+    does not depend on ``workers``. ``on_chunk(n)`` is called as chunks of ``n`` clips finish.
     """
     workers = max(1, min(workers or os.cpu_count() or 1, cfg.clips))
     chunk = max(1, min(64, cfg.clips // (4 * workers) or 1))
-    starts = list(range(0, cfg.clips, chunk))
+    spans = [list(range(s, min(s + chunk, cfg.clips))) for s in range(0, cfg.clips, chunk)]
     parts: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def keep(part: tuple[np.ndarray, np.ndarray]) -> None:
+        parts.append((_resized(part[0], out_size), part[1]))
+        if on_chunk:
+            on_chunk(len(part[0]))
+
     if workers == 1:
-        for start in starts:
-            parts.append(_render_chunk(cfg, list(range(start, min(start + chunk, cfg.clips))), out_size, token_frames))
-            if on_chunk:
-                on_chunk(len(parts[-1][0]))
+        for span in spans:
+            keep(_render_chunk(cfg, span, token_frames))
     else:
-        with ProcessPoolExecutor(workers) as pool:
-            futures = [pool.submit(_render_chunk, cfg, list(range(s, min(s + chunk, cfg.clips))), out_size, token_frames)
-                       for s in starts]
+        with ProcessPoolExecutor(workers, mp_context=numpy_pool_context()) as pool:
+            futures = [pool.submit(_render_chunk, cfg, span, token_frames) for span in spans]
             for future in futures:  # in order: the result is the same for any worker count
-                parts.append(future.result())
-                if on_chunk:
-                    on_chunk(len(parts[-1][0]))
+                keep(future.result())
     clips = torch.from_numpy(np.concatenate([p[0] for p in parts]))
     targets = torch.from_numpy(np.concatenate([p[1] for p in parts]))
     return clips, targets

@@ -139,7 +139,8 @@ def _exit_with_parent(parent: int) -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
-def _pool_context() -> multiprocessing.context.BaseContext:
+def numpy_pool_context() -> multiprocessing.context.BaseContext:
+    """Start method for worker pools that run numpy/Pillow only (never torch): fork on Linux, else spawn."""
     # fork is fast and the workers only use numpy/Pillow; elsewhere spawn is the safe default
     if sys.platform.startswith("linux"):
         return multiprocessing.get_context("fork")
@@ -167,7 +168,7 @@ def _render_all(cfg: SynthConfig, root: Path, workers: int, progress: Progress |
             if progress:
                 progress(done, cfg.clips)
         return truths
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(), initializer=_exit_with_parent,
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=numpy_pool_context(), initializer=_exit_with_parent,
                                initargs=(os.getpid(),))
     try:
         pending = {pool.submit(_write_chunk, cfg, chunk, str(root)): len(chunk) for chunk in chunks}
