@@ -8,9 +8,9 @@ the same backbone and differs only in its top.
 The pretext head reads both backbone taps, averages each token frame over space and regresses the
 :data:`~ifdd_bench.pretext.data.TARGET_NAMES` of that frame (targets standardised with the training
 clips' statistics, mean squared error). A run writes one weight file (format
-:data:`~ifdd_bench.models.pretrained.PRETEXT_FORMAT`) and, while it runs, a resumable state file next to it (``<out>.state.pt``,
-saved after every epoch, removed at the end): an interrupted run continues from its last finished
-epoch when started again with the same settings.
+:data:`~ifdd_bench.models.pretrained.PRETEXT_FORMAT`) and, while it runs, a resumable state file
+next to it (``<out>.state.pt``, saved after every epoch, removed at the end): an interrupted run
+continues from its last finished epoch when started again with the same settings.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from torch import nn
 from ifdd_bench import registry
 from ifdd_bench.config import to_dict
 from ifdd_bench.engine.checkpoint import save_atomic
-from ifdd_bench.engine.seeding import seed_everything
+from ifdd_bench.engine.seeding import rng_restore, rng_snapshot, seed_everything
 from ifdd_bench.errors import CheckpointError, ConfigError
 from ifdd_bench.models.ifdd import TOKEN_FRAMES
 from ifdd_bench.models.pretrained import PRETEXT_FORMAT, backbone_geometry
@@ -132,9 +132,13 @@ def _load_state(path: Path, expected: dict[str, Any]) -> dict[str, Any] | None:
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise CheckpointError(f"{path} is not a pretext state file", hint="delete it or choose another --out")
     if state.get("setup") != expected:
-        diff = sorted(k for k in set(expected) | set(state.get("setup", {}))
-                      if expected.get(k) != state.get("setup", {}).get(k))
-        raise CheckpointError(f"pretext state {path} was written with other settings ({', '.join(diff)})",
+        have = state.get("setup") or {}
+        diff = []
+        for group in sorted(set(expected) | set(have)):
+            mine, theirs = expected.get(group) or {}, have.get(group) or {}
+            diff += [f"{group}.{k}: {theirs.get(k)!r} there vs {mine.get(k)!r} now"
+                     for k in sorted(set(mine) | set(theirs)) if mine.get(k) != theirs.get(k)]
+        raise CheckpointError(f"pretext state {path} was written with other settings ({'; '.join(diff[:4])})",
                               hint="re-run with the original settings to resume, or delete it to start over")
     return state
 
@@ -190,6 +194,7 @@ def pretrain(cfg: PretextConfig, out: str | Path, *, progress: Progress | None =
         optim.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         history, first_epoch = list(state["history"]), int(state["epoch"]) + 1
+        rng_restore(state["rng"])  # dropout / stochastic depth continue as in an uninterrupted run
         emit({"event": "resumed", "epoch": first_epoch})
     gen = torch.Generator().manual_seed(cfg.seed)
     for _ in range(first_epoch):  # same shuffles as an uninterrupted run
@@ -213,7 +218,8 @@ def pretrain(cfg: PretextConfig, out: str | Path, *, progress: Progress | None =
                         "val_r2": val["r2"], "seconds": time.perf_counter() - t0})
         emit({"event": "epoch", **history[-1]})
         save_atomic({"format": STATE_FORMAT, "setup": setup, "epoch": epoch, "history": history,
-                     "model": model.state_dict(), "optimizer": optim.state_dict(), "scheduler": sched.state_dict()},
+                     "model": model.state_dict(), "optimizer": optim.state_dict(), "scheduler": sched.state_dict(),
+                     "rng": rng_snapshot()},
                     state_file)
 
     weights = {k: v.detach().clone() for k, v in model.state_dict().items() if k.startswith(("embed.", "backbone."))}
