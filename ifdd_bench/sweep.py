@@ -105,7 +105,9 @@ DEFAULT_SYNTH_JOBS = 2
 # at evaluation; decoding a 16-frame SynthDFER clip costs ~6 ms. Fold 1 of the default preset has
 # 1,081 train / 119 val / 300 test clips, so one epoch of one cell is ~30 s on one core with the
 # cache; two cells at a time, 7 variants x 7 epochs (+ one decode pass and the final test per
-# cell) come to ~14 minutes. Re-measure when SynthDFER or the tiny geometry change.
+# cell) come to ~14 minutes (measured: 12 min 13 s from scratch). On a 2-core AVX2-only EPYC a step
+# costs ~34 ms per clip and the same sweep with ifdd_tiny_pretext took 19 min 0 s (README, "Default
+# ablation on SynthDFER"). Re-measure when SynthDFER or the tiny geometry change.
 
 #: number of official folds per dataset (SynthDFER is written in the DFEW layout)
 FOLD_COUNTS = {"synth": 5, "dfew": 5, "mafw": 5, "ferv39k": 1}
