@@ -556,6 +556,23 @@ def _pop_seconds(returned: Mapping[str, Any] | None) -> tuple[dict[str, Any], fl
     return out, seconds
 
 
+def check_init_weights(cells: Sequence[Cell]) -> None:
+    """Build one model per model/overrides whose config names an initial-weight file, at the cells'
+    input geometry, so that a file that does not fit (e.g. the 64 px pretext backbone under
+    ``data.size=32``) fails once with its own error before any cell starts, not once per cell."""
+    seen: set[tuple[Any, ...]] = set()
+    for cell in cells:
+        spec = cell.spec
+        key = (spec.model, spec.model_overrides, spec.data.frames, spec.data.size)
+        if key in seen:
+            continue
+        seen.add(key)
+        cfg = registry.resolve_config(spec.model, spec.variant, frames=spec.data.frames, img_size=spec.data.size,
+                                      overrides=dict(spec.model_overrides))
+        if any(getattr(cfg, name, None) for name in registry.INIT_FIELDS):
+            registry.build_from_config(spec.model, cfg)
+
+
 def _worker_init(threads: int) -> None:
     # runs in a fresh spawned worker before torch is imported: torch reads these at import
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -600,6 +617,7 @@ def run_sweep(
           "skipped": len(finished), "folder": str(folder)})
     if dry_run or not todo:
         return outcome
+    check_init_weights(todo)
     book = JobBook(folder, plan.sweep_id)
     start = time.perf_counter()
     try:

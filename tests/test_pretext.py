@@ -162,3 +162,21 @@ def test_default_ablation_fine_tunes_the_shipped_backbone():
         assert all(torch.equal(state[k], v) for k, v in saved.items())
     scratch = registry.create_model("ifdd_tiny", "full").state_dict()
     assert not torch.equal(scratch["backbone.blocks.0.attn.qkv.weight"], saved["backbone.blocks.0.attn.qkv.weight"])
+
+
+def test_a_sweep_whose_init_weights_do_not_fit_fails_once_before_any_cell(tmp_path):
+    from ifdd_bench import sweep
+
+    plan = sweep.plan_sweep(variants="baseline,full", overrides=["data.size=32"], runs_dir=str(tmp_path / "runs"),
+                            results_dir=str(tmp_path / "res"))
+    calls = []
+
+    def runner(spec, progress=None, resume=True):
+        calls.append(spec.run_id)
+        return {}
+
+    with pytest.raises(CheckpointError, match=r"img_size: file 64 vs model 32"):
+        sweep.run_sweep(plan, runner=runner)
+    assert calls == [] and not (tmp_path / "res" / "runs.csv").exists()
+    fits = sweep.plan_sweep(variants="baseline", runs_dir=str(tmp_path / "runs"), results_dir=str(tmp_path / "res"))
+    sweep.check_init_weights(fits.cells())  # 64 px: the shipped file fits, nothing raised

@@ -200,9 +200,11 @@ def load_pretext_backbone(model: nn.Module, path: str | Path, obj: Mapping | Non
     want, have = backbone_geometry(model.cfg), obj.get("geometry", {})
     differ = [f"{k}: file {have.get(k)!r} vs model {want[k]!r}" for k in want if have.get(k) != want[k]]
     if differ:
+        made_for = ", ".join(f"{k}={have.get(k)}" for k in ("frames", "img_size"))
         raise CheckpointError(f"pretext weights {path} were trained for another backbone ({'; '.join(differ[:4])})",
-                              hint=f"use them with the model they were made for ({obj.get('model')}), or pre-train "
-                                   "for this geometry with `ifdd-bench run pretrain`")
+                              hint=f"use the geometry they were made for ({obj.get('model')}, {made_for}), train "
+                                   "from scratch (e.g. --model ifdd_tiny), or pre-train for this geometry with "
+                                   "`ifdd-bench run pretrain`")
     source, target = obj["state_dict"], model.state_dict()
     report = LoadReport(path=str(path), sha256=sha256_file(path))
     wanted = [k for k in target if k.startswith(("embed.", "backbone."))]
