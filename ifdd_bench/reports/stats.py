@@ -31,6 +31,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from ifdd_bench.reports.inputs import is_ifdd_model
+
 #: up to this many pairs the sign-flip test enumerates every sign pattern exactly
 EXACT_LIMIT = 16
 GROUP_KEYS = ("model", "variant", "dataset")
@@ -99,6 +101,11 @@ def sign_flip_pvalue(diffs: np.ndarray, *, n_resamples: int = 10_000, seed: int 
     return float((np.sum(means >= observed - tol) + 1) / (n_resamples + 1)), "monte-carlo"
 
 
+def _ifdd_models(frame: pd.DataFrame) -> list[str]:
+    """The IFDD-family models in ``frame`` (``ifdd``, ``ifdd_tiny``, ...); each has its own reference."""
+    return sorted(m for m in frame["model"].unique() if is_ifdd_model(m))
+
+
 def _reference_rows(runs: pd.DataFrame, reference: str, ifdd_models: Sequence[str]) -> dict[str, pd.DataFrame]:
     """Reference rows per IFDD model (or per model named ``reference``): {model: rows}."""
     out = {}
@@ -126,7 +133,7 @@ def paired_differences(runs: pd.DataFrame, *, reference: str = "full", metrics: 
     Differences are fractions (multiply by 100 for percentage points).
     """
     if ifdd_models is None:
-        ifdd_models = sorted(m for m in runs["model"].unique() if m == "ifdd" or str(m).startswith("ifdd_"))
+        ifdd_models = _ifdd_models(runs)
     refs = _reference_rows(runs, reference, ifdd_models)
     rows = []
     for ref_model, ref_rows in refs.items():
@@ -214,7 +221,7 @@ def clip_paired_differences(predictions: pd.DataFrame, *, reference: str = "full
     ``skipped_cells`` (cells whose two runs predicted different clips).
     """
     if ifdd_models is None:
-        ifdd_models = sorted(m for m in predictions["model"].unique() if m == "ifdd" or str(m).startswith("ifdd_"))
+        ifdd_models = _ifdd_models(predictions)
     alpha = (1.0 - confidence) / 2.0
     rows = []
     for ref_model, ref_rows in _reference_rows(predictions, reference, ifdd_models).items():

@@ -832,13 +832,13 @@ def _difference_rows(diffs: pd.DataFrame, names: dict[str, str],
             key=lambda kv: (DATASET_ORDER.index(kv[0][1]) if kv[0][1] in DATASET_ORDER else 9, kv[0][0],
                             entry_sort_key(kv[0][2], kv[0][3]))):
         first = part.iloc[0]
-        ref_label = entry_label(ref_model, first["reference"], names=names, with_model=multi) \
-            if is_ifdd_model(ref_model) else entry_label(ref_model, "full", names=names)
+        ref_variant = first["reference"] if is_ifdd_model(ref_model) else "full"
+        ref_label = entry_label(ref_model, ref_variant, names=names, with_model=multi)
         row = [Cell(dataset_name(dataset)),
                Cell(entry_label(model, variant, names=names, with_model=multi),
                     entry_label(model, variant, names=names, with_model=multi, tex=True)),
-               Cell(ref_label, entry_label(ref_model, first["reference"] if is_ifdd_model(ref_model) else "full",
-                                           names=names, with_model=multi, tex=True))] + [Cell(f"{int(first[column]):,}") for _, column in counts]
+               Cell(ref_label, entry_label(ref_model, ref_variant, names=names, with_model=multi, tex=True))]
+        row += [Cell(f"{int(first[column]):,}") for _, column in counts]
         for metric in metrics:
             r = part[part["metric"] == metric].iloc[0]
             diff = "" if np.isnan(r["mean_diff"]) else _signed(100 * r["mean_diff"])
