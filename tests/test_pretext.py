@@ -110,6 +110,9 @@ def test_pretext_config_rejects_impossible_values(tmp_path):
     with pytest.raises(ConfigError, match="for IFDD models"):
         pretrain(PretextConfig(model="c3d_tiny"), tmp_path / "sub" / "never.pt")
     assert not (tmp_path / "sub").exists()  # refused before anything is written
+    (tmp_path / "plain").write_text("a file, not a folder")
+    with pytest.raises(ConfigError, match="cannot create the folder of --out"):
+        pretrain(PretextConfig(), tmp_path / "plain" / "w.pt")
 
 
 def test_shipped_weights_fit_ifdd_tiny():

@@ -155,7 +155,11 @@ def pretrain(cfg: PretextConfig, out: str | Path, *, progress: Progress | None =
         raise ConfigError(f"pretext pre-training is for IFDD models (ifdd, ifdd_tiny), got {cfg.model!r}")
     if out.exists():
         raise ConfigError(f"{out} already exists; choose another --out or delete it first")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"cannot create the folder of --out {out}: {err.strerror or err}",
+                          hint="choose an --out in a writable folder") from None
     if threads:
         torch.set_num_threads(threads)
     seed_everything(cfg.seed)
