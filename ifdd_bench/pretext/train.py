@@ -143,6 +143,35 @@ def _load_state(path: Path, expected: dict[str, Any]) -> dict[str, Any] | None:
     return state
 
 
+def _render(synth: Any, size: int, emit: Progress) -> tuple[torch.Tensor, torch.Tensor]:
+    """Render the pretext clips at the model's ``size``, emitting ``render`` progress events."""
+    done = 0
+
+    def rendered(n: int) -> None:
+        nonlocal done
+        done += n
+        emit({"event": "render", "done": done, "total": synth.clips})
+
+    emit({"event": "render", "done": 0, "total": synth.clips})
+    return render_pretext_clips(synth, size, on_chunk=rendered)
+
+
+def _train_epoch(model: PretextModel, optim: torch.optim.Optimizer, sched: Any, clips: torch.Tensor,
+                 targets: torch.Tensor, batches: list[torch.Tensor], on_step: Callable[[dict], None]) -> float:
+    """One pass over ``batches`` (index tensors): MSE steps; returns the clip-weighted mean loss."""
+    model.train()
+    total, seen = 0.0, 0
+    for step, idx in enumerate(batches):
+        loss = ((model(_as_input(clips[idx])) - targets[idx]) ** 2).mean()  # (B, T', targets) -> scalar
+        optim.zero_grad(set_to_none=True)
+        loss.backward()
+        optim.step()
+        sched.step()
+        total, seen = total + float(loss.detach()) * len(idx), seen + len(idx)
+        on_step({"step": step + 1, "steps": len(batches), "loss": total / seen})
+    return total / seen
+
+
 def pretrain(cfg: PretextConfig, out: str | Path, *, progress: Progress | None = None,
              threads: int | None = None) -> dict[str, Any]:
     """Run the pretext pre-training and write the weight file ``out``; returns its metadata.
@@ -173,14 +202,7 @@ def pretrain(cfg: PretextConfig, out: str | Path, *, progress: Progress | None =
     state = _load_state(state_file, setup)
 
     start = time.perf_counter()
-    emit({"event": "render", "done": 0, "total": synth.clips})
-    done = [0]
-
-    def rendered(n: int) -> None:
-        done[0] += n
-        emit({"event": "render", "done": done[0], "total": synth.clips})
-
-    clips, targets = render_pretext_clips(synth, ifdd.cfg.img_size, on_chunk=rendered)
+    clips, targets = _render(synth, ifdd.cfg.img_size, emit)
     render_s = time.perf_counter() - start
     train_x, val_x = clips[:cfg.clips], clips[cfg.clips:]
     mean, std = targets[:cfg.clips].mean((0, 1)), targets[:cfg.clips].std((0, 1)).clamp_min(1e-6)
@@ -205,20 +227,12 @@ def pretrain(cfg: PretextConfig, out: str | Path, *, progress: Progress | None =
         torch.randperm(cfg.clips, generator=gen)
 
     for epoch in range(first_epoch, cfg.epochs):
-        model.train()
-        t0, total, seen = time.perf_counter(), 0.0, 0
+        t0 = time.perf_counter()
         batches = _batches(cfg.clips, cfg.batch_size, gen)
-        for step, idx in enumerate(batches):
-            loss = ((model(_as_input(train_x[idx])) - train_y[idx]) ** 2).mean()
-            optim.zero_grad(set_to_none=True)
-            loss.backward()
-            optim.step()
-            sched.step()
-            total, seen = total + float(loss.detach()) * len(idx), seen + len(idx)
-            emit({"event": "step", "epoch": epoch, "epochs": cfg.epochs, "step": step + 1, "steps": len(batches),
-                  "loss": total / seen})
+        train_mse = _train_epoch(model, optim, sched, train_x, train_y, batches,
+                                 lambda info: emit({"event": "step", "epoch": epoch, "epochs": cfg.epochs, **info}))
         val = evaluate(model, val_x, val_y, cfg.batch_size)
-        history.append({"epoch": epoch, "train_mse": total / seen, "val_mse": val["mse"], "val_r2_mean": val["r2_mean"],
+        history.append({"epoch": epoch, "train_mse": train_mse, "val_mse": val["mse"], "val_r2_mean": val["r2_mean"],
                         "val_r2": val["r2"], "seconds": time.perf_counter() - t0})
         emit({"event": "epoch", **history[-1]})
         save_atomic({"format": STATE_FORMAT, "setup": setup, "epoch": epoch, "history": history,
