@@ -534,19 +534,70 @@ def _error_line(err: BaseException) -> str:
 
 def run_cell(spec: RunSpec, runner: Runner | None = None, threads: int | None = None,
              progress: Progress | None = None) -> dict[str, Any]:
-    """Train one cell (a worker-side entry point: picklable, sets the torch thread count)."""
-    if threads:
+    """Train one cell (a worker-side entry point: picklable, sets the torch thread count).
+
+    In a worker of a local pool (:func:`_run_pool`) the thread count follows the pool's
+    :class:`CoreShare` instead of ``threads``.
+    """
+    share = _POOL_SHARE
+    if share is not None:
+        share.apply()
+        progress = share.wrap(progress)
+    elif threads:
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ[var] = str(threads)
-        import sys
-
-        if "torch" in sys.modules:
-            sys.modules["torch"].set_num_threads(threads)
+        _set_torch_threads(threads)
     runner = runner or default_runner()
     start = time.perf_counter()
     out = dict(runner(spec, progress=progress, resume=True) or {})
     out[CELL_SECONDS] = time.perf_counter() - start  # the cell's own time, without queueing
     return out
+
+
+def _set_torch_threads(threads: int) -> None:
+    """Set torch's intra-op thread count if torch is already imported (else the env vars apply)."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
+class CoreShare:
+    """The machine's cores, shared among the cells that a local pool still runs.
+
+    The parent keeps ``active`` (a ``multiprocessing.Value``) at ``min(jobs, unfinished cells)``.
+    Each worker sets its torch thread count to ``cores // active`` when a cell starts and again at
+    every epoch start (the engine's ``start`` and ``epoch_start`` events). Without it, the last
+    cell of a sweep with an odd number of cells trains on one core while the other sits idle.
+    """
+
+    REBALANCE_EVENTS = ("start", "epoch_start")
+
+    def __init__(self, cores: int, active: Any):
+        self.cores = max(1, cores)
+        self.active = active
+
+    def threads(self) -> int:
+        """Threads for one cell now: this machine's cores split evenly among the running cells."""
+        return max(1, self.cores // max(1, int(self.active.value)))
+
+    def apply(self) -> int:
+        """Set this process's torch thread count to :meth:`threads` and return it."""
+        threads = self.threads()
+        _set_torch_threads(threads)
+        return threads
+
+    def wrap(self, progress: Progress | None) -> Progress:
+        """A progress callback that rebalances threads on the engine's start events, then forwards."""
+
+        def forward(event: dict[str, Any]) -> None:
+            if isinstance(event, dict) and event.get("kind") in self.REBALANCE_EVENTS:
+                self.apply()
+            if progress is not None:
+                progress(event)
+
+        return forward
 
 
 def _pop_seconds(returned: Mapping[str, Any] | None) -> tuple[dict[str, Any], float | None]:
@@ -573,10 +624,16 @@ def check_init_weights(cells: Sequence[Cell]) -> None:
             registry.build_from_config(spec.model, cfg)
 
 
-def _worker_init(threads: int) -> None:
+#: the pool's core share, set in each local pool worker by :func:`_worker_init` (None elsewhere)
+_POOL_SHARE: CoreShare | None = None
+
+
+def _worker_init(threads: int, cores: int | None = None, active: Any = None) -> None:
     # runs in a fresh spawned worker before torch is imported: torch reads these at import
+    global _POOL_SHARE
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(threads)
+    _POOL_SHARE = CoreShare(cores, active) if cores and active is not None else None
 
 
 def run_sweep(
@@ -708,11 +765,15 @@ def _run_inline(todo: list[Cell], book: JobBook, outcome: SweepOutcome, runner: 
 
 def _run_pool(todo: list[Cell], book: JobBook, outcome: SweepOutcome, runner: Runner | None,
               emit: Progress, jobs: int) -> None:
-    threads = max(1, (os.cpu_count() or 1) // jobs)
+    cores = os.cpu_count() or 1
+    threads = max(1, cores // jobs)
     ctx = multiprocessing.get_context("spawn")
-    pool = cf.ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=ctx,
-                                  initializer=_worker_init, initargs=(threads,))
+    workers = min(jobs, len(todo))
+    active = ctx.Value("i", workers)  # cells running at once; read by the workers' CoreShare
+    pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
+                                  initializer=_worker_init, initargs=(threads, cores, active))
     running: dict[cf.Future, tuple[int, Cell, int, float]] = {}
+    unfinished = len(todo)
     try:
         for index, cell in enumerate(todo):
             attempt = book.start(cell, f"local-pool{jobs}", status="submitted",
@@ -721,6 +782,8 @@ def _run_pool(todo: list[Cell], book: JobBook, outcome: SweepOutcome, runner: Ru
             running[future] = (index, cell, attempt, time.perf_counter())
             emit({"event": "cell_start", "run_id": cell.run_id, "index": index, "todo": len(todo)})
         for future in cf.as_completed(running):
+            unfinished -= 1
+            active.value = max(1, min(workers, unfinished))  # only the parent writes it  # only the parent writes it
             index, cell, attempt, t0 = running[future]
             err, seconds = future.exception(), None
             if err is None:

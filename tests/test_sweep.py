@@ -283,6 +283,51 @@ def test_pooled_cells_record_their_own_run_time_not_the_queue(tmp_path):
     assert "_cell_seconds" not in frame.columns
 
 
+EPOCHS_BY_VARIANT = {"full": 1, "no_issm": 3, "no_ladm": 10}
+
+
+def epoch_runner(spec, progress=None, resume=True):
+    """fake_runner that imports torch, emits the engine's start/epoch_start events and records the
+    torch thread count it trains with in each of its 0.25 s 'epochs'."""
+    import torch
+
+    progress({"kind": "start"})
+    seen = []
+    for epoch in range(EPOCHS_BY_VARIANT[spec.variant]):
+        progress({"kind": "epoch_start", "epoch": epoch})
+        seen.append(torch.get_num_threads())
+        time.sleep(0.25)
+    threads = Path(spec.results_dir) / "threads"
+    threads.mkdir(parents=True, exist_ok=True)
+    (threads / spec.variant).write_text(" ".join(map(str, seen)))
+    return fake_runner(spec, None, resume)
+
+
+def test_pool_gives_the_freed_cores_to_the_last_running_cell(tmp_path, monkeypatch):
+    monkeypatch.setattr(sweep.os, "cpu_count", lambda: 4)  # 2 workers x 2 threads, whatever the machine
+    plan = _plan(tmp_path, variants="full,no_issm,no_ladm", folds="1")
+    outcome = sweep.run_sweep(plan, runner=epoch_runner, jobs=2)
+    assert len(outcome.done) == 3
+    seen = {p.name: [int(t) for t in p.read_text().split()] for p in (tmp_path / "res" / "threads").iterdir()}
+    # the first two cells shared the 4 cores; the last one ran on after both had finished
+    assert set(seen["full"]) == {2} and set(seen["no_issm"]) == {2}, seen
+    assert seen["no_ladm"][-1] == 4, seen
+
+
+def test_core_share_splits_cores_among_running_cells():
+    active = multiprocessing.Value("i", 2)
+    share = sweep.CoreShare(5, active)
+    assert share.threads() == 2
+    active.value = 1
+    assert share.threads() == 5
+    active.value = 8  # more cells than cores: never below one thread
+    assert share.threads() == 1
+    events = []
+    forward = share.wrap(events.append)
+    forward({"kind": "step"})
+    assert events == [{"kind": "step"}]
+
+
 def test_submitit_local_executor(tmp_path, monkeypatch):
     pytest.importorskip("submitit")
     # the submitit job process unpickles fake_runner by module name: make this folder importable
