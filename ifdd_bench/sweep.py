@@ -10,7 +10,8 @@ cell resumes from its ``last.pt`` inside the engine.
 Executors:
 
 * ``local`` (default): cells one after another in this process, or ``jobs=N`` worker processes
-  (spawned, each with ``cores // N`` torch threads).
+  (spawned, each with ``cores // N`` torch threads; once fewer than N cells are left running,
+  they take the freed cores, see :class:`CoreShare`).
 * ``submitit``: one submitit job per cell through ``submitit.AutoExecutor`` (Slurm when present,
   local processes otherwise); job ids, states and errors go to
   ``<runs_dir>/sweeps/<sweep_id>/jobs.csv``.
