@@ -1082,7 +1082,7 @@ def _print_reported(prof: Any, path: str | None, *, measured: list[dict[str, Any
 
 
 def _rich_table(table: Any, skip: tuple[str, ...] = ()) -> Table:
-    """A rich Table of an ``ifdd_bench.reports.tables.ReportTable`` (bold best, block titles)."""
+    """A rich Table of an ``ifdd_bench.reports.markup.ReportTable`` (bold best, block titles)."""
     keep = [i for i, name in enumerate(table.columns) if name not in skip]
     out = Table(title=table.caption, header_style="bold")
     header, justify = table.plain_header(), table.justify()

@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from ifdd_bench.errors import BenchError, ConfigError, DataError
-from ifdd_bench.reports import inputs, stats, tables
+from ifdd_bench.reports import inputs, markup, stats, tables
 from ifdd_bench.reports.render import render_report
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -106,7 +106,7 @@ def test_ablation_numbers_bold_and_order():
     runs = _runs()
     table = tables.ablation_table(runs, model="ifdd_tiny", profile=inputs.load_profile(FIXTURES / "profile.csv"),
                                   literature=inputs.load_literature(LITERATURE))
-    md = tables.to_markdown(table)
+    md = markup.to_markdown(table)
     assert_markdown_shaped(md)
     full = _pm([0.60, 0.64, 0.62, 0.66])
     base = _pm([0.50, 0.52, 0.51, 0.55])
@@ -132,7 +132,7 @@ def test_ablation_numbers_bold_and_order():
 
 def test_ablation_latex_is_compile_shaped():
     table = tables.ablation_table(_runs(), profile=inputs.load_profile(FIXTURES / "profile.csv"))
-    tex = tables.to_latex(table)
+    tex = markup.to_latex(table)
     assert_latex_shaped(tex)
     assert r"\toprule" in tex and r"\midrule" in tex and r"\bottomrule" in tex
     assert r"\textbf{63.00 $\pm$ 2.58}" in tex
@@ -145,12 +145,12 @@ def test_escaping_of_hostile_names(tmp_path):
     frame.to_csv(tmp_path / "runs.csv", index=False)
     runs = inputs.load_runs(tmp_path / "runs.csv", known_models=KNOWN | {"my_net&co%"})
     for table in (tables.ablation_table(runs), tables.comparison_table(runs, inputs.load_literature(LITERATURE))):
-        tex = tables.to_latex(table)
+        tex = markup.to_latex(table)
         assert_latex_shaped(tex)
         assert r"my\_net\&co\%" in tex
-    assert tables.tex_escape("a_b 50% & $x# {y} ~^\\") == \
+    assert markup.tex_escape("a_b 50% & $x# {y} ~^\\") == \
         r"a\_b 50\% \& \$x\# \{y\} \textasciitilde{}\textasciicircum{}\textbackslash{}"
-    md = tables.to_markdown(tables.ablation_table(runs))
+    md = markup.to_markdown(tables.ablation_table(runs))
     assert_markdown_shaped(md)
 
 
@@ -163,9 +163,9 @@ def test_other_tables_are_shaped():
     built = [tables.comparison_table(runs, lit, profile=profile), tables.per_class_table(per_class, runs, "synth"),
              tables.complexity_table(lit, profile), tables.stats_table(diffs)]
     for table in built:
-        assert_latex_shaped(tables.to_latex(table))
-        assert_markdown_shaped(tables.to_markdown(table))
-    comparison, per_class_t, complexity, stats_t = (tables.to_markdown(t) for t in built)
+        assert_latex_shaped(markup.to_latex(table))
+        assert_markdown_shaped(markup.to_markdown(table))
+    comparison, per_class_t, complexity, stats_t = (markup.to_markdown(t) for t in built)
     # reported rows as published, with their source; best DFEW UAR in bold
     assert "| Former-DFER | MM'21 | 18.0 | 9.11* |" in comparison and "DC, MD12-14" in comparison
     assert "DC = DFER-CLIP README" in comparison and "| MAE-DFER | MM'23 |" in comparison
@@ -222,7 +222,7 @@ def test_unpaired_cells_are_counted():
     row = diffs[diffs["variant"] == "no_ladm"].iloc[0]
     assert row["n"] == 2 and row["unpaired"] == 2
     table = tables.ablation_table(runs)
-    assert "†" in tables.to_markdown(table) and "n=2" in " ".join(table.notes)
+    assert "†" in markup.to_markdown(table) and "n=2" in " ".join(table.notes)
 
 
 def _predictions(rows):
@@ -286,7 +286,7 @@ def test_clip_paired_identical_and_unpairable_runs():
     row = diffs[diffs["metric"] == "uar"].iloc[0]
     assert (row["cells"], row["skipped_cells"]) == (1, 1)
     assert row["mean_diff"] == 0 and row["ci_low"] == 0 and row["ci_high"] == 0 and row["p_value"] == 1.0
-    table = tables.to_markdown(tables.clip_stats_table(diffs))
+    table = markup.to_markdown(tables.clip_stats_table(diffs))
     assert "ifdd_tiny:no_ladm on synth (1)" in table
     only_fold2 = stats.clip_paired_differences(frame[frame["fold"] == 2], n_resamples=100)
     assert only_fold2["cells"].eq(0).all() and only_fold2["mean_diff"].isna().all()
@@ -300,11 +300,11 @@ def test_difference_tables_name_the_model_when_two_ifdd_models_share_variants():
     pretext["run_id"] = pretext["run_id"].str.replace("ifdd_tiny-", "ifdd_tiny_pretext-")
     diffs = stats.clip_paired_differences(pd.concat([scratch, pretext], ignore_index=True), n_resamples=200)
     table = tables.clip_stats_table(diffs)
-    markdown, latex = tables.to_markdown(table), tables.to_latex(table)
+    markdown, latex = markup.to_markdown(table), markup.to_latex(table)
     assert "Baseline (lazy split) [ifdd_tiny] | IFDD (full) [ifdd_tiny]" in markdown
     assert "Baseline (lazy split) [ifdd_tiny_pretext] | IFDD (full) [ifdd_tiny_pretext]" in markdown
     assert r"[ifdd\_tiny\_pretext]" in latex and "[ifdd_tiny_pretext]" not in latex
-    single = tables.to_markdown(tables.clip_stats_table(stats.clip_paired_differences(scratch, n_resamples=200)))
+    single = markup.to_markdown(tables.clip_stats_table(stats.clip_paired_differences(scratch, n_resamples=200)))
     assert "[ifdd_tiny]" not in single  # one IFDD model: labels stay short
 
 
@@ -434,7 +434,7 @@ def test_render_clip_statistics_from_run_predictions(results_dir):
 def test_reference_can_be_a_baseline(results_dir):
     result = render_report(results_dir, results_dir / "runs", results_dir / "out", plots=False,
                            reference="former_dfer", known_models=KNOWN, literature_path=LITERATURE)
-    md = tables.to_markdown(result.tables["stats"])
+    md = markup.to_markdown(result.tables["stats"])
     assert "| SynthDFER | IFDD (full) | 4 | +17.00 |" in md and "to Former-DFER" in md
 
 

@@ -30,7 +30,7 @@ import pandas as pd
 from ifdd_bench import results
 from ifdd_bench.atomic import write_text_atomic
 from ifdd_bench.errors import ConfigError, suggest
-from ifdd_bench.reports import inputs, stats, tables
+from ifdd_bench.reports import inputs, markup, stats, tables
 from ifdd_bench.reports.inputs import VARIANTS_BY_KEY, is_ifdd_model
 
 FORMATS = ("latex", "md")
@@ -40,7 +40,7 @@ FORMATS = ("latex", "md")
 class RenderResult:
     """What :func:`render_report` produced."""
 
-    tables: dict[str, tables.ReportTable] = field(default_factory=dict)
+    tables: dict[str, markup.ReportTable] = field(default_factory=dict)
     ablation_keys: list[str] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # what was not rendered, and why
@@ -203,9 +203,9 @@ def render_report(
     out_dir.mkdir(parents=True, exist_ok=True)
     for key, table in result.tables.items():
         if "latex" in formats:
-            result.files.append(write_text(out_dir / f"{key}.tex", tables.to_latex(table)))
+            result.files.append(write_text(out_dir / f"{key}.tex", markup.to_latex(table)))
         if "md" in formats:
-            result.files.append(write_text(out_dir / f"{key}.md", tables.to_markdown(table)))
+            result.files.append(write_text(out_dir / f"{key}.md", markup.to_markdown(table)))
         notify({"kind": "table", "name": key})
     agg = stats.aggregate(runs)
     agg["entry"] = [inputs.entry_key(m, v) for m, v in zip(agg["model"], agg["variant"])]
@@ -271,7 +271,7 @@ def _report_page(result: RenderResult, figures: list[tuple[str, Path]], out_dir:
     """One Markdown page with every table and figure (paths relative to the page)."""
     lines = ["# ifdd-bench report", "", f"Rendered by `{command}` from CSVs only (no torch).", ""]
     for key, table in result.tables.items():
-        lines += [f"## {table.caption}", "", tables.to_markdown(table, heading=""), ""]
+        lines += [f"## {table.caption}", "", markup.to_markdown(table, heading=""), ""]
     if figures:
         lines += ["## Figures", ""]
         for title, path in figures:
