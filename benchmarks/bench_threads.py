@@ -1,0 +1,67 @@
+"""What a sweep cell gains when it gets the cores of its finished partners (``sweep.CoreShare``).
+
+The default SynthDFER sweep runs two cells at a time with one torch thread each; when only one cell
+is left, the pool raises its thread count to all cores. This times one training step of that cell
+(``ifdd_tiny_pretext`` by default: forward, cross-entropy + auxiliary losses, backward, AdamW; batch
+16, 16x64x64) with one thread and with ``--threads`` (default: every core), switching the thread
+count of the same model in one process and interleaving the two round by round, so load drift slows
+both alike. It prints median milliseconds and the median of the per-round ratios 1 thread / N.
+
+Example::
+
+    python benchmarks/bench_threads.py              # ~15 s on 2 cores
+    python benchmarks/bench_threads.py --model ifdd_tiny --variant baseline --rounds 9
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+
+import torch
+import torch.nn.functional as F
+
+from bench_depthwise import _positive, interleaved  # same folder: run as a script
+from ifdd_bench.models.output import split_output
+from ifdd_bench.registry import create_model
+
+
+def step_at(threads: int, batch: int, model_name: str, variant: str):
+    """Two closures that run one training step of the same model at 1 and at ``threads`` threads."""
+    torch.manual_seed(0)
+    model = create_model(model_name, variant, frames=16, img_size=64, num_classes=7).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-4)
+    x = torch.rand(batch, 3, 16, 64, 64)  # (B, C, T, H, W)
+    y = torch.randint(0, 7, (batch,))
+
+    def step(n: int) -> None:
+        torch.set_num_threads(n)
+        logits, aux, _ = split_output(model(x))
+        loss = F.cross_entropy(logits, y) + sum(aux.values())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return (lambda: step(1)), (lambda: step(threads))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--threads", type=_positive, default=os.cpu_count() or 1)
+    parser.add_argument("--rounds", type=_positive, default=5)
+    parser.add_argument("--batch", type=_positive, default=16)
+    parser.add_argument("--model", default="ifdd_tiny_pretext")
+    parser.add_argument("--variant", default="full")
+    args = parser.parse_args()
+    print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"{args.rounds} interleaved rounds of 2 steps")
+    one, many, ratio = interleaved(*step_at(args.threads, args.batch, args.model, args.variant),
+                                   args.rounds, repeats=2)
+    print(f"{'case':<44} {'1 thread ms':>12} {f'{args.threads} threads ms':>14} {'ratio':>6}")
+    label = f"{args.model}:{args.variant} train step, batch {args.batch}"
+    print(f"{label:<44} {one * 1e3:>12.1f} {many * 1e3:>14.1f} {ratio:>5.2f}x")
+
+
+if __name__ == "__main__":
+    main()
