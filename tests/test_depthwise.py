@@ -79,7 +79,9 @@ def test_head_pool_same_numbers_with_and_without_rewrite(stride):
     cls = torch.randn(2, 2, 1, 4)
 
     def run(rewrite: bool):
-        pool.cpu_rewrite = rewrite and stride <= MAX_REWRITE_STRIDE
+        # forced on at every stride: the rule keeps strides 4 and 8 on the built-in kernel for speed,
+        # but the rewritten gradients must be right there too
+        pool.cpu_rewrite = rewrite
         pool.zero_grad()
         g = grid.clone().requires_grad_()
         out = pool(g, cls, (4, 8, 8))
