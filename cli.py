@@ -727,37 +727,46 @@ def predict_cmd(checkpoint, paths, top, device, as_json):
 
 
 def _sweep_progress(progress: Any, total: int) -> Callable[[dict], None]:
-    """Turn sweep events (and forwarded engine events) into a two-line rich progress display."""
+    """Turn sweep events (and forwarded engine events) into a rich progress display: one bar for
+    the cells, and one line per cell that is training (two at once in a pooled sweep)."""
     cells = progress.add_task("cells", total=total)
-    current = progress.add_task("", total=None, visible=False)
+    lines: dict[str, Any] = {}  # run_id -> task of a cell that has sent engine events
+    finished: set[str] = set()
+
+    def line(run_id: str) -> Any:
+        if run_id not in lines:
+            lines[run_id] = progress.add_task(run_id, total=None)
+        return lines[run_id]
 
     def on_event(event: dict) -> None:
         kind = event.get("event")
-        if kind == "cell_start":
-            progress.update(current, description=event["run_id"], completed=0, total=None, visible=True)
-        elif kind in ("cell_done", "cell_failed"):
+        if kind in ("cell_done", "cell_failed"):
+            run_id = event["run_id"]
+            finished.add(run_id)
+            if run_id in lines:
+                progress.remove_task(lines.pop(run_id))
             progress.advance(cells)
             if kind == "cell_failed":
-                err_console.print(f"[red]failed[/] {event['run_id']}: {event['error']}", highlight=False)
+                err_console.print(f"[red]failed[/] {run_id}: {event['error']}", highlight=False)
             else:
-                console.print(f"[green]done[/]   {event['run_id']} ({event['seconds']:.0f} s)", highlight=False)
-        elif kind == "run" and isinstance(event.get("data"), dict):
+                console.print(f"[green]done[/]   {run_id} ({event['seconds']:.0f} s)", highlight=False)
+        elif kind == "run" and isinstance(event.get("data"), dict) and event["run_id"] not in finished:
             data, run_id = event["data"], event["run_id"]
             stage = data.get("kind")
             if stage == "epoch_start":
-                progress.update(current, description=f"{run_id} epoch {data['epoch'] + 1}/{data['epochs']}",
+                progress.update(line(run_id), description=f"{run_id} epoch {data['epoch'] + 1}/{data['epochs']}",
                                 completed=0, total=data.get("steps"))
             elif stage == "step":
-                progress.update(current, completed=data["step"] + 1, total=data["steps"],
+                progress.update(line(run_id), completed=data["step"] + 1, total=data["steps"],
                                 description=f"{run_id} epoch {data['epoch'] + 1} loss {data['loss']:.3f}")
             elif stage == "epoch_end":
-                progress.update(current, description=f"{run_id} epoch {data['epoch'] + 1} "
+                progress.update(line(run_id), description=f"{run_id} epoch {data['epoch'] + 1} "
                                 f"val UAR {100 * data.get('val_uar', float('nan')):.1f} "
                                 f"test UAR {100 * data.get('test_uar', float('nan')):.1f}")
             elif stage == "warning":
                 err_console.print(f"[yellow]warning[/] {run_id}: {data.get('message')}", highlight=False)
             elif data.get("event") == "data_progress":
-                progress.update(current, description=f"{run_id} data: {data.get('stage', '')}",
+                progress.update(line(run_id), description=f"{run_id} data: {data.get('stage', '')}",
                                 completed=data.get("done", 0), total=data.get("total"))
 
     return on_event

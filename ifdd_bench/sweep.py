@@ -11,7 +11,8 @@ Executors:
 
 * ``local`` (default): cells one after another in this process, or ``jobs=N`` worker processes
   (spawned, each with ``cores // N`` torch threads; once fewer than N cells are left running,
-  they take the freed cores, see :class:`CoreShare`).
+  they take the freed cores, see :class:`CoreShare`). Workers relay the engine's progress events
+  to the caller's ``progress`` through a queue.
 * ``submitit``: one submitit job per cell through ``submitit.AutoExecutor`` (Slurm when present,
   local processes otherwise); job ids, states and errors go to
   ``<runs_dir>/sweeps/<sweep_id>/jobs.csv``.
@@ -41,6 +42,7 @@ import json
 import logging
 import multiprocessing
 import os
+import queue
 import time
 import traceback
 from dataclasses import dataclass, field, replace
@@ -537,8 +539,11 @@ def run_cell(spec: RunSpec, runner: Runner | None = None, threads: int | None = 
     """Train one cell (a worker-side entry point: picklable, sets the torch thread count).
 
     In a worker of a local pool (:func:`_run_pool`) the thread count follows the pool's
-    :class:`CoreShare` instead of ``threads``.
+    :class:`CoreShare` instead of ``threads``, and the engine's progress events are sent to the
+    parent (:func:`_forwarder`).
     """
+    if _POOL_EVENTS is not None:
+        progress = _forwarder(_POOL_EVENTS, spec.run_id, progress)
     share = _POOL_SHARE
     if share is not None:
         share.apply()
@@ -561,6 +566,28 @@ def _set_torch_threads(threads: int) -> None:
     torch = sys.modules.get("torch")
     if torch is not None and torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
+
+
+#: engine events a pool worker sends to the parent's progress display, and the fields it keeps
+FORWARDED_KINDS = ("epoch_start", "step", "epoch_end", "warning")
+FORWARDED_FIELDS = ("kind", "event", "epoch", "epochs", "step", "steps", "loss", "lr", "val_uar", "test_uar",
+                    "message", "stage", "done", "total")
+
+
+def _forwarder(events: Any, run_id: str, progress: Progress | None) -> Progress:
+    """A progress callback for a pool worker: puts the engine's progress events (epochs, steps,
+    warnings, data preparation) of cell ``run_id`` on the parent's ``events`` queue as
+    ``{"event": "run", "run_id", "data"}``, keeping only small fields, then calls ``progress``."""
+
+    def forward(event: dict[str, Any]) -> None:
+        if isinstance(event, dict) and (event.get("kind") in FORWARDED_KINDS
+                                        or event.get("event") == "data_progress"):
+            data = {key: event[key] for key in FORWARDED_FIELDS if key in event}
+            events.put({"event": "run", "run_id": run_id, "data": data})
+        if progress is not None:
+            progress(event)
+
+    return forward
 
 
 class CoreShare:
@@ -624,16 +651,19 @@ def check_init_weights(cells: Sequence[Cell]) -> None:
             registry.build_from_config(spec.model, cfg)
 
 
-#: the pool's core share, set in each local pool worker by :func:`_worker_init` (None elsewhere)
+#: the pool's core share and its progress queue, set in each local pool worker by
+#: :func:`_worker_init` (None elsewhere)
 _POOL_SHARE: CoreShare | None = None
+_POOL_EVENTS: Any = None
 
 
-def _worker_init(threads: int, cores: int | None = None, active: Any = None) -> None:
+def _worker_init(threads: int, cores: int | None = None, active: Any = None, events: Any = None) -> None:
     # runs in a fresh spawned worker before torch is imported: torch reads these at import
-    global _POOL_SHARE
+    global _POOL_SHARE, _POOL_EVENTS
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(threads)
     _POOL_SHARE = CoreShare(cores, active) if cores and active is not None else None
+    _POOL_EVENTS = events
 
 
 def run_sweep(
@@ -770,8 +800,9 @@ def _run_pool(todo: list[Cell], book: JobBook, outcome: SweepOutcome, runner: Ru
     ctx = multiprocessing.get_context("spawn")
     workers = min(jobs, len(todo))
     active = ctx.Value("i", workers)  # cells running at once; read by the workers' CoreShare
+    events = ctx.Queue()  # the workers' engine progress events, relayed here to ``emit``
     pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
-                                  initializer=_worker_init, initargs=(threads, cores, active))
+                                  initializer=_worker_init, initargs=(threads, cores, active, events))
     running: dict[cf.Future, tuple[int, Cell, int, float]] = {}
     unfinished = len(todo)
     try:
@@ -781,9 +812,9 @@ def _run_pool(todo: list[Cell], book: JobBook, outcome: SweepOutcome, runner: Ru
             future = pool.submit(run_cell, cell.spec, runner, threads)
             running[future] = (index, cell, attempt, time.perf_counter())
             emit({"event": "cell_start", "run_id": cell.run_id, "index": index, "todo": len(todo)})
-        for future in cf.as_completed(running):
+        for future in _as_completed_relaying(list(running), events, emit):
             unfinished -= 1
-            active.value = max(1, min(workers, unfinished))  # only the parent writes it  # only the parent writes it
+            active.value = max(1, min(workers, unfinished))  # only the parent writes it
             index, cell, attempt, t0 = running[future]
             err, seconds = future.exception(), None
             if err is None:
@@ -801,6 +832,25 @@ def _run_pool(todo: list[Cell], book: JobBook, outcome: SweepOutcome, runner: Ru
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _as_completed_relaying(futures: list[cf.Future], events: Any, emit: Progress,
+                           poll_s: float = 0.2) -> Iterable[cf.Future]:
+    """Yield ``futures`` as they finish, passing the queued worker events to ``emit`` meanwhile."""
+
+    def relay() -> None:
+        while True:
+            try:
+                emit(events.get_nowait())
+            except queue.Empty:
+                return
+
+    pending = set(futures)
+    while pending:
+        done, pending = cf.wait(pending, timeout=poll_s, return_when=cf.FIRST_COMPLETED)
+        relay()
+        yield from done
+    relay()
 
 
 def _run_submitit(todo: list[Cell], book: JobBook, outcome: SweepOutcome, runner: Runner | None,

@@ -303,15 +303,21 @@ def epoch_runner(spec, progress=None, resume=True):
     return fake_runner(spec, None, resume)
 
 
-def test_pool_gives_the_freed_cores_to_the_last_running_cell(tmp_path, monkeypatch):
+def test_pool_gives_the_freed_cores_to_the_last_running_cell_and_relays_its_events(tmp_path, monkeypatch):
     monkeypatch.setattr(sweep.os, "cpu_count", lambda: 4)  # 2 workers x 2 threads, whatever the machine
     plan = _plan(tmp_path, variants="full,no_issm,no_ladm", folds="1")
-    outcome = sweep.run_sweep(plan, runner=epoch_runner, jobs=2)
+    events = []
+    outcome = sweep.run_sweep(plan, runner=epoch_runner, jobs=2, progress=events.append)
     assert len(outcome.done) == 3
     seen = {p.name: [int(t) for t in p.read_text().split()] for p in (tmp_path / "res" / "threads").iterdir()}
     # the first two cells shared the 4 cores; the last one ran on after both had finished
     assert set(seen["full"]) == {2} and set(seen["no_issm"]) == {2}, seen
     assert seen["no_ladm"][-1] == 4, seen
+    # the workers' epoch events reached the parent's progress callback, tagged with their cell
+    for cell in plan.cells():
+        epochs = [e["data"]["epoch"] for e in events
+                  if e.get("event") == "run" and e["run_id"] == cell.run_id and e["data"]["kind"] == "epoch_start"]
+        assert epochs == list(range(EPOCHS_BY_VARIANT[cell.spec.variant])), (cell.run_id, epochs)
 
 
 def test_core_share_splits_cores_among_running_cells():
@@ -409,3 +415,27 @@ def test_cli_refuses_jobs_below_one_before_planning():
     result = CliRunner().invoke(cli.main, ["run", "ablation", "--jobs", "0", "--dry-run"])
     assert result.exit_code == 2
     assert "--jobs" in result.output and "x>=1" in result.output
+
+
+def test_cli_progress_shows_one_line_per_training_cell():
+    import io
+
+    from rich.console import Console
+    from rich.progress import Progress
+
+    import cli
+
+    with Progress(console=Console(file=io.StringIO())) as progress:
+        on_event = cli._sweep_progress(progress, total=3)
+        on_event({"event": "cell_start", "run_id": "a", "index": 0, "todo": 3})
+        on_event({"event": "cell_start", "run_id": "b", "index": 1, "todo": 3})  # queued cells show nothing yet
+        assert len(progress.tasks) == 1
+        on_event({"event": "run", "run_id": "a", "data": {"kind": "epoch_start", "epoch": 0, "epochs": 5, "steps": 68}})
+        on_event({"event": "run", "run_id": "b", "data": {"kind": "step", "epoch": 1, "step": 9, "steps": 68,
+                                                           "loss": 1.5}})
+        lines = {t.description.split()[0]: t for t in progress.tasks[1:]}
+        assert lines["a"].description == "a epoch 1/5" and lines["b"].completed == 10
+        on_event({"event": "cell_done", "run_id": "a", "index": 0, "seconds": 3.0})
+        on_event({"event": "run", "run_id": "a", "data": {"kind": "epoch_end", "epoch": 4}})  # relayed late
+        assert [t.description.split()[0] for t in progress.tasks[1:]] == ["b"]
+        assert progress.tasks[0].completed == 1
