@@ -11,8 +11,8 @@ Executors:
 
 * ``local`` (default): cells one after another in this process, or ``jobs=N`` worker processes
   (spawned, each with ``cores // N`` torch threads; once fewer than N cells are left running,
-  they take the freed cores, see :class:`CoreShare`). Workers relay the engine's progress events
-  to the caller's ``progress`` through a queue.
+  they take the freed cores and relay the engine's progress events to the caller's ``progress``;
+  see :class:`ifdd_bench.workers.CellPool`).
 * ``submitit``: one submitit job per cell through ``submitit.AutoExecutor`` (Slurm when present,
   local processes otherwise); job ids, states and errors go to
   ``<runs_dir>/sweeps/<sweep_id>/jobs.csv``.
@@ -40,14 +40,12 @@ import hashlib
 import io
 import json
 import logging
-import multiprocessing
 import os
-import queue
 import time
 import traceback
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from filelock import FileLock
 
@@ -66,6 +64,7 @@ from ifdd_bench.config import (
 )
 from ifdd_bench.errors import ConfigError, suggest
 from ifdd_bench.results import PER_CLASS_CSV, RUNS_CSV, append_rows
+from ifdd_bench.workers import CellPool, Progress, Runner, default_runner, pop_cell_seconds, run_cell
 
 log = logging.getLogger(__name__)
 
@@ -108,22 +107,17 @@ DEFAULT_SYNTH_JOBS = 2
 # preset has 1,081 train / 119 val / 300 test clips, so one epoch of one cell is ~33 s of training
 # plus ~4 s of evaluation. With 7 epochs the 7 cells (two at a time, the 7th alone on one core) took
 # 19 min 0 s, over the issue's 15 minutes; 5 epochs, with the 7th cell taking both cores once its
-# partner finishes (CoreShare), bring it under (README, "Default ablation on SynthDFER", has the
+# partner finishes (workers.CoreShare), bring it under (README, "Default ablation on SynthDFER", has the
 # measured time). Re-measure when SynthDFER or the tiny geometry change.
 
 #: number of official folds per dataset (SynthDFER is written in the DFEW layout)
 FOLD_COUNTS = {"synth": 5, "dfew": 5, "mafw": 5, "ferv39k": 1}
 EXECUTORS = ("local", "submitit")
-#: key under which :func:`run_cell` returns the cell's own run time (removed before the row is used)
-CELL_SECONDS = "_cell_seconds"
 JOB_COLUMNS = (
     "sweep_id", "run_id", "attempt", "role", "model", "variant", "dataset", "fold", "seed",
     "train_hash", "executor", "job_id", "status", "error", "started_at", "finished_at",
     "seconds", "log",
 )
-
-Runner = Callable[..., Mapping[str, Any]]
-Progress = Callable[[dict[str, Any]], None]
 
 
 # --------------------------------------------------------------------------------------------
@@ -522,116 +516,9 @@ class SweepOutcome:
         return not self.failed
 
 
-def default_runner() -> Runner:
-    """The engine's ``train_run`` (imported lazily: it imports torch)."""
-    from ifdd_bench.engine.train import train_run
-
-    return train_run
-
-
 def _error_line(err: BaseException) -> str:
     text = f"{type(err).__name__}: {err}".strip()
     return text.splitlines()[0] if "\n" in text and len(text) > 300 else text.replace("\n", " | ")
-
-
-def run_cell(spec: RunSpec, runner: Runner | None = None, threads: int | None = None,
-             progress: Progress | None = None) -> dict[str, Any]:
-    """Train one cell (a worker-side entry point: picklable, sets the torch thread count).
-
-    In a worker of a local pool (:func:`_run_pool`) the thread count follows the pool's
-    :class:`CoreShare` instead of ``threads``, and the engine's progress events are sent to the
-    parent (:func:`_forwarder`).
-    """
-    if _POOL_EVENTS is not None:
-        progress = _forwarder(_POOL_EVENTS, spec.run_id, progress)
-    share = _POOL_SHARE
-    if share is not None:
-        share.apply()
-        progress = share.wrap(progress)
-    elif threads:
-        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            os.environ[var] = str(threads)
-        _set_torch_threads(threads)
-    runner = runner or default_runner()
-    start = time.perf_counter()
-    out = dict(runner(spec, progress=progress, resume=True) or {})
-    out[CELL_SECONDS] = time.perf_counter() - start  # the cell's own time, without queueing
-    return out
-
-
-def _set_torch_threads(threads: int) -> None:
-    """Set torch's intra-op thread count if torch is already imported (else the env vars apply)."""
-    import sys
-
-    torch = sys.modules.get("torch")
-    if torch is not None and torch.get_num_threads() != threads:
-        torch.set_num_threads(threads)
-
-
-#: engine events a pool worker sends to the parent's progress display, and the fields it keeps
-FORWARDED_KINDS = ("epoch_start", "step", "epoch_end", "warning")
-FORWARDED_FIELDS = ("kind", "event", "epoch", "epochs", "step", "steps", "loss", "lr", "val_uar", "test_uar",
-                    "message", "stage", "done", "total")
-
-
-def _forwarder(events: Any, run_id: str, progress: Progress | None) -> Progress:
-    """A progress callback for a pool worker: puts the engine's progress events (epochs, steps,
-    warnings, data preparation) of cell ``run_id`` on the parent's ``events`` queue as
-    ``{"event": "run", "run_id", "data"}``, keeping only small fields, then calls ``progress``."""
-
-    def forward(event: dict[str, Any]) -> None:
-        if isinstance(event, dict) and (event.get("kind") in FORWARDED_KINDS
-                                        or event.get("event") == "data_progress"):
-            data = {key: event[key] for key in FORWARDED_FIELDS if key in event}
-            events.put({"event": "run", "run_id": run_id, "data": data})
-        if progress is not None:
-            progress(event)
-
-    return forward
-
-
-class CoreShare:
-    """The machine's cores, shared among the cells that a local pool still runs.
-
-    The parent keeps ``active`` (a ``multiprocessing.Value``) at ``min(jobs, unfinished cells)``.
-    Each worker sets its torch thread count to ``cores // active`` when a cell starts and again at
-    every epoch start (the engine's ``start`` and ``epoch_start`` events). Without it, the last
-    cell of a sweep with an odd number of cells trains on one core while the other sits idle.
-    """
-
-    REBALANCE_EVENTS = ("start", "epoch_start")
-
-    def __init__(self, cores: int, active: Any):
-        self.cores = max(1, cores)
-        self.active = active
-
-    def threads(self) -> int:
-        """Threads for one cell now: this machine's cores split evenly among the running cells."""
-        return max(1, self.cores // max(1, int(self.active.value)))
-
-    def apply(self) -> int:
-        """Set this process's torch thread count to :meth:`threads` and return it."""
-        threads = self.threads()
-        _set_torch_threads(threads)
-        return threads
-
-    def wrap(self, progress: Progress | None) -> Progress:
-        """A progress callback that rebalances threads on the engine's start events, then forwards."""
-
-        def forward(event: dict[str, Any]) -> None:
-            if isinstance(event, dict) and event.get("kind") in self.REBALANCE_EVENTS:
-                self.apply()
-            if progress is not None:
-                progress(event)
-
-        return forward
-
-
-def _pop_seconds(returned: Mapping[str, Any] | None) -> tuple[dict[str, Any], float | None]:
-    """Split :func:`run_cell`'s result into the runner's dict and the cell's measured seconds."""
-    out = dict(returned or {})
-    seconds = out.pop(CELL_SECONDS, None)
-    return out, seconds
 
 
 def check_init_weights(cells: Sequence[Cell]) -> None:
@@ -649,21 +536,6 @@ def check_init_weights(cells: Sequence[Cell]) -> None:
                                       overrides=dict(spec.model_overrides))
         if any(getattr(cfg, name, None) for name in registry.INIT_FIELDS):
             registry.build_from_config(spec.model, cfg)
-
-
-#: the pool's core share and its progress queue, set in each local pool worker by
-#: :func:`_worker_init` (None elsewhere)
-_POOL_SHARE: CoreShare | None = None
-_POOL_EVENTS: Any = None
-
-
-def _worker_init(threads: int, cores: int | None = None, active: Any = None, events: Any = None) -> None:
-    # runs in a fresh spawned worker before torch is imported: torch reads these at import
-    global _POOL_SHARE, _POOL_EVENTS
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = str(threads)
-    _POOL_SHARE = CoreShare(cores, active) if cores and active is not None else None
-    _POOL_EVENTS = events
 
 
 def run_sweep(
@@ -795,62 +667,32 @@ def _run_inline(todo: list[Cell], book: JobBook, outcome: SweepOutcome, runner: 
 
 def _run_pool(todo: list[Cell], book: JobBook, outcome: SweepOutcome, runner: Runner | None,
               emit: Progress, jobs: int) -> None:
-    cores = os.cpu_count() or 1
-    threads = max(1, cores // jobs)
-    ctx = multiprocessing.get_context("spawn")
-    workers = min(jobs, len(todo))
-    active = ctx.Value("i", workers)  # cells running at once; read by the workers' CoreShare
-    events = ctx.Queue()  # the workers' engine progress events, relayed here to ``emit``
-    pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
-                                  initializer=_worker_init, initargs=(threads, cores, active, events))
+    pool = CellPool(jobs, len(todo))
     running: dict[cf.Future, tuple[int, Cell, int, float]] = {}
-    unfinished = len(todo)
     try:
         for index, cell in enumerate(todo):
             attempt = book.start(cell, f"local-pool{jobs}", status="submitted",
                                  log=str(Path(cell.spec.runs_dir) / cell.run_id))
-            future = pool.submit(run_cell, cell.spec, runner, threads)
-            running[future] = (index, cell, attempt, time.perf_counter())
+            running[pool.submit(cell.spec, runner)] = (index, cell, attempt, time.perf_counter())
             emit({"event": "cell_start", "run_id": cell.run_id, "index": index, "todo": len(todo)})
-        for future in _as_completed_relaying(list(running), events, emit):
-            unfinished -= 1
-            active.value = max(1, min(workers, unfinished))  # only the parent writes it
+        for future in pool.as_completed(list(running), emit):
             index, cell, attempt, t0 = running[future]
             err, seconds = future.exception(), None
             if err is None:
-                returned, seconds = _pop_seconds(future.result())
+                returned, seconds = pop_cell_seconds(future.result())
                 err = _check_row(cell, cell.spec.results_dir, returned)
             else:
                 write_text_atomic(outcome.folder / "errors" / f"{cell.run_id}.{attempt}.txt",
                             "".join(traceback.format_exception(err)))
             _finish(book, cell, attempt, t0, outcome, emit, index, err, cell_seconds=seconds)
     except KeyboardInterrupt:
-        pool.shutdown(wait=False, cancel_futures=True)
+        pool.shutdown(wait=False)
         for future, (_, cell, attempt, _) in running.items():
             if not future.done():
                 book.update(cell.run_id, attempt, status="interrupted", finished_at=_now())
         raise
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _as_completed_relaying(futures: list[cf.Future], events: Any, emit: Progress,
-                           poll_s: float = 0.2) -> Iterable[cf.Future]:
-    """Yield ``futures`` as they finish, passing the queued worker events to ``emit`` meanwhile."""
-
-    def relay() -> None:
-        while True:
-            try:
-                emit(events.get_nowait())
-            except queue.Empty:
-                return
-
-    pending = set(futures)
-    while pending:
-        done, pending = cf.wait(pending, timeout=poll_s, return_when=cf.FIRST_COMPLETED)
-        relay()
-        yield from done
-    relay()
+        pool.shutdown(wait=True)
 
 
 def _run_submitit(todo: list[Cell], book: JobBook, outcome: SweepOutcome, runner: Runner | None,
@@ -889,7 +731,7 @@ def _run_submitit(todo: list[Cell], book: JobBook, outcome: SweepOutcome, runner
                 err: BaseException | str | None
                 seconds = None
                 try:
-                    returned, seconds = _pop_seconds(job.result())
+                    returned, seconds = pop_cell_seconds(job.result())
                     err = _check_row(cell, cell.spec.results_dir, returned)
                 except Exception as exc:  # submitit wraps the job's exception (FailedJobError ...)
                     err = _submitit_error(exc)

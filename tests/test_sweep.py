@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from ifdd_bench import registry, results, sweep
+from ifdd_bench import registry, results, sweep, workers
 from ifdd_bench.config import train_hash
 from ifdd_bench.errors import BenchError, ConfigError
 
@@ -304,7 +304,7 @@ def epoch_runner(spec, progress=None, resume=True):
 
 
 def test_pool_gives_the_freed_cores_to_the_last_running_cell_and_relays_its_events(tmp_path, monkeypatch):
-    monkeypatch.setattr(sweep.os, "cpu_count", lambda: 4)  # 2 workers x 2 threads, whatever the machine
+    monkeypatch.setattr(workers.os, "cpu_count", lambda: 4)  # 2 workers x 2 threads, whatever the machine
     plan = _plan(tmp_path, variants="full,no_issm,no_ladm", folds="1")
     events = []
     outcome = sweep.run_sweep(plan, runner=epoch_runner, jobs=2, progress=events.append)
@@ -322,7 +322,7 @@ def test_pool_gives_the_freed_cores_to_the_last_running_cell_and_relays_its_even
 
 def test_core_share_splits_cores_among_running_cells():
     active = multiprocessing.Value("i", 2)
-    share = sweep.CoreShare(5, active)
+    share = workers.CoreShare(5, active)
     assert share.threads() == 2
     active.value = 1
     assert share.threads() == 5
