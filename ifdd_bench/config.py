@@ -199,7 +199,7 @@ def apply_overrides(cfg: Any, items: Sequence[str] | Mapping[str, Any], *, what:
     return replace(cfg, **updates) if updates else cfg
 
 
-def split_scoped_overrides(items: Sequence[str], scopes: Mapping[str, Any]) -> dict[str, list[str]]:
+def route_overrides(items: Sequence[str], scopes: Mapping[str, Any]) -> dict[str, list[str]]:
     """Route CLI overrides to the config they belong to.
 
     ``scopes`` maps a scope name (``"train"``, ``"data"``, ``"model"``) to a config instance (or
@@ -282,9 +282,38 @@ def train_hash(cfg: TrainConfig) -> str:
     return config_hash(cfg, exclude=HASH_EXCLUDE)
 
 
+#: DataConfig fields that change speed but not results: a run may resume with other values, and
+#: they stay out of the run identity
+DATA_RUNTIME_FIELDS = ("workers", "cache_clips")
+
+#: version of the run-id scheme written into config.json and checkpoints; 2 = readable part plus
+#: the recipe hash (:func:`recipe_hash`). Folders without it are of the older scheme (no hash).
+RUN_ID_SCHEME = 2
+
+
+def recipe_hash(data: DataConfig, train: TrainConfig, model_overrides: Sequence[tuple[str, Any]] = ()) -> str:
+    """Short hash (8 hex digits) of everything that changes a run's numbers beyond its readable id.
+
+    Covers the data config (without the fold and :data:`DATA_RUNTIME_FIELDS`), the train config
+    (without the seed and :data:`HASH_EXCLUDE`) and the model-config overrides. The model name,
+    variant, dataset, fold, seed and protocol are in the readable part of the run id. Cells of one
+    sweep that differ only in fold and seed share the hash.
+    """
+    payload = {
+        "data": {k: v for k, v in sorted(to_dict(data).items()) if k not in ("fold", *DATA_RUNTIME_FIELDS)},
+        "train": {k: v for k, v in sorted(to_dict(train).items()) if k not in HASH_EXCLUDE},
+        "model": [[k, v] for k, v in model_overrides],
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
 @dataclass(frozen=True)
 class RunSpec:
-    """Everything that identifies one training run (one cell of a sweep)."""
+    """Everything that identifies one training run (one cell of a sweep).
+
+    Build it with :func:`ifdd_bench.spec.build_run_spec`, which applies the model's geometry and
+    the protocol's data recipe; constructing it by hand skips those.
+    """
 
     model: str
     variant: str = "full"
@@ -295,10 +324,13 @@ class RunSpec:
     results_dir: str = "results"
 
     @property
+    def recipe_hash(self) -> str:
+        """Hash of the data, train and model-override settings (see :func:`recipe_hash`)."""
+        return recipe_hash(self.data, self.train, self.model_overrides)
+
+    @property
     def run_id(self) -> str:
-        """``{model}-{variant}-{dataset}-f{fold}-s{seed}`` plus a protocol tag and overrides hash."""
-        base = f"{self.model}-{self.variant}-{self.data.dataset}-f{self.data.fold}-s{self.train.seed}"
-        tag = self.train.protocol
-        if self.model_overrides:
-            tag += "-" + hashlib.sha256(repr(self.model_overrides).encode()).hexdigest()[:6]
-        return f"{base}-{tag}"
+        """``{model}-{variant}-{dataset}-f{fold}-s{seed}-{protocol}-{recipe_hash}``: the run folder's
+        name and the result rows' key; different settings never share it."""
+        return (f"{self.model}-{self.variant}-{self.data.dataset}-f{self.data.fold}-s{self.train.seed}-"
+                f"{self.train.protocol}-{self.recipe_hash}")

@@ -26,7 +26,7 @@ Example::
 
     >>> plan = plan_sweep(variants="full,no_issm", folds="1", seeds="0", epochs=1)
     >>> [c.run_id for c in plan.cells()][:1]
-    ['ifdd_tiny_pretext-full-synth-f1-s0-unified']
+    ['ifdd_tiny_pretext-full-synth-f1-s0-unified-61ce8c09']
     >>> outcome = run_sweep(plan)            # trains what runs.csv lacks
     >>> summarize(plan)                      # mean +- std UAR/WAR per variant
 """
@@ -51,18 +51,9 @@ from filelock import FileLock
 
 from ifdd_bench import registry
 from ifdd_bench.atomic import write_text_atomic
-from ifdd_bench.config import (
-    DATASETS,
-    DataConfig,
-    RunSpec,
-    TrainConfig,
-    protocol_preset,
-    split_scoped_overrides,
-    apply_overrides,
-    to_dict,
-    train_hash,
-)
+from ifdd_bench.config import DataConfig, RunSpec, TrainConfig, parse_overrides, to_dict, train_hash
 from ifdd_bench.errors import ConfigError, suggest
+from ifdd_bench.spec import build_run_spec, check_dataset, is_embedded, shared_overrides
 from ifdd_bench.results import PER_CLASS_CSV, RUNS_CSV, append_rows
 from ifdd_bench.workers import CellPool, Progress, Runner, default_runner, pop_cell_seconds, run_cell
 
@@ -89,26 +80,17 @@ DEFAULT_PROTOCOL = "unified"
 #: folds / seeds of the embedded CPU sweep (real datasets default to every official fold)
 DEFAULT_FOLDS = (1,)
 DEFAULT_SEEDS = (0,)
-#: TrainConfig values of the embedded CPU sweep (over the ``unified`` preset)
-#: (no warm-up, label smoothing or weight decay: with them ifdd_tiny stays at chance for longer than
-#: this budget on SynthDFER; measured, see the README's default-ablation section)
-DEFAULT_SYNTH_TRAIN: Mapping[str, Any] = {"epochs": 5, "warmup_epochs": 0, "batch_size": 16,
-                                          "label_smoothing": 0.0, "weight_decay": 0.0}
-#: DataConfig values of the embedded CPU sweep: ifdd_tiny's native 64 px, decoded clips kept in
-#: memory (1,500 clips x 16 x 64 x 64 x 3 bytes = 295 MB), so JPEG decoding is paid once per run;
-#: no crop/flip augmentation: SynthDFER already varies pose, zoom, shake and lighting per clip, and
-#: random resized crops at 64 px stalled ifdd_tiny within this budget
-DEFAULT_SYNTH_DATA: Mapping[str, Any] = {"frames": 16, "size": 64, "cache_clips": True, "train_aug": "none"}
+#: the embedded benchmark's train/data recipe lives in ifdd_bench.spec (EMBEDDED_TRAIN, EMBEDDED_DATA),
+#: so ``run train`` and every sweep cell get the same one
 #: cells run at once for the embedded CPU sweep: one torch thread each beats two threads per cell
 #: for op-overhead-bound tiny models (real datasets default to one cell at a time)
 DEFAULT_SYNTH_JOBS = 2
 # Budget behind these numbers (one torch thread per cell, torch 2.14, 2-core AVX2-only EPYC): a
 # training step of ifdd_tiny(_pretext) at 16x64x64 costs ~34 ms per clip; fold 1 of the default
 # preset has 1,081 train / 119 val / 300 test clips, so one epoch of one cell is ~33 s of training
-# plus ~4 s of evaluation. With 7 epochs the 7 cells (two at a time, the 7th alone on one core) took
-# 19 min 0 s, over the issue's 15 minutes; 5 epochs, with the 7th cell taking both cores once its
-# partner finishes (workers.CoreShare), bring it under (README, "Default ablation on SynthDFER", has the
-# measured time). Re-measure when SynthDFER or the tiny geometry change.
+# plus ~4 s of evaluation; 5 epochs with two cells at a time, the last one taking both cores once its
+# partner finishes (workers.CoreShare), fit the 15-minute budget (docs/notebook/default-ablation.md
+# has the measured times). Re-measure when SynthDFER or the tiny geometry change.
 
 #: number of official folds per dataset (SynthDFER is written in the DFEW layout)
 FOLD_COUNTS = {"synth": 5, "dfew": 5, "mafw": 5, "ferv39k": 1}
@@ -245,38 +227,56 @@ class Cell:
 
 @dataclass(frozen=True)
 class SweepPlan:
-    """The grid of a sweep; :meth:`cells` expands it in table order (variant, fold, seed)."""
+    """The grid of a sweep, as asked; :meth:`cells` expands it in table order (variant, fold, seed)
+    and builds every cell's spec with :func:`ifdd_bench.spec.build_run_spec`."""
 
     model: str
     variants: tuple[str, ...]
     folds: tuple[int, ...]
     seeds: tuple[int, ...]
-    data: DataConfig
-    train: TrainConfig
+    dataset: str = DEFAULT_DATASET
+    data_root: str | None = None
+    protocol: str = DEFAULT_PROTOCOL
+    epochs: int | None = None
+    overrides: tuple[str, ...] = ()  # key=value strings for every variant cell
     baselines: tuple[tuple[str, str], ...] = ()
-    model_overrides: tuple[tuple[str, Any], ...] = ()
     runs_dir: str = "runs"
     results_dir: str = "results"
 
-    @property
-    def dataset(self) -> str:
-        return self.data.dataset
+    def spec(self, model: str, variant: str, fold: int, seed: int, role: str = "variant") -> RunSpec:
+        """The spec of one cell; baseline cells take the train and data overrides only."""
+        overrides = self.overrides if role == "variant" else shared_overrides(self.overrides, self.model,
+                                                                              self.variants[0])
+        return build_run_spec(model, variant, dataset=self.dataset, data_root=self.data_root, fold=fold, seed=seed,
+                              protocol=self.protocol, epochs=self.epochs, overrides=overrides,
+                              runs_dir=self.runs_dir, results_dir=self.results_dir)
 
     def cells(self) -> list[Cell]:
         """Every cell: variants first, then baselines, each over folds x seeds."""
-        out: list[Cell] = []
-        models = [(self.model, v, self.model_overrides, "variant") for v in self.variants]
-        models += [(m, v, (), "baseline") for m, v in self.baselines]
-        for model, variant, overrides, role in models:
-            for fold in self.folds:
-                for seed in self.seeds:
-                    spec = RunSpec(
-                        model=model, variant=variant, data=replace(self.data, fold=fold),
-                        train=replace(self.train, seed=seed), model_overrides=overrides,
-                        runs_dir=self.runs_dir, results_dir=self.results_dir,
-                    )
-                    out.append(Cell(spec, role))
-        return out
+        models = [(self.model, v, "variant") for v in self.variants]
+        models += [(m, v, "baseline") for m, v in self.baselines]
+        return [Cell(self.spec(model, variant, fold, seed, role), role)
+                for model, variant, role in models for fold in self.folds for seed in self.seeds]
+
+    @property
+    def first(self) -> RunSpec:
+        """The spec of the first variant cell: the sweep's protocol, recipe and geometry as shown."""
+        return self.spec(self.model, self.variants[0], self.folds[0], self.seeds[0])
+
+    @property
+    def data(self) -> DataConfig:
+        """Data config of the first variant cell (baselines keep their own native geometry)."""
+        return self.first.data
+
+    @property
+    def train(self) -> TrainConfig:
+        """Train config of the first variant cell (every cell shares it, up to the seed)."""
+        return self.first.train
+
+    @property
+    def model_overrides(self) -> tuple[tuple[str, Any], ...]:
+        """Typed model-config overrides of the variant cells."""
+        return self.first.model_overrides
 
     @property
     def sweep_id(self) -> str:
@@ -288,16 +288,17 @@ class SweepPlan:
 
     def describe(self) -> dict[str, Any]:
         """JSON-ready description of the grid (written to ``sweep.json``)."""
-        data = to_dict(self.data)
+        first = self.first
+        data = to_dict(first.data)
         data.pop("fold")
-        train = to_dict(self.train)
+        train = to_dict(first.train)
         train.pop("seed")
         return {
             "model": self.model, "variants": list(self.variants),
             "baselines": [f"{m}:{v}" for m, v in self.baselines],
             "dataset": self.dataset, "folds": list(self.folds), "seeds": list(self.seeds),
-            "train_hash": train_hash(self.train), "train": train, "data": data,
-            "model_overrides": [[k, v] for k, v in self.model_overrides],
+            "train_hash": train_hash(first.train), "recipe_hash": first.recipe_hash, "train": train, "data": data,
+            "model_overrides": [[k, v] for k, v in first.model_overrides],
             "runs_dir": self.runs_dir, "results_dir": self.results_dir,
         }
 
@@ -319,57 +320,32 @@ def plan_sweep(
 ) -> SweepPlan:
     """Validate the sweep arguments and build its :class:`SweepPlan` (no training, no torch).
 
-    Without ``data_root`` on ``dataset="synth"`` the embedded CPU defaults apply
-    (:data:`DEFAULT_MODEL`, :data:`DEFAULT_FOLDS`, :data:`DEFAULT_SYNTH_TRAIN`,
-    :data:`DEFAULT_SYNTH_DATA`); with a real dataset the protocol preset is used as is, the
-    model defaults to :data:`DEFAULT_REAL_MODEL` and every official fold is swept.
+    Without ``data_root`` on ``dataset="synth"`` the model defaults to :data:`DEFAULT_MODEL` and
+    fold :data:`DEFAULT_FOLDS` is swept; with a real dataset the model defaults to
+    :data:`DEFAULT_REAL_MODEL` and every official fold is swept. Each cell's spec comes from
+    :func:`ifdd_bench.spec.build_run_spec` (native geometry, protocol data recipe, embedded CPU
+    recipe on SynthDFER); every cell is built here once, so a bad override fails before training.
     ``overrides`` are ``key=value`` strings routed to the train, data or model config
     (``epochs=3``, ``data.size=224``, ``model.drop_path=0.1``).
     """
-    if dataset not in DATASETS:
-        raise ConfigError(f"--dataset: unknown dataset {dataset!r}{suggest(dataset, DATASETS)}; "
-                          f"valid: {', '.join(DATASETS)}")
-    if dataset != "synth" and not data_root:
-        raise ConfigError(f"--dataset {dataset} needs --data-root pointing at the dataset as shipped",
-                          hint="only the embedded SynthDFER benchmark is available without a folder")
-    embedded = dataset == "synth" and not data_root
+    check_dataset(dataset, data_root)
+    embedded = is_embedded(dataset, data_root)
     model = model or (DEFAULT_MODEL if embedded else DEFAULT_REAL_MODEL)
     registry.get_entry(model)  # unknown model -> clear error
-    variant_names = resolve_variants(model, variants)
-    baseline_pairs = resolve_baselines(baselines)
-
-    train = protocol_preset(protocol, **(dict(DEFAULT_SYNTH_TRAIN) if embedded else {}))
-    data = DataConfig(dataset=dataset, data_root=str(data_root) if data_root else None)
-    if embedded:
-        data = replace(data, **DEFAULT_SYNTH_DATA)
-    if epochs is not None:
-        if epochs < 1:
-            raise ConfigError(f"--epochs must be >= 1, got {epochs}")
-        train = replace(train, epochs=epochs, warmup_epochs=min(train.warmup_epochs, max(epochs - 1, 0)))
-
-    model_pairs: tuple[tuple[str, Any], ...] = ()
-    if overrides:
-        model_cfg = registry.resolve_config(model, variant_names[0])
-        routed = split_scoped_overrides(list(overrides), {"train": train, "data": data, "model": model_cfg})
-        train = apply_overrides(train, routed["train"], what="train config")
-        data = apply_overrides(data, routed["data"], what="data config")
-        if routed["model"]:
-            typed = apply_overrides(model_cfg, routed["model"], what=f"{model} config")
-            keys = [item.split("=", 1)[0] for item in routed["model"]]
-            model_pairs = tuple((k, getattr(typed, k)) for k in dict.fromkeys(keys))
-            for variant in variant_names:  # every variant must accept the overrides
-                registry.resolve_config(model, variant, overrides=dict(model_pairs))
-        if "fold" in {i.split("=", 1)[0].split(".")[-1] for i in overrides}:
-            raise ConfigError("set folds with --folds, not data.fold=")
-        if "seed" in {i.split("=", 1)[0].split(".")[-1] for i in overrides}:
-            raise ConfigError("set seeds with --seeds, not seed=")
-
-    return SweepPlan(
-        model=model, variants=variant_names, folds=parse_folds(folds if folds is not None else (
-            DEFAULT_FOLDS if embedded else None), dataset),
-        seeds=parse_seeds(seeds), data=data, train=train, baselines=baseline_pairs,
-        model_overrides=model_pairs, runs_dir=str(runs_dir), results_dir=str(results_dir),
+    axes = {key.split(".")[-1] for key, _ in parse_overrides(overrides)}
+    if "fold" in axes:
+        raise ConfigError("set folds with --folds, not data.fold=")
+    if "seed" in axes:
+        raise ConfigError("set seeds with --seeds, not seed=")
+    plan = SweepPlan(
+        model=model, variants=resolve_variants(model, variants),
+        folds=parse_folds(folds if folds is not None else (DEFAULT_FOLDS if embedded else None), dataset),
+        seeds=parse_seeds(seeds), dataset=dataset, data_root=str(data_root) if data_root else None,
+        protocol=protocol, epochs=epochs, overrides=tuple(overrides), baselines=resolve_baselines(baselines),
+        runs_dir=str(runs_dir), results_dir=str(results_dir),
     )
+    plan.cells()  # every variant must accept the overrides; refusals surface now
+    return plan
 
 
 def default_jobs(plan: SweepPlan, executor: str = "local") -> int:
@@ -378,8 +354,7 @@ def default_jobs(plan: SweepPlan, executor: str = "local") -> int:
     The embedded SynthDFER sweep on the local executor runs :data:`DEFAULT_SYNTH_JOBS` cells at
     once (capped at the CPU count, one torch thread each); everything else one cell at a time.
     """
-    embedded = plan.dataset == "synth" and not plan.data.data_root
-    if executor == "local" and embedded:
+    if executor == "local" and is_embedded(plan.dataset, plan.data_root):
         return max(1, min(DEFAULT_SYNTH_JOBS, os.cpu_count() or 1))
     return 1
 

@@ -2,7 +2,7 @@ import pytest
 
 from ifdd_bench.config import (
     DataConfig, RunSpec, TrainConfig, apply_overrides, config_hash, from_dict, protocol_preset,
-    split_scoped_overrides, to_dict, train_hash,
+    route_overrides, to_dict, train_hash,
 )
 from ifdd_bench.errors import ConfigError
 
@@ -26,13 +26,13 @@ def test_bad_overrides_name_the_key(item, needle):
 
 
 def test_scoped_routing():
-    routed = split_scoped_overrides(["data.size=64", "epochs=2", "issm=false"],
+    routed = route_overrides(["data.size=64", "epochs=2", "issm=false"],
                                     {"train": TrainConfig(), "data": DataConfig(), "model": _Model()})
     assert routed == {"train": ["epochs=2"], "data": ["size=64"], "model": ["issm=false"]}
     with pytest.raises(ConfigError, match="ambiguous"):
-        split_scoped_overrides(["frames=8"], {"data": DataConfig(), "model": _Model()})
+        route_overrides(["frames=8"], {"data": DataConfig(), "model": _Model()})
     with pytest.raises(ConfigError, match="unknown config key"):
-        split_scoped_overrides(["nope=1"], {"data": DataConfig()})
+        route_overrides(["nope=1"], {"data": DataConfig()})
 
 
 def test_protocol_presets_and_hash():
@@ -53,9 +53,27 @@ def test_round_trip_dict():
         from_dict(DataConfig, {"bogus": 1})
 
 
-def test_run_id():
+def test_run_id_is_readable_part_plus_recipe_hash():
     spec = RunSpec(model="ifdd_tiny", variant="no_issm", data=DataConfig(fold=2), train=TrainConfig(seed=1))
-    assert spec.run_id == "ifdd_tiny-no_issm-synth-f2-s1-unified"
+    head, digest = spec.run_id.rsplit("-", 1)
+    assert head == "ifdd_tiny-no_issm-synth-f2-s1-unified"
+    assert len(digest) == 8 and int(digest, 16) >= 0 and digest == spec.recipe_hash
+
+
+def test_recipe_hash_covers_what_changes_numbers_and_nothing_else():
+    from dataclasses import replace
+
+    spec = RunSpec(model="ifdd_tiny")
+    same = [replace(spec, data=replace(spec.data, fold=3)), replace(spec, train=replace(spec.train, seed=4)),
+            replace(spec, data=replace(spec.data, workers=4, cache_clips=True)),
+            replace(spec, train=replace(spec.train, device="cpu", log_every=1)),
+            replace(spec, runs_dir="elsewhere", results_dir="there")]
+    assert {s.recipe_hash for s in same} == {spec.recipe_hash}
+    other = [replace(spec, train=replace(spec.train, epochs=2)), replace(spec, train=replace(spec.train, lr=1e-3)),
+             replace(spec, data=replace(spec.data, size=32)), replace(spec, data=replace(spec.data, eval_views=2)),
+             replace(spec, model_overrides=(("drop_path", 0.1),))]
+    hashes = [s.recipe_hash for s in other]
+    assert spec.recipe_hash not in hashes and len(set(hashes)) == len(hashes)
 
 
 from dataclasses import dataclass  # noqa: E402

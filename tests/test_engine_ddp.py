@@ -23,7 +23,13 @@ import pytest
 import torch
 
 FIXTURE = Path(__file__).with_name("test_engine_fixtures.py")
-RUN_ID = "engine_test_net-full-synth-f1-s0-unified"
+RUN_PREFIX = "engine_test_net-full-synth-f1-s0-unified-"  # + the recipe hash of the script's settings
+
+
+def run_folder(runs_dir):
+    """The one run folder the fixture script wrote under ``runs_dir``."""
+    (folder,) = Path(runs_dir).glob(RUN_PREFIX + "*")
+    return folder
 ARGS = ["--epochs", "3", "--n-val", "13", "--n-test", "25"]
 
 
@@ -53,8 +59,8 @@ def test_two_gloo_processes_match_one_process(tmp_path, capsys):
     start = next(r for r in rows if r["kind"] == "start")
     assert start["world_size"] == 2
 
-    a = torch.load(single / RUN_ID / "last.pt", weights_only=True)
-    b = torch.load(ddp / RUN_ID / "last.pt", weights_only=True)
+    a = torch.load(run_folder(single) / "last.pt", weights_only=True)
+    b = torch.load(run_folder(ddp) / "last.pt", weights_only=True)
     for key, tensor in a["model_state"].items():
         assert torch.allclose(tensor, b["model_state"][key], rtol=1e-4, atol=1e-6), key
     for ra, rb in zip(a["history"], b["history"], strict=True):
@@ -62,12 +68,12 @@ def test_two_gloo_processes_match_one_process(tmp_path, capsys):
         assert rb["train_clips"] == ra["train_clips"] == 48
         for key in ("val_uar", "val_war", "test_uar", "test_war"):
             assert rb[key] == pytest.approx(ra[key], abs=1e-12), key
-    ja = json.loads((single / RUN_ID / "result.json").read_text())
-    jb = json.loads((ddp / RUN_ID / "result.json").read_text())
+    ja = json.loads((run_folder(single) / "result.json").read_text())
+    jb = json.loads((run_folder(ddp) / "result.json").read_text())
     assert jb["confusion"] == ja["confusion"]
     assert sum(map(sum, jb["confusion"])) == 25  # every test clip exactly once over the two shards
     assert jb["row"]["world_size"] == 2 and jb["row"]["device"].endswith("x2")
     with (ddp / "results" / "runs.csv").open() as fh:
         assert len(list(csv.DictReader(fh))) == 1  # written once, by rank 0
-    with (ddp / RUN_ID / "predictions.csv").open() as fh:
+    with (run_folder(ddp) / "predictions.csv").open() as fh:
         assert [int(r["index"]) for r in csv.DictReader(fh)] == list(range(25))

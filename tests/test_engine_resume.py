@@ -14,7 +14,13 @@ import pytest
 import torch
 
 FIXTURE = Path(__file__).with_name("test_engine_fixtures.py")
-RUN_ID = "engine_test_net-full-synth-f1-s0-unified"
+RUN_PREFIX = "engine_test_net-full-synth-f1-s0-unified-"  # + the recipe hash of the script's settings
+
+
+def run_folder(runs_dir):
+    """The one run folder the fixture script wrote under ``runs_dir``."""
+    (folder,) = Path(runs_dir).glob(RUN_PREFIX + "*")
+    return folder
 TIMING = {"clips_per_s", "step_s", "data_wait_s", "compute_s", "bookkeeping_s", "overhead_share", "train_s",
           "eval_s", "epoch_s"}
 ARGS = ["--epochs", "4", "--mixup", "1"]  # mixup exercises the mixer's own random stream too
@@ -50,7 +56,7 @@ def _kill_at(runs_dir: Path, when) -> list[dict]:
 
 
 def _final(runs_dir: Path) -> tuple[dict, dict, dict]:
-    folder = runs_dir / RUN_ID
+    folder = run_folder(runs_dir)
     last = torch.load(folder / "last.pt", weights_only=True)
     best = torch.load(folder / "best.pt", weights_only=True)
     result = json.loads((folder / "result.json").read_text())
@@ -76,10 +82,10 @@ def test_sigkill_anywhere_then_rerun_gives_identical_weights_and_metrics(tmp_pat
     runs = tmp_path / "killed"
     # first kill: in the middle of epoch 2 (epochs 0 and 1 are checkpointed)
     _kill_at(runs, lambda e: e["kind"] == "step" and e["epoch"] == 2 and e["step"] == 2)
-    assert torch.load(runs / RUN_ID / "last.pt", weights_only=True)["epoch"] == 1
+    assert torch.load(run_folder(runs) / "last.pt", weights_only=True)["epoch"] == 1
     # second kill, in the re-run: after the last epoch, before the final evaluation and results
     _kill_at(runs, lambda e: e["kind"] == "epoch_end" and e["epoch"] == 3)
-    assert not (runs / RUN_ID / "done").exists()
+    assert not (run_folder(runs) / "done").exists()
     events = _run(runs)
     assert [e["epoch"] for e in events if e["kind"] == "resume"] == [3]
     assert not any(e["kind"] == "epoch_start" for e in events)  # nothing left to train

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from ifdd_bench import registry, results, sweep, workers
+from ifdd_bench.spec import EMBEDDED_DATA, EMBEDDED_TRAIN
 from ifdd_bench.config import train_hash
 from ifdd_bench.errors import BenchError, ConfigError
 
@@ -103,8 +104,10 @@ def test_grid_expands_variants_folds_seeds_and_baselines(tmp_path):
     assert len(cells) == 2 * 3 * 2 + 3 * 2
     ids = [c.run_id for c in cells]
     assert len(set(ids)) == len(ids)
-    assert ids[0] == f"{TOY}-no_issm-synth-f1-s0-unified"  # table order: variant, fold, seed
-    assert ids[1] == f"{TOY}-no_issm-synth-f1-s2-unified"
+    assert ids[0].startswith(f"{TOY}-no_issm-synth-f1-s0-unified-")  # table order: variant, fold, seed
+    assert ids[1].startswith(f"{TOY}-no_issm-synth-f1-s2-unified-")
+    # one recipe for the variant cells: folds and seeds differ, the recipe hash does not
+    assert len({c.spec.recipe_hash for c in cells if c.role == "variant"}) == 1
     assert {c.spec.data.fold for c in cells} == {1, 3, 4}
     assert {c.spec.train.seed for c in cells} == {0, 2}
     assert [c.role for c in cells].count("baseline") == 6
@@ -119,8 +122,9 @@ def test_defaults_and_all_variants(tmp_path):
     # defaults: the IFDD ablation rows the model has, in DEFAULT_VARIANTS order
     assert plan.variants == tuple(v for v in sweep.DEFAULT_VARIANTS if v in TOY_ABLATIONS)
     assert plan.folds == sweep.DEFAULT_FOLDS and plan.seeds == sweep.DEFAULT_SEEDS
-    assert plan.train.epochs == sweep.DEFAULT_SYNTH_TRAIN["epochs"]
-    assert plan.data.size == sweep.DEFAULT_SYNTH_DATA["size"]
+    assert plan.train.epochs == EMBEDDED_TRAIN["epochs"]
+    assert plan.data.cache_clips == EMBEDDED_DATA["cache_clips"]
+    assert plan.data.size == 32  # the toy model's native img_size, as in `run train`
     assert _plan(tmp_path, variants="all").variants == tuple(TOY_ABLATIONS)
     # a real dataset sweeps every official fold with the protocol preset's epochs
     real = sweep.plan_sweep(model=TOY, dataset="dfew", data_root=str(tmp_path))
@@ -146,7 +150,8 @@ def test_overrides_route_to_train_data_and_model(tmp_path):
     cell = plan.cells()[0]
     assert cell.spec.train.lr == 1e-3 and cell.spec.data.size == 48
     assert cell.spec.model_overrides == (("width", 16),)
-    assert cell.run_id.startswith(f"{TOY}-full-synth-f1-s0-unified-")  # overrides tag the run id
+    assert cell.run_id.startswith(f"{TOY}-full-synth-f1-s0-unified-")
+    assert cell.spec.recipe_hash != _plan(tmp_path).cells()[0].spec.recipe_hash  # overrides change the id
     assert plan.sweep_id != _plan(tmp_path).sweep_id
 
 

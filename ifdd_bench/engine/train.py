@@ -44,7 +44,8 @@ import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
-from ifdd_bench.config import DATASETS, PROTOCOLS, RunSpec, TrainConfig, to_dict, train_hash
+from ifdd_bench.config import (DATA_RUNTIME_FIELDS, DATASETS, PROTOCOLS, RUN_ID_SCHEME, RunSpec, TrainConfig, to_dict,
+                               train_hash)
 from ifdd_bench.data.readers import NUM_FOLDS
 from ifdd_bench.engine import distributed as D
 from ifdd_bench.engine import runfiles as F
@@ -66,8 +67,6 @@ Progress = Callable[[dict], None]
 SELECTIONS = ("val_uar", "test_war")
 OPTIMIZERS = ("adamw", "sgd")
 AMP_MODES = ("none", "bf16", "fp16")
-#: DataConfig fields that change speed but not results; a run may resume with other values
-DATA_RUNTIME_FIELDS = ("workers", "cache_clips")
 
 
 # ============================================================================================
@@ -130,25 +129,6 @@ def validate_spec(spec: RunSpec) -> None:
         raise ConfigError(f"fold {spec.data.fold} is out of range for {spec.data.dataset}: valid folds are "
                           f"1..{folds}" if folds > 1 else f"{spec.data.dataset} has a single official split: fold 1")
     resolve_config(spec.model, spec.variant, overrides=dict(spec.model_overrides))  # unknown model/variant/key
-
-
-def data_defaults(model_cfg: Any, dataset: str, protocol: str) -> dict[str, Any]:
-    """DataConfig values a run starts from before the user's overrides.
-
-    * geometry: the model's native ``frames`` and ``img_size`` (IFDD paper 16x224, baselines
-      16x112, ``*_tiny`` 16x64), as the unified protocol prescribes per model;
-    * ``reference`` protocol: IFDD's data recipe (spec 11.3/11.4): consecutive frames (MAFW: 32
-      frames with stride 2), the reference augmentation, and for FERV39k/MAFW the random evaluation
-      window the reference uses.
-    """
-    frames = int(model_cfg.frames)
-    values: dict[str, Any] = {"frames": frames, "segments": frames, "segment_len": 1, "size": int(model_cfg.img_size)}
-    if protocol == "reference":
-        values.update(sampling="consecutive", train_aug="reference", frame_stride=1, eval_views=1,
-                      eval_sampling="random" if dataset in ("ferv39k", "mafw") else "center")
-        if dataset == "mafw":
-            values.update(frames=32, segments=32, frame_stride=2)
-    return values
 
 
 def finished_run(spec: RunSpec, run_dir: Path) -> dict | None:
@@ -595,7 +575,9 @@ def _write_run_header(run_dir: Path, spec: RunSpec, identity: Mapping[str, Any],
     if fresh:
         for name in (F.DONE, F.RESULT, F.BEST_PENDING):
             (run_dir / name).unlink(missing_ok=True)
-    F.write_json(run_dir / F.CONFIG, {"run_id": spec.run_id, **identity, "classes": list(classes),
+    F.write_json(run_dir / F.CONFIG, {"run_id": spec.run_id, "run_id_scheme": RUN_ID_SCHEME, **identity,
+                                       "model_overrides": [[k, v] for k, v in spec.model_overrides],
+                                       "classes": list(classes),
                                        "train_config": to_dict(cfg), "runs_dir": spec.runs_dir,
                                        "results_dir": spec.results_dir})
     seeds = {"seed": cfg.seed, "init": derive_seed(cfg.seed, "init"), "sampler": cfg.seed,
@@ -610,7 +592,8 @@ def _write_run_header(run_dir: Path, spec: RunSpec, identity: Mapping[str, Any],
 
 def _checkpoint(kind: str, spec: RunSpec, identity: Mapping[str, Any], classes: Sequence[str],
                 model: nn.Module, state: RunState, **extra: Any) -> dict:
-    return {"format": FORMAT, "kind": kind, "run_id": spec.run_id, **identity, "train_config": to_dict(spec.train),
+    return {"format": FORMAT, "kind": kind, "run_id": spec.run_id, "run_id_scheme": RUN_ID_SCHEME, **identity,
+            "train_config": to_dict(spec.train),
             "classes": list(classes),
             "epoch": state.epoch, "model_state": model.state_dict(), "best": state.best,
             "history": state.history, "torch_version": str(torch.__version__),
