@@ -422,64 +422,6 @@ def data_probe_cmd(preset_name: str, clips: int, sets: tuple[str, ...]) -> None:
 # ============================================================================================
 # run train / predict (issue 5)
 
-#: model config fields the engine sets from the data; users change them through the data config
-_DATA_DRIVEN_MODEL_KEYS = {"num_classes": "the dataset's classes", "frames": "data.frames", "img_size": "data.size"}
-
-
-def _train_spec(model: str, variant: str | None, dataset: str, data_root: str | None, fold: int, seed: int,
-                protocol: str, sets: tuple[str, ...], epochs: int | None, device: str | None, runs_dir: str,
-                results_dir: str) -> Any:
-    """Build the RunSpec of ``run train``: protocol preset -> --epochs -> --seed/--device -> --set.
-
-    The data config starts from the model's native clip geometry and, under ``--protocol
-    reference``, IFDD's sampling/augmentation recipe (``engine.train.data_defaults``).
-    """
-    from dataclasses import replace
-
-    from ifdd_bench import registry
-    from ifdd_bench.config import (DATASETS, DataConfig, RunSpec, apply_overrides, protocol_preset,
-                                   split_scoped_overrides)
-    from ifdd_bench.errors import ConfigError, unknown
-
-    if dataset not in DATASETS:
-        raise unknown("dataset", dataset, DATASETS)
-    if dataset != "synth" and not data_root:
-        raise ConfigError(f"--dataset {dataset} needs --data-root pointing at the dataset folder as shipped",
-                          hint="only the embedded SynthDFER benchmark (--dataset synth) works without a folder")
-    train = protocol_preset(protocol)
-    if epochs is not None:
-        if epochs < 1:
-            raise ConfigError(f"--epochs must be >= 1, got {epochs}")
-        train = replace(train, epochs=epochs, warmup_epochs=min(train.warmup_epochs, max(epochs - 1, 0)))
-    train = replace(train, seed=seed, **({"device": device} if device else {}))
-    model_cfg = registry.resolve_config(model, variant)  # unknown model / variant -> list the valid ones
-    from ifdd_bench.engine.train import data_defaults
-
-    data = DataConfig(dataset=dataset, data_root=data_root, fold=fold,
-                      **data_defaults(model_cfg, dataset, train.protocol))
-    items = []
-    for item in sets:
-        key = item.split("=", 1)[0].strip()
-        bare = key[len("model."):] if key.startswith("model.") else key
-        if key.startswith("model.") and bare in _DATA_DRIVEN_MODEL_KEYS or key in ("img_size", "num_classes"):
-            raise ConfigError(f"--set {key}: the model's {bare} follows the data; set "
-                              f"{_DATA_DRIVEN_MODEL_KEYS[bare]} instead")
-        items.append(f"data.{item}" if key == "frames" else item)
-    routed = split_scoped_overrides(items, {"train": train, "data": data, "model": model_cfg})
-    train = apply_overrides(train, routed["train"], what="train config")
-    data = apply_overrides(data, routed["data"], what="data config")
-    set_keys = {item.split("=", 1)[0] for item in routed["data"]}
-    if "frames" in set_keys and "segments" not in set_keys and data.segment_len and data.frames % data.segment_len == 0:
-        data = replace(data, segments=data.frames // data.segment_len)  # keep U * V == T
-    model_pairs: tuple[tuple[str, Any], ...] = ()
-    if routed["model"]:
-        typed = apply_overrides(model_cfg, routed["model"], what=f"{model} config")
-        keys = dict.fromkeys(i.split("=", 1)[0] for i in routed["model"])
-        model_pairs = tuple((k, getattr(typed, k)) for k in keys)
-    return RunSpec(model, variant=variant or "full", data=data, train=train, model_overrides=model_pairs,
-                   runs_dir=runs_dir, results_dir=results_dir)
-
-
 class _TrainDisplay:
     """Render engine progress events: a live bar per epoch (loss, lr, clips/s, ETA) and one line
     per finished epoch above it."""
@@ -585,7 +527,7 @@ def _print_train_summary(row: dict, per_class: list[dict] | None, confusion: lis
 @click.option("--fold", default=1, show_default=True, type=int, help="Official fold (1..5; FERV39k: 1).")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--protocol", default="unified", show_default=True, help="reference | unified")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+@click.option("-s", "--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Config override, repeatable: epochs=3, lr=1e-4, data.size=64, model.drop_path=0.1 ...")
 @click.option("--epochs", default=None, type=int, help="Shortcut for --set epochs=N (warm-up clamped to N-1).")
 @click.option("--device", default=None, help="auto | cpu | cuda | cuda:N (default: the config's, auto).")
@@ -606,8 +548,11 @@ def train_cmd(model, variant, dataset, data_root, fold, seed, protocol, sets, ep
 
     from ifdd_bench.engine.train import train_run
 
-    spec = _train_spec(model, variant, dataset, data_root, fold, seed, protocol, sets, epochs, device, runs_dir,
-                       results_dir)
+    from ifdd_bench.spec import build_run_spec
+
+    spec = build_run_spec(model, variant, dataset=dataset, data_root=data_root, fold=fold, seed=seed,
+                          protocol=protocol, epochs=epochs, overrides=sets, device=device, runs_dir=runs_dir,
+                          results_dir=results_dir)
     main_rank = int(os.environ.get("RANK", "0")) == 0
     done: dict = {}
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -722,6 +667,84 @@ def predict_cmd(checkpoint, paths, top, device, as_json):
     console.print(table)
 
 
+@command(main, "eval")
+@click.argument("source", metavar="RUN_DIR_OR_CHECKPOINT", type=click.Path())
+@click.option("--dataset", default=None, help="synth | dfew | ferv39k | mafw [default: the run's own].")
+@click.option("--data-root", default=None, help="Dataset folder as shipped [default: the run's own].")
+@click.option("--fold", default=None, type=int, help="Fold to evaluate [default: the run's own].")
+@click.option("--split", type=click.Choice(["test", "val"]), default="test", show_default=True,
+              help="val: the unified protocol's hold-out of the train fold, drawn as in training.")
+@click.option("--views", default=None, type=int, help="Temporal views averaged per clip [default: the run's].")
+@click.option("-s", "--set", "sets", multiple=True, metavar="data.KEY=VALUE",
+              help="Data config override, repeatable (data.eval_sampling=center, data.frames=16 ...).")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--results-dir", default="results", show_default=True, help="Folder whose evals.csv gets the row.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result row as JSON.")
+def eval_cmd(source, dataset, data_root, fold, split, views, sets, device, results_dir, as_json):
+    """Evaluate a trained run (or checkpoint) on a dataset split.
+
+    Writes predictions.csv and metrics.json to <run>/evals/<eval_id>/ and one row (kind=eval) to
+    <results-dir>/evals.csv. Examples:
+
+    \b
+      ifdd-bench eval runs/ifdd-full-dfew-f1-s0-reference-1a2b3c4d --fold 2
+      ifdd-bench eval runs/<run_id> --views 2 --split test
+    """
+    from ifdd_bench.engine.evaluate import evaluate_run
+
+    result = evaluate_run(source, dataset=dataset, data_root=data_root, fold=fold, split=split, views=views,
+                          overrides=sets, device=device, results_dir=results_dir)
+    row = result["row"]
+    if as_json:
+        click.echo(json.dumps(row, indent=2, default=str))
+        return
+    console.print(f"[bold]{row['run_id']}[/] on {row['dataset']} fold {row['fold']} {row['split']} "
+                  f"({row['clips']} clips, {row['views']} view(s)): UAR {100 * row['uar']:.2f}  "
+                  f"WAR {100 * row['war']:.2f}", highlight=False)
+    _print_class_recalls(result["per_class"])
+    console.print(f"predictions and metrics: {result['out_dir']}; row appended to "
+                  f"{Path(results_dir) / 'evals.csv'}", highlight=False)
+
+
+def _print_class_recalls(per_class: list[dict]) -> None:
+    table = Table(title="per-class recall")
+    table.add_column("class")
+    table.add_column("recall", justify="right")
+    table.add_column("clips", justify="right")
+    for row in per_class:
+        recall = row["recall"]
+        table.add_row(row["class_name"], "undefined" if recall != recall else f"{100 * recall:.1f}",
+                      str(row["support"]))
+    console.print(table)
+
+
+@main.group()
+def runs() -> None:
+    """Maintain run folders."""
+
+
+@command(runs, "migrate")
+@click.option("--runs-dir", default="runs", show_default=True)
+@click.option("--results-dir", default="results", show_default=True)
+@click.option("--dry-run", is_flag=True, help="List the renames without writing.")
+def runs_migrate_cmd(runs_dir, results_dir, dry_run):
+    """Rename run folders of the older identity scheme (no recipe hash) and their result rows.
+
+    \b
+      ifdd-bench runs migrate --dry-run
+      ifdd-bench runs migrate --runs-dir runs --results-dir results
+    """
+    from ifdd_bench.engine.migrate import migrate_runs
+
+    report = migrate_runs(runs_dir, results_dir, dry_run=dry_run)
+    for old, new in report.renamed:
+        console.print(f"{'would rename' if dry_run else 'renamed'} {old} -> {new}", highlight=False)
+    for name, why in report.left:
+        err_console.print(f"[yellow]left[/] {name}: {why}", highlight=False)
+    console.print(f"{len(report.renamed)} folder(s), {report.rows} result row(s)"
+                  + (" (dry run: nothing written)" if dry_run else ""), highlight=False)
+
+
 # ============================================================================================
 # run ablation (issue 8)
 
@@ -834,9 +857,10 @@ def ablation_cmd(model, variants, baselines, dataset, data_root, folds, seeds, e
         + (f" + baselines {','.join(m for m, _ in plan.baselines)}" if plan.baselines else "")
         + f" | {plan.dataset} folds {','.join(map(str, plan.folds))} seeds {','.join(map(str, plan.seeds))}"
         + f" | {plan.train.protocol} protocol, {plan.train.epochs} epochs, {plan.data.frames}x{plan.data.size}²"
-        + f" | train_hash {sweep.train_hash(plan.train)}\n"
+        + f" | train_hash {sweep.train_hash(plan.train)} recipe {plan.first.recipe_hash}\n"
         f"{len(cells)} cells: {len(finished)} finished, {len(todo)} to run ({executor}, jobs={jobs})",
         highlight=False)
+    _legacy_hint(plan.runs_dir)
     if dry_run:
         for cell in todo:
             console.print(f"  would run {cell.run_id}", highlight=False)
@@ -863,6 +887,17 @@ def ablation_cmd(model, variants, baselines, dataset, data_root, folds, seeds, e
             err_console.print(f"[red]failed[/] {failure.run_id}: {failure.error}", highlight=False)
         err_console.print("re-run the same command to retry only the failed cells")
         sys.exit(3)
+
+
+def _legacy_hint(runs_dir: str) -> None:
+    """Point at ``runs migrate`` when the runs folder holds folders of the older identity scheme."""
+    from ifdd_bench.engine.migrate import legacy_folders
+
+    old = legacy_folders(runs_dir)
+    if old:
+        err_console.print(f"[yellow]note:[/] {len(old)} run folder(s) in {runs_dir} use the older run-id scheme "
+                          f"(e.g. {old[0].name}) and are not reused; `ifdd-bench runs migrate --runs-dir {runs_dir}` "
+                          "renames them", highlight=False)
 
 
 def _restart_runner(engine_runner: Callable[..., Any], spec: Any, progress: Any = None, resume: bool = True) -> Any:

@@ -5,6 +5,7 @@ Each CSV row is one observation. Files (under a results directory, ``results/`` 
 * ``runs.csv``      one row per finished training run (:class:`RunRow`)
 * ``per_class.csv`` one row per (run, class) with the test recall at the selected checkpoint
 * ``profile.csv``   one row per profiling measurement (columns defined by the profiler)
+* ``evals.csv``     one row per ``ifdd-bench eval`` of a trained run (``kind = "eval"``)
 
 Rows are appended under a cross-process file lock and written with a temp file + ``os.replace``,
 so concurrent sweep workers or an interrupted process never leave a torn or truncated CSV.
@@ -23,7 +24,7 @@ import io
 import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from filelock import FileLock
 
@@ -33,6 +34,7 @@ from ifdd_bench.errors import DataError
 RUNS_CSV = "runs.csv"
 PER_CLASS_CSV = "per_class.csv"
 PROFILE_CSV = "profile.csv"
+EVALS_CSV = "evals.csv"
 
 
 @dataclass
@@ -119,6 +121,31 @@ def append_rows(path: str | os.PathLike, rows: Iterable[Mapping[str, Any] | Any]
             for row in rows:
                 writer.writerow({k: _cell(row.get(k, "")) for k in header})
     return len(rows)
+
+
+def rewrite_rows(path: str | os.PathLike, change: Callable[[dict[str, str]], dict[str, str]]) -> int:
+    """Rewrite every row of a CSV through ``change`` (same columns), atomically and under the
+    file's lock; returns how many rows ``change`` altered. A missing file is left alone (0)."""
+    path = Path(path)
+    if not path.exists() or path.stat().st_size == 0:
+        return 0
+    with FileLock(str(path) + ".lock"):
+        with path.open(newline="") as fh:
+            reader = csv.DictReader(fh)
+            header = list(reader.fieldnames or [])
+            rows = list(reader)
+        changed = 0
+        out = []
+        for row in rows:
+            new = change(dict(row))
+            changed += new != row
+            out.append(new)
+        if changed:
+            with atomic_open(path, "w", newline="", fsync=True) as fh:
+                writer = csv.DictWriter(fh, fieldnames=header, extrasaction="raise")
+                writer.writeheader()
+                writer.writerows(out)
+    return changed
 
 
 def _cell(value: Any) -> Any:

@@ -1,0 +1,177 @@
+"""``ifdd-bench eval``: a trained run (or checkpoint) on a dataset split, scored as the engine does.
+
+::
+
+    out = evaluate_run("runs/ifdd-full-dfew-f1-s0-reference-1a2b3c4d", fold=2, views=2)
+    out["row"]["uar"], out["out_dir"]    # metrics, and where predictions.csv / metrics.json went
+
+The model is rebuilt from the checkpoint (its config and weights). The clips are read with the
+run's own data config when the dataset is the one it was trained on; on another dataset, with
+that dataset's recipe under the run's protocol (:func:`ifdd_bench.spec.build_run_spec`) at the
+model's input size. Every check (identity scheme, classes, frame count, split) runs before anything
+is written. Outputs: ``<run_dir>/evals/<eval_id>/predictions.csv`` and ``metrics.json``, and one
+row in ``<results_dir>/evals.csv`` with ``kind = "eval"`` (never in ``runs.csv``, so sweeps and
+reports of training runs do not mix evaluations in).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+from torch.utils.data import DataLoader
+
+from ifdd_bench.config import RUN_ID_SCHEME, DataConfig, apply_overrides, from_dict, to_dict
+from ifdd_bench.engine import runfiles as F
+from ifdd_bench.engine.checkpoint import load_checkpoint
+from ifdd_bench.engine.distributed import resolve_device
+from ifdd_bench.engine.environment import git_sha
+from ifdd_bench.errors import CheckpointError, ConfigError
+from ifdd_bench.results import EVALS_CSV, append_rows
+
+SPLITS = ("test", "val")
+
+Progress = Callable[[dict], None]
+
+
+def check_scheme(ckpt: dict, path: Path) -> None:
+    """Refuse a checkpoint written under the older run-id scheme (no recipe hash in its run id)."""
+    if int(ckpt.get("run_id_scheme", 1)) < RUN_ID_SCHEME:
+        folder = path.parent
+        raise CheckpointError(
+            f"{path} belongs to a run folder of the older identity scheme (run id {ckpt.get('run_id')!r} "
+            f"has no recipe hash)",
+            hint=f"rename it first: ifdd-bench runs migrate --runs-dir {folder.parent}")
+
+
+def eval_data_config(ckpt: dict, *, dataset: str | None = None, data_root: str | None = None,
+                     fold: int | None = None, views: int | None = None,
+                     overrides: Sequence[str] = ()) -> DataConfig:
+    """The data config an evaluation reads: the run's own on its dataset, else the other dataset's
+    recipe under the run's protocol at the model's input size; then ``fold``, ``views`` and
+    ``data.*`` overrides. Raises :class:`ConfigError` when the frames or size do not fit the model."""
+    from ifdd_bench.spec import build_run_spec
+
+    trained = from_dict(DataConfig, ckpt["data_config"], strict=False)
+    model_cfg = ckpt["model_config"]
+    if dataset is None or (dataset == trained.dataset and data_root is None):
+        data = trained
+    else:
+        spec = build_run_spec(ckpt["model"], ckpt.get("variant"), dataset=dataset, data_root=data_root,
+                              protocol=ckpt.get("protocol", "unified"))
+        data = replace(spec.data, size=trained.size)
+    if fold is not None:
+        data = replace(data, fold=fold)
+    if views is not None:
+        if views < 1:
+            raise ConfigError(f"--views must be >= 1, got {views}")
+        data = replace(data, eval_views=views)
+    items = [item[len("data."):] if item.startswith("data.") else item for item in overrides]
+    data = apply_overrides(data, items, what="data config")
+    data = replace(data, cache_clips=False)  # one pass over one split: nothing to gain from a cache
+    frames, size = int(model_cfg.get("frames", data.frames)), int(model_cfg.get("img_size", data.size))
+    if data.frames != frames:
+        raise ConfigError(f"the checkpoint's model takes {frames} frames but the {data.dataset} recipe reads "
+                          f"{data.frames}", hint=f"add --set data.frames={frames} (and a sampling that fits)")
+    if data.size != size:
+        raise ConfigError(f"the checkpoint's model takes {size}x{size} pixels but data.size is {data.size}",
+                          hint=f"drop the data.size override or set data.size={size}")
+    return data
+
+
+def eval_id(data: DataConfig, split: str) -> str:
+    """``{dataset}-f{fold}-{split}-v{views}-{hash}``: names an evaluation's folder; the hash covers
+    the rest of the data config, so two evaluations with other settings never share a folder."""
+    payload = {k: v for k, v in sorted(to_dict(data).items()) if k not in ("workers", "cache_clips")}
+    digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    return f"{data.dataset}-f{data.fold}-{split}-v{data.eval_views}-{digest}"
+
+
+def evaluate_run(source: str | Path, *, dataset: str | None = None, data_root: str | None = None,
+                 fold: int | None = None, split: str = "test", views: int | None = None,
+                 overrides: Sequence[str] = (), device: str = "auto", batch_size: int | None = None,
+                 results_dir: str | Path = "results", progress: Progress | None = None) -> dict[str, Any]:
+    """Score a run folder's ``best.pt`` (or a checkpoint file) on one split of a dataset.
+
+    Returns ``{"row", "per_class", "confusion", "classes", "out_dir"}``. ``dataset`` / ``data_root``
+    / ``fold`` default to the run's own; ``split`` is ``test`` or ``val`` (the unified protocol's
+    hold-out of the train fold, seeded as in training); ``views`` sets the temporal views averaged
+    per clip. Bad requests raise a :class:`~ifdd_bench.errors.BenchError` before anything is
+    written.
+    """
+    from ifdd_bench.data import build_datasets
+    from ifdd_bench.engine.predict import load_model, resolve_checkpoint
+    from ifdd_bench.engine.train import evaluate
+
+    if split not in SPLITS:
+        raise ConfigError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
+    path = resolve_checkpoint(source)
+    ckpt = load_checkpoint(path)
+    for key in ("model", "model_config", "data_config", "classes", "train_config"):
+        if key not in ckpt:
+            raise CheckpointError(f"checkpoint {path} lacks {key!r}; it cannot be evaluated")
+    check_scheme(ckpt, path)
+    run_dir = path.parent
+    protocol = ckpt.get("protocol", "unified")
+    seed = int(ckpt["train_config"].get("seed", 0))
+    data = eval_data_config(ckpt, dataset=dataset, data_root=data_root, fold=fold, views=views,
+                            overrides=overrides)
+    trained = from_dict(DataConfig, ckpt["data_config"], strict=False)
+    if split == "val" and protocol != "unified":
+        raise ConfigError(f"the {protocol} protocol has no validation split (it selects on the test fold)",
+                          hint="evaluate --split test")
+    same_holdout = (data.dataset, data.data_root, data.fold) == (trained.dataset, trained.data_root, trained.fold)
+    holdout_dir = run_dir if same_holdout and (run_dir / "val_split.csv").exists() else None
+    bundle = build_datasets(data, seed=seed, protocol="unified" if split == "val" else protocol,
+                            run_dir=holdout_dir, progress=progress)
+    classes = list(ckpt["classes"])
+    if list(bundle.classes) != classes:
+        how = "in another order" if sorted(bundle.classes) == sorted(classes) else "other classes"
+        raise ConfigError(f"the checkpoint predicts {len(classes)} classes ({', '.join(classes)}) but "
+                          f"{data.dataset} fold {data.fold} has {len(bundle.classes)} ({', '.join(bundle.classes)}): "
+                          f"{how}", hint="evaluate on a dataset with the model's label space (MAFW: "
+                                         "--set data.label_order=... picks the order)")
+    dataset_split = bundle.val if split == "val" else bundle.test
+    if dataset_split is None or len(dataset_split) == 0:
+        raise ConfigError(f"{data.dataset} fold {data.fold} has no clips in its {split} split")
+
+    dev, _ = resolve_device(device)
+    model, ckpt = load_model(path, dev)
+    dataset_split.set_epoch(int(ckpt.get("epoch", 0)))
+    loader = DataLoader(dataset_split, batch_size=batch_size or int(ckpt["train_config"].get("eval_batch_size", 16)),
+                        shuffle=False, num_workers=data.workers)
+    if progress:
+        progress({"kind": "eval_start", "clips": len(dataset_split), "split": split, "dataset": data.dataset})
+    metrics, predictions = evaluate(model, loader, len(classes), device=dev, collect=True)
+    records = getattr(dataset_split, "records", None)
+    for pred in predictions:
+        pred["clip_id"] = getattr(records[pred["index"]], "clip_id", pred["index"]) if records else pred["index"]
+
+    ident = eval_id(data, split)
+    out_dir = run_dir / "evals" / ident
+    finished_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    row = {
+        "kind": "eval", "eval_id": ident, "run_id": ckpt.get("run_id"), "model": ckpt["model"],
+        "variant": ckpt.get("variant"), "protocol": protocol, "train_hash": ckpt.get("train_hash"),
+        "seed": seed, "checkpoint": path.name, "epoch": ckpt.get("epoch"),
+        "trained_dataset": trained.dataset, "trained_fold": trained.fold,
+        "dataset": data.dataset, "fold": data.fold, "split": split, "views": data.eval_views,
+        "frames": data.frames, "size": data.size, "clips": len(dataset_split), "num_classes": len(classes),
+        "uar": metrics["uar"], "war": metrics["war"], "device": str(dev), "torch_version": str(torch.__version__),
+        "git_sha": git_sha(), "finished_at": finished_at,
+    }
+    per_class = [{"eval_id": ident, "run_id": ckpt.get("run_id"), "class_index": k, "class_name": name,
+                  "recall": metrics["recall"][k], "support": metrics["support"][k]}
+                 for k, name in enumerate(classes)]
+    result = {"row": row, "per_class": per_class, "confusion": metrics["confusion"], "classes": classes,
+              "data_config": to_dict(data)}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    F.write_predictions(out_dir, predictions, classes)
+    F.write_json(out_dir / "metrics.json", result)
+    append_rows(Path(results_dir) / EVALS_CSV, [row])
+    return {**result, "out_dir": str(out_dir)}

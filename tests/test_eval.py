@@ -1,0 +1,165 @@
+"""`ifdd-bench eval` and `runs migrate`: a trained run scored on other folds, splits and views,
+bad requests refused before anything is written, and older run folders renamed in place."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+import test_engine_fixtures as fx
+from ifdd_bench.data.fixtures import balanced_dfew_rows, write_dfew, write_mafw
+from ifdd_bench.engine.checkpoint import load_checkpoint, save_atomic
+
+
+def _cli(*args):
+    from cli import main
+
+    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    result.text = " ".join(result.output.split())
+    return result
+
+
+def _rows(path: Path) -> list[dict]:
+    with path.open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A unified run of the test model on a two-fold DFEW-layout folder (fold 1 trained)."""
+    base = tmp_path_factory.mktemp("eval")
+    root = base / "dfew"
+    write_dfew(root, balanced_dfew_rows(3, frames=6), test=balanced_dfew_rows(1, frames=6, start=100), size=16)
+    write_dfew(root, balanced_dfew_rows(3, frames=6, start=100), fold=2, test=balanced_dfew_rows(2, frames=6),
+               size=16)
+    runs, results = base / "runs", base / "results"
+    out = _cli("run", "train", "--model", fx.TEST_MODEL, "--dataset", "dfew", "--data-root", root, "--epochs", 2,
+               "-s", "frames=4", "-s", "data.size=8", "-s", "batch_size=7", "-s", "device=cpu",
+               "--runs-dir", runs, "--results-dir", results)
+    assert out.exit_code == 0, out.output
+    (run_dir,) = runs.iterdir()
+    return {"root": root, "runs": runs, "results": results, "run_dir": run_dir, "base": base}
+
+
+def test_eval_on_its_own_test_split_reproduces_the_engine(trained, tmp_path):
+    out = _cli("eval", trained["run_dir"], "--results-dir", tmp_path, "--json")
+    assert out.exit_code == 0, out.output
+    row = json.loads(out.output)
+    trained_row = _rows(trained["results"] / "runs.csv")[0]
+    assert row["kind"] == "eval" and row["run_id"] == trained_row["run_id"] == trained["run_dir"].name
+    assert row["uar"] == pytest.approx(float(trained_row["uar"]), abs=1e-12)
+    assert row["war"] == pytest.approx(float(trained_row["war"]), abs=1e-12)
+    engine = _rows(trained["run_dir"] / "predictions.csv")
+    mine = _rows(trained["run_dir"] / "evals" / row["eval_id"] / "predictions.csv")
+    assert [(r["clip_id"], r["pred"]) for r in mine] == [(r["clip_id"], r["pred"]) for r in engine]
+    assert [r["kind"] for r in _rows(tmp_path / "evals.csv")] == ["eval"]
+
+
+def test_eval_on_another_fold_split_and_view_count(trained, tmp_path):
+    out = _cli("eval", trained["run_dir"], "--fold", 2, "--views", 2, "--results-dir", tmp_path, "--json")
+    assert out.exit_code == 0, out.output
+    row = json.loads(out.output)
+    assert (row["fold"], row["views"], row["split"], row["clips"], row["trained_fold"]) == (2, 2, "test", 14, 1)
+    metrics = json.loads((trained["run_dir"] / "evals" / row["eval_id"] / "metrics.json").read_text())
+    assert metrics["data_config"]["eval_views"] == 2 and len(metrics["confusion"]) == 7
+    val = _cli("eval", trained["run_dir"], "--split", "val", "--results-dir", tmp_path, "--json")
+    assert val.exit_code == 0, val.output
+    trained_row = _rows(trained["results"] / "runs.csv")[0]
+    assert json.loads(val.output)["clips"] == int(trained_row["val_clips"])
+    assert len(_rows(tmp_path / "evals.csv")) == 2
+    table = _cli("eval", trained["run_dir"], "--results-dir", tmp_path)
+    assert table.exit_code == 0 and "per-class recall" in table.text and "UAR" in table.text
+
+
+def _legacy_copy(run_dir: Path, dest: Path) -> Path:
+    """A copy of a run folder as the older scheme wrote it: no scheme, no hash in the run id."""
+    old_id = run_dir.name.rsplit("-", 1)[0]
+    legacy = dest / old_id
+    shutil.copytree(run_dir, legacy, ignore=shutil.ignore_patterns("evals"))
+    config = json.loads((legacy / "config.json").read_text())
+    config.pop("run_id_scheme"), config.pop("model_overrides")
+    config["run_id"] = old_id
+    (legacy / "config.json").write_text(json.dumps(config))
+    result = json.loads((legacy / "result.json").read_text())
+    result["row"]["run_id"] = old_id
+    for row in result["per_class"]:
+        row["run_id"] = old_id
+    (legacy / "result.json").write_text(json.dumps(result))
+    for name in ("best.pt", "last.pt"):
+        ckpt = load_checkpoint(legacy / name)
+        ckpt.pop("run_id_scheme")
+        ckpt["run_id"] = old_id
+        save_atomic(ckpt, legacy / name)
+    return legacy
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--split", "train"], "'train' is not one of"),
+    (["--views", "0"], "--views must be >= 1"),
+    (["-s", "data.frames=6"], "takes 4 frames"),
+    (["-s", "data.size=12"], "takes 8x8 pixels"),
+    (["--fold", "3"], "set_3"),
+    (["-s", "data.nope=1"], "unknown data config key"),
+])
+def test_bad_eval_requests_exit_clearly_and_write_nothing(trained, tmp_path, args, message):
+    before = sorted(p.name for p in (trained["run_dir"] / "evals").glob("*")) if (
+        trained["run_dir"] / "evals").exists() else []
+    out = _cli("eval", trained["run_dir"], *args, "--results-dir", tmp_path)
+    assert out.exit_code == 2, out.output
+    assert message in out.text and "Traceback" not in out.text
+    assert not (tmp_path / "evals.csv").exists()
+    after = sorted(p.name for p in (trained["run_dir"] / "evals").glob("*")) if (
+        trained["run_dir"] / "evals").exists() else []
+    assert after == before
+
+
+def test_eval_refuses_other_classes_reference_val_and_older_run_folders(trained, tmp_path):
+    mafw = write_mafw(tmp_path / "mafw", [("happy", 6), ("sad", 6)], [("anger", 6), ("happy", 6)])
+    out = _cli("eval", trained["run_dir"], "--dataset", "mafw", "--data-root", mafw, "-s", "data.frames=4",
+               "--results-dir", tmp_path)
+    assert out.exit_code == 2 and "predicts 7 classes" in out.text and "mafw fold 1 has 11" in out.text
+    legacy = _legacy_copy(trained["run_dir"], tmp_path / "old_runs")
+    out = _cli("eval", legacy, "--results-dir", tmp_path)
+    assert out.exit_code == 2 and "older identity scheme" in out.text and "runs migrate" in out.text
+    ckpt = load_checkpoint(trained["run_dir"] / "best.pt")
+    ckpt["protocol"] = "reference"
+    save_atomic(ckpt, tmp_path / "reference.pt")
+    out = _cli("eval", tmp_path / "reference.pt", "--split", "val", "--results-dir", tmp_path)
+    assert out.exit_code == 2 and "no validation split" in out.text
+    assert not (tmp_path / "evals.csv").exists()
+
+
+def test_runs_migrate_renames_older_folders_and_rows_so_the_run_is_found_again(trained, tmp_path):
+    from ifdd_bench.engine.train import train_run
+    from ifdd_bench.spec import build_run_spec
+
+    runs, results = tmp_path / "runs", tmp_path / "results"
+    legacy = _legacy_copy(trained["run_dir"], runs)
+    results.mkdir()
+    for name in ("runs.csv", "per_class.csv"):
+        text = (trained["results"] / name).read_text().replace(trained["run_dir"].name, legacy.name)
+        (results / name).write_text(text)
+    dry = _cli("runs", "migrate", "--runs-dir", runs, "--results-dir", results, "--dry-run")
+    assert dry.exit_code == 0 and "would rename" in dry.text and legacy.exists()
+    out = _cli("runs", "migrate", "--runs-dir", runs, "--results-dir", results)
+    assert out.exit_code == 0, out.output
+    assert f"renamed {legacy.name} -> {trained['run_dir'].name}" in out.text
+    assert sorted(p.name for p in runs.iterdir()) == [trained["run_dir"].name]
+    assert {r["run_id"] for r in _rows(results / "runs.csv")} == {trained["run_dir"].name}
+    assert {r["run_id"] for r in _rows(results / "per_class.csv")} == {trained["run_dir"].name}
+    assert load_checkpoint(runs / trained["run_dir"].name / "best.pt")["run_id"] == trained["run_dir"].name
+    spec = build_run_spec(fx.TEST_MODEL, dataset="dfew", data_root=trained["root"], epochs=2,
+                          overrides=("frames=4", "data.size=8", "batch_size=7", "device=cpu"),
+                          runs_dir=runs, results_dir=results)
+    (runs / spec.run_id / "done").write_text("x\n")
+    events: list[dict] = []
+    train_run(spec, progress=events.append)
+    assert events[-1]["kind"] == "done" and events[-1]["cached"]  # found, not retrained
+    again = _cli("runs", "migrate", "--runs-dir", runs, "--results-dir", results)
+    assert "0 folder(s)" in again.text
