@@ -1,9 +1,11 @@
 """Paper figures from the results CSVs (matplotlib Agg + seaborn; never torch).
 
 Every figure is written twice, ``<stem>.png`` (200 dpi) and ``<stem>.pdf`` (TrueType fonts
-embedded, as publishers ask), atomically. Variants keep one order and one colour in every figure:
-:func:`entry_palette` maps the canonical entry order (IFDD variants in paper order, then
-baselines) to the colour-blind-safe seaborn palette.
+embedded, as publishers ask), atomically, with no date or machine-dependent metadata and one
+font (matplotlib's own DejaVu Sans), so the same CSVs give the same bytes on any machine with the
+same matplotlib. Variants keep one order and one colour in every figure: :func:`entry_palette`
+maps the canonical entry order (IFDD variants in paper order, then baselines) to the
+colour-blind-safe seaborn palette.
 
 * :func:`metric_bars`        UAR and WAR per variant: mean bar, sample-std error bar, one dot per run
 * :func:`uar_vs_compute`     UAR vs GMACs (or params) with the Pareto front (more UAR for less compute)
@@ -38,11 +40,20 @@ from ifdd_bench.atomic import atomic_path  # noqa: E402
 from ifdd_bench.reports.inputs import dataset_name  # noqa: E402
 
 PNG_DPI = 200
-#: no creation timestamp in the files, so re-rendering the same CSVs gives byte-identical plots
-#: (committed figures then only change in git when their content does)
-REPRODUCIBLE_METADATA = {"png": {"Software": None}, "pdf": {"CreationDate": None}}
+#: the files carry no date, host, or library version, so re-rendering the same CSVs gives byte-identical
+#: plots on any machine with the same matplotlib (committed figures only change when their content does)
+PRODUCER = "ifdd-bench report with matplotlib"
+REPRODUCIBLE_METADATA = {
+    "png": {"Software": None},
+    "pdf": {"CreationDate": None, "ModDate": None, "Producer": PRODUCER, "Creator": PRODUCER},
+}
+#: the one font of every figure: DejaVu Sans as shipped inside matplotlib (seaborn's styles ask for
+#: Arial first, which would make the PDFs depend on the fonts installed on the machine)
+FONT = "DejaVu Sans"
 _RC = {
     "pdf.fonttype": 42, "ps.fonttype": 42,  # embed TrueType, not Type 3
+    "font.family": "sans-serif", "font.sans-serif": [FONT], "mathtext.fontset": "dejavusans",
+    "svg.hashsalt": "ifdd-bench", "svg.fonttype": "path",  # SVG ids from a fixed salt, glyphs as paths
     "savefig.bbox": "tight", "savefig.pad_inches": 0.05,
     "axes.titleweight": "bold", "axes.titlesize": 10, "axes.labelsize": 9,
     "xtick.labelsize": 8, "ytick.labelsize": 8, "legend.fontsize": 8, "legend.title_fontsize": 8,
@@ -300,7 +311,11 @@ def training_curves(history: pd.DataFrame, order: Sequence[str], labels: Mapping
 
 def per_class_heatmap(per_class: pd.DataFrame, order: Sequence[str], labels: Mapping[str, str],
                       out_dir: str | os.PathLike, stem: str = "per_class_recall") -> list[Path]:
-    """Heatmap of mean per-class recall (%), variants x classes, one figure per dataset."""
+    """Heatmap of mean per-class recall (%), variants x classes, one figure per dataset.
+
+    A class absent from every run's test split of a variant (recall NaN) is left blank and the
+    title says so; otherwise the mean is over the runs that have the class.
+    """
     written = []
     for dataset in _datasets(per_class):
         part = per_class[per_class["dataset"] == dataset]
@@ -319,7 +334,8 @@ def per_class_heatmap(per_class: pd.DataFrame, order: Sequence[str], labels: Map
             ax.set_ylabel("")
             ax.tick_params(axis="x", labelrotation=40)
             plt.setp(ax.get_xticklabels(), ha="right", rotation_mode="anchor")
-            ax.set_title(f"{dataset_name(dataset)}: per-class test recall (mean over runs)")
+            absent = " (blank: class absent, recall undefined)" if table.isna().any().any() else ""
+            ax.set_title(f"{dataset_name(dataset)}: per-class test recall (mean over runs){absent}")
             fig.tight_layout()
             written += save_figure(fig, out_dir, f"{stem}_{dataset}")
     return written
