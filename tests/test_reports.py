@@ -179,8 +179,8 @@ def test_other_tables_are_shaped():
     row = next(line for line in complexity.splitlines() if line.startswith("| Former-DFER"))
     assert "| 8.32 | 16.7 | 1x3x16x112x112 |" in row and "| 18.03 |" in row
     assert "Not profiled yet" in complexity and "c3d" in complexity
-    assert "| SynthDFER | Baseline (lazy split) | 4 | −11.00 |" in stats_t
-    assert "2/2ⁿ (n=4: 0.125)" in stats_t
+    assert "| SynthDFER | Baseline (lazy split) | 4 | −11.00 | — |" in stats_t  # 4 pairs: no interval
+    assert "fewer than 5 pairs, no interval" in stats_t and "Holm-adjusted" in stats_t
 
 
 # ---------------------------------------------------------------------------------------------
@@ -188,17 +188,17 @@ def test_other_tables_are_shaped():
 
 
 def test_paired_differences_by_hand():
-    diffs = stats.paired_differences(_runs(), n_resamples=2000)
+    diffs = stats.paired_differences(_runs())
     row = diffs[(diffs["variant"] == "baseline") & (diffs["metric"] == "uar")].iloc[0]
     by_hand = np.array([0.50, 0.52, 0.51, 0.55]) - np.array([0.60, 0.64, 0.62, 0.66])
     assert row["n"] == 4 and row["unpaired"] == 0
     assert row["mean_diff"] == pytest.approx(by_hand.mean())
-    assert by_hand.min() <= row["ci_low"] <= row["mean_diff"] <= row["ci_high"] <= by_hand.max()
-    assert row["p_value"] == pytest.approx(2 / 16) and row["p_method"] == "exact"  # all four gaps negative
+    assert row["std_diff"] == pytest.approx(statistics.stdev(by_hand))
+    assert math.isnan(row["ci_low"]) and row["ci_method"] == "none: n < 5"  # 4 pairs: no interval
+    assert row["t_stat"] == pytest.approx(by_hand.mean() / (statistics.stdev(by_hand) / 2)) and row["df"] == 3
+    assert row["p_holm"] >= row["p_value"] and row["holm_family_size"] == 4
     assert set(diffs["model"] + ":" + diffs["variant"]) == {
         "ifdd_tiny:baseline", "ifdd_tiny:no_ladm", "ifdd_tiny:no_issm", "former_dfer:full"}
-    again = stats.paired_differences(_runs(), n_resamples=2000)
-    pd.testing.assert_frame_equal(diffs, again)  # seeded
 
 
 def test_sign_flip_matches_brute_force_and_monte_carlo():
@@ -396,8 +396,8 @@ def test_render_writes_every_table_atomically(results_dir):
     assert all(p.suffix != ".tex" for p in only_md.files)
     with pytest.raises(ConfigError, match="unknown report format 'pdf'"):
         render_report(results_dir, formats="pdf", plots=False, known_models=KNOWN)
-    with pytest.raises(ConfigError, match="--reference 'no_lift' matches no run"):
-        render_report(results_dir, reference="no_lift", plots=False, known_models=KNOWN)
+    with pytest.raises(ConfigError, match="--reference 'no_lfit' is neither.*did you mean: no_l"):
+        render_report(results_dir, reference="no_lfit", plots=False, known_models=KNOWN)
 
 
 def test_render_clip_statistics_from_run_predictions(results_dir):
@@ -525,3 +525,170 @@ def test_profile_read_defensively(tmp_path):
     assert "GMACs empty for" in " ".join(table.notes)
     assert all(row[-1].text == "" for block in table.blocks for row in block.rows)
     assert inputs.load_profile(tmp_path / "missing.csv") is None
+
+
+# ---------------------------------------------------------------------------------------------
+# bad input: a class absent from a test split (issue 15)
+
+
+def _absent_class_results(tmp_path, empty="", support=True):
+    """Fixture CSVs where class 'sad' (index 1) had no test clip in fold 2 of every run."""
+    for name in ("runs.csv", "profile.csv"):
+        shutil.copy(FIXTURES / name, tmp_path / name)
+    frame = pd.read_csv(FIXTURES / "per_class.csv", dtype=str)
+    absent = (frame["class_index"] == "1") & (frame["fold"] == "2")
+    frame.loc[absent, "recall"] = empty
+    if support:
+        frame.loc[absent, "support"] = "0"
+    else:
+        frame = frame.drop(columns="support")
+    frame.to_csv(tmp_path / "per_class.csv", index=False)
+    return tmp_path, int(absent.sum())
+
+
+@pytest.mark.parametrize("empty", ["", "nan"])  # "nan" is what the engine writes for an absent class
+def test_absent_class_is_undefined_and_the_report_renders(tmp_path, empty):
+    results_dir, n_absent = _absent_class_results(tmp_path, empty)
+    per_class = inputs.load_per_class(results_dir / "per_class.csv")
+    assert per_class["recall"].isna().sum() == n_absent > 0
+    result = render_report(results_dir, results_dir / "runs", results_dir / "out", plots=False,
+                           known_models=KNOWN, literature_path=LITERATURE)
+    md = (results_dir / "out" / "per_class_synth.md").read_text()
+    notes = " ".join(result.tables["per_class_synth"].notes)
+    assert "sad (10 of 20 runs)" in notes and "left out, not counted as 0" in notes
+    # mean over the runs that have the class: fold-1 recall of 'sad' for full, by hand
+    fold1 = pd.read_csv(FIXTURES / "per_class.csv").query(
+        "model == 'ifdd_tiny' and variant == 'full' and class_index == 1 and fold == 1")
+    full_row = next(line for line in md.splitlines() if line.startswith("| IFDD (full)"))
+    sad = full_row.split("|")[3].strip().strip("*")
+    assert sad == f"{100 * fold1['recall'].mean():.1f} ± {100 * statistics.stdev(fold1['recall']):.1f}"
+    assert "classes present in each run's test split" in " ".join(result.tables["ablation_ifdd_tiny"].notes)
+    assert "sad (absent in 10 of 20 runs)" in (results_dir / "out" / "comparison.md").read_text()
+    assert_latex_shaped((results_dir / "out" / "per_class_synth.tex").read_text())
+
+
+def test_class_absent_from_every_run_shows_a_dash(tmp_path):
+    results_dir, _ = _absent_class_results(tmp_path, support=False)
+    frame = pd.read_csv(results_dir / "per_class.csv", dtype=str)
+    frame.loc[frame["class_index"] == "1", "recall"] = ""  # no run had a 'sad' test clip
+    frame.to_csv(results_dir / "per_class.csv", index=False)
+    result = render_report(results_dir, results_dir / "runs", results_dir / "out", known_models=KNOWN,
+                           literature_path=LITERATURE)  # with plots: the heatmap takes the NaN column
+    table = result.tables["per_class_synth"]
+    sad = table.columns.index("sad")
+    assert all(row[sad].text == "—" and not row[sad].bold for row in table.blocks[0].rows)
+    assert "—: absent from every run of that variant" in " ".join(table.notes)
+    tex = markup.to_latex(table)
+    assert_latex_shaped(tex)
+    assert " & --- & " in tex
+    assert (results_dir / "out" / "plots" / "per_class_recall_synth.pdf").exists()
+
+
+def test_empty_recall_with_test_clips_is_refused(tmp_path):
+    frame = pd.read_csv(FIXTURES / "per_class.csv", dtype=str)
+    frame.loc[4, "recall"] = ""
+    frame.to_csv(tmp_path / "per_class.csv", index=False)
+    with pytest.raises(DataError, match=r"line 6: recall is empty but support is 20 test clips"):
+        inputs.load_per_class(tmp_path / "per_class.csv")
+
+
+# ---------------------------------------------------------------------------------------------
+# bad input: a sweep without the reference variant (issue 15)
+
+
+def test_sweep_without_full_renders_every_table_that_needs_no_reference(tmp_path):
+    frame = pd.read_csv(FIXTURES / "runs.csv", dtype=str)
+    # `run ablation --variants baseline,no_ladm,no_issm`, plus a baseline
+    frame = frame[~((frame["model"] == "ifdd_tiny") & (frame["variant"] == "full"))]
+    frame.to_csv(tmp_path / "runs.csv", index=False)
+    shutil.copy(FIXTURES / "per_class.csv", tmp_path / "per_class.csv")
+    result = render_report(tmp_path, tmp_path / "runs", tmp_path / "out", plots=False, known_models=KNOWN,
+                           literature_path=LITERATURE)
+    note = result.reference_note
+    assert "no run of ifdd_tiny has that variant" in note and "'full'" in note
+    assert "--variants baseline,no_ladm,no_issm,full" in note and "--reference one of:" in note
+    assert "former_dfer" in note and note in result.skipped
+    assert {"ablation_ifdd_tiny", "comparison", "per_class_synth", "complexity"} <= set(result.tables)
+    assert "stats" not in result.tables and "stats_clips" not in result.tables
+    assert not (tmp_path / "out" / "paired_differences.csv").exists()
+    comparison = markup.to_markdown(result.tables["comparison"])
+    assert "IFDD rows omitted" in comparison and "Baseline (lazy split)" not in comparison
+    assert note in (tmp_path / "out" / "report.md").read_text()
+    # only IFDD variants, no baseline and no literature: no comparison table either, and it says so
+    only = frame[frame["model"] == "ifdd_tiny"]
+    only.to_csv(tmp_path / "runs.csv", index=False)
+    bare = render_report(tmp_path, tmp_path / "runs", tmp_path / "out2", plots=False, known_models=KNOWN,
+                         literature_path=tmp_path / "none.csv")
+    assert "comparison" not in bare.tables and bare.reference_note
+    assert "ablation_ifdd_tiny" in bare.tables
+    # `run ablation --variants baseline`: one variant, nothing another reference could be compared with
+    frame[frame["variant"] == "baseline"].to_csv(tmp_path / "runs.csv", index=False)
+    single = render_report(tmp_path, tmp_path / "runs", tmp_path / "out3", plots=False, known_models=KNOWN,
+                           literature_path=LITERATURE)
+    assert "(--variants baseline,full)" in single.reference_note and "--reference" not in single.reference_note
+    assert {"ablation_ifdd_tiny", "comparison", "per_class_synth"} <= set(single.tables)
+
+
+def test_reference_found_leaves_no_note(results_dir):
+    result = render_report(results_dir, results_dir / "runs", results_dir / "out", plots=False,
+                           known_models=KNOWN, literature_path=LITERATURE)
+    assert result.reference_note == "" and "stats" in result.tables
+    missing_model = render_report(results_dir, results_dir / "runs", results_dir / "o2", plots=False,
+                                  reference="c3d", known_models=KNOWN, literature_path=LITERATURE)
+    assert "no run has it; train 'c3d'" in missing_model.reference_note
+
+
+# ---------------------------------------------------------------------------------------------
+# reproducible bytes (issue 16)
+
+
+def _all_files(folder):
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_rerender_gives_identical_bytes_even_with_last_bit_noise(results_dir, tmp_path, monkeypatch):
+    render_report(results_dir, results_dir / "runs", tmp_path / "a", known_models=KNOWN, literature_path=LITERATURE)
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "86400")  # another "now": a date left in a file would differ
+    render_report(results_dir, results_dir / "runs", tmp_path / "b", known_models=KNOWN, literature_path=LITERATURE)
+    first, second = _all_files(tmp_path / "a"), _all_files(tmp_path / "b")
+    assert first.keys() == second.keys() and {"summary.csv", "paired_differences.csv", "plots/bars_uar_war.pdf"} \
+        <= set(first)
+    for name in first:
+        assert first[name] == second[name], name
+    # another CPU may differ in the last bits of a sum: the CSVs the report writes must not
+    frame = pd.read_csv(results_dir / "runs.csv")
+    frame["uar"] = np.nextafter(frame["uar"].to_numpy(), 1.0)
+    noisy = tmp_path / "noisy"
+    noisy.mkdir()
+    frame.to_csv(noisy / "runs.csv", index=False, float_format="%.17g")
+    shutil.copy(results_dir / "per_class.csv", noisy / "per_class.csv")
+    shutil.copy(results_dir / "profile.csv", noisy / "profile.csv")
+    render_report(noisy, noisy / "runs", tmp_path / "c", plots=False, known_models=KNOWN, literature_path=LITERATURE)
+    for name in ("summary.csv", "paired_differences.csv"):
+        assert (tmp_path / "c" / name).read_bytes() == first[name], name
+    assert "0.63," in first["summary.csv"].decode()  # 6 significant digits, not 0.6300000000000001
+
+
+def test_plot_files_carry_no_date_and_one_font(results_dir, tmp_path):
+    import matplotlib
+    from matplotlib import font_manager
+
+    from ifdd_bench.reports import plots
+
+    result = render_report(results_dir, results_dir / "runs", tmp_path, known_models=KNOWN,
+                           literature_path=LITERATURE)
+    pdfs = [p for p in result.files if p.suffix == ".pdf"]
+    pngs = [p for p in result.files if p.suffix == ".png"]
+    assert pdfs and pngs
+    for pdf in pdfs:
+        data = pdf.read_bytes()
+        assert b"/CreationDate" not in data and b"/ModDate" not in data, pdf.name
+        assert not re.search(rb"\(D:\d{8}", data), pdf.name  # no PDF date string anywhere
+        assert f"/Producer ({plots.PRODUCER})".encode() in data and b"Matplotlib v" not in data
+        assert b"DejaVuSans" in data and b"Arial" not in data
+    for png in pngs:
+        data = png.read_bytes()
+        assert b"tIME" not in data and b"Software" not in data, png.name
+    with plots._style():
+        path = font_manager.findfont(font_manager.FontProperties(family=matplotlib.rcParams["font.sans-serif"]))
+    assert Path(path).name == "DejaVuSans.ttf" and "mpl-data" in Path(path).parts  # matplotlib's own copy

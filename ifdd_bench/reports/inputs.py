@@ -320,15 +320,27 @@ def check_mixed(runs: pd.DataFrame, *, allow_mixed: bool) -> list[str]:
 
 
 def load_per_class(path: str | os.PathLike, run_ids: Iterable[str] | None = None) -> pd.DataFrame | None:
-    """Per-class recall rows (``None`` when the file does not exist), restricted to ``run_ids``."""
+    """Per-class recall rows (``None`` when the file does not exist), restricted to ``run_ids``.
+
+    An empty (or ``nan``) recall is a class with no clip in that run's test split (small or custom
+    splits, MAFW's rare classes): its recall is undefined and stays NaN. Such a row must not claim
+    test clips: an empty recall with ``support`` > 0 raises :class:`DataError` naming the line.
+    """
     path = Path(path)
     if not path.exists():
         return None
     frame = results.load(path, required=PER_CLASS_REQUIRED)
-    for col in ("class_index", "recall", "fold", "seed"):
+    for col in ("class_index", "fold", "seed"):
         _numeric(frame, col, path, required=True)
+    _numeric(frame, "recall", path, required=False)  # NaN: class absent from the test split
     if "support" in frame.columns:
         _numeric(frame, "support", path, required=False)
+        claimed = frame["recall"].isna() & (frame["support"] > 0)
+        if claimed.any():
+            idx = claimed.idxmax()
+            raise DataError(f"{path}, line {_line(idx)}: recall is empty but support is "
+                            f"{frame['support'][idx]:g} test clips",
+                            hint="an empty recall means the class had no test clip; fix or re-run the run")
     out = (frame["recall"] < 0) | (frame["recall"] > 1)
     if out.any():
         raise DataError(f"{path}, line {_line(out.idxmax())}: recall is not a fraction in [0, 1]")

@@ -6,8 +6,14 @@ run folders' ``history.csv`` / ``predictions.csv``); never imports torch. Writes
 * ``<table>.tex`` / ``<table>.md`` for the ablation table(s), comparison, per-class recall,
   reported-vs-measured complexity and paired statistics
 * ``report.md``: every Markdown table and figure in one page, with the command that made it
-* ``summary.csv`` (mean/std per model, variant, dataset) and ``paired_differences.csv``
+* ``summary.csv`` (mean/std per model, variant, dataset), ``paired_differences.csv`` and
+  ``clip_paired_differences.csv``, floats written with :data:`CSV_FLOAT_FORMAT` so that a re-render
+  on another machine gives the same bytes
 * ``plots/*.png`` and ``plots/*.pdf``
+
+When no run has the ``reference`` (a sweep over ``--variants gap``, without ``full``), every table
+that needs no reference is still rendered; the paired tables are not, and
+``RenderResult.reference_note`` says which runs they would need.
 
 Example::
 
@@ -34,6 +40,9 @@ from ifdd_bench.reports import inputs, markup, stats, tables
 from ifdd_bench.reports.inputs import VARIANTS_BY_KEY, is_ifdd_model
 
 FORMATS = ("latex", "md")
+#: floats in the CSVs the report writes: 6 significant digits. Sums and matrix products may differ in
+#: the last bits between CPUs (SIMD width, BLAS); rounding far above that keeps the files byte-identical.
+CSV_FLOAT_FORMAT = "%.6g"
 
 
 @dataclass
@@ -44,6 +53,9 @@ class RenderResult:
     ablation_keys: list[str] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # what was not rendered, and why
+    #: "" when the reference has runs; otherwise why the paired tables were not rendered and which
+    #: runs (or which --reference) they need. Also the first entry of ``skipped``.
+    reference_note: str = ""
     seconds: float = 0.0
 
 
@@ -68,14 +80,38 @@ def parse_formats(formats: str | Iterable[str]) -> list[str]:
     return out
 
 
-def _check_reference(runs: pd.DataFrame, reference: str) -> None:
-    ifdd_variants = set(runs.loc[runs["model"].map(is_ifdd_model), "variant"])
+def write_csv(path: str | os.PathLike, frame: pd.DataFrame) -> Path:
+    """Write ``frame`` as CSV atomically, floats with :data:`CSV_FLOAT_FORMAT` (machine-independent bytes)."""
+    return write_text(path, frame.to_csv(index=False, float_format=CSV_FLOAT_FORMAT, lineterminator="\n"))
+
+
+def check_reference(runs: pd.DataFrame, reference: str, known_models: Iterable[str] | None = None) -> str:
+    """``""`` when ``reference`` has runs; a note naming what the paired tables need when it has none.
+
+    ``reference`` is an IFDD variant (``full``) or a model name (``former_dfer``). A known variant
+    or registered model without runs (a sweep that left ``full`` out) gives the note; any other
+    name is a typo and raises :class:`ConfigError` with the closest choices.
+    """
+    ifdd_models = sorted(m for m in runs["model"].unique() if is_ifdd_model(m))
+    ifdd_variants = sorted(set(runs.loc[runs["model"].map(is_ifdd_model), "variant"]),
+                           key=lambda v: (inputs.VARIANT_ORDER.get(v, 99), v))
     models = set(runs["model"])
     if reference in ifdd_variants or reference in models:
-        return
-    choices = sorted(ifdd_variants | (models - {m for m in models if is_ifdd_model(m)}))
-    known = " (a known IFDD variant, but no run has it)" if reference in VARIANTS_BY_KEY else ""
-    raise ConfigError(f"--reference {reference!r} matches no run{known}{suggest(reference, choices)}; "
+        return ""
+    baselines = sorted(models - set(ifdd_models))
+    choices = ifdd_variants + baselines
+    known = set(known_models) if known_models is not None else set(inputs.registered_model_names())
+    # another reference only helps when there is something left to compare with it
+    other = f" or render with --reference one of: {', '.join(choices)}" if len(choices) > 1 else ""
+    if reference in VARIANTS_BY_KEY and ifdd_models:
+        return (f"paired statistics (stats, stats_clips): they compare every entry with the reference "
+                f"{reference!r}, and no run of {', '.join(ifdd_models)} has that variant; re-run the sweep with it "
+                f"(--variants {','.join(ifdd_variants + [reference])}){other}")
+    if reference in known or reference in VARIANTS_BY_KEY:
+        return (f"paired statistics (stats, stats_clips): they compare every entry with the reference "
+                f"{reference!r}, and no run has it; train {reference!r} on the same folds and seeds{other}")
+    hint = suggest(reference, sorted(set(choices) | set(VARIANTS_BY_KEY) | known))
+    raise ConfigError(f"--reference {reference!r} is neither an IFDD variant nor a model{hint}; "
                       f"choose one of: {', '.join(choices)}")
 
 
@@ -140,9 +176,12 @@ def render_report(
 
     Raises a :class:`~ifdd_bench.errors.BenchError` for a missing, empty or foreign ``runs.csv``,
     unknown variant or model names, a results file mixing protocols or train hashes for one
-    dataset (unless ``allow_mixed``), an unknown format or an unusable ``reference``. Inputs that
-    are optional (per_class.csv, profile.csv, literature.csv, run folders) are skipped with a
-    reason in ``RenderResult.skipped``.
+    dataset (unless ``allow_mixed``), an unknown format or a ``reference`` that names no variant or
+    model. A known reference without runs renders everything else and leaves the reason in
+    ``RenderResult.reference_note`` (see :func:`check_reference`). Inputs that are optional
+    (per_class.csv, profile.csv, literature.csv, run folders) are skipped with a reason in
+    ``RenderResult.skipped``. A class absent from a test split (empty recall in per_class.csv) is
+    shown as undefined, and the UAR tables say their mean is over the classes present.
     """
     start = time.perf_counter()
     notify = progress or (lambda event: None)
@@ -153,8 +192,11 @@ def render_report(
 
     runs = inputs.load_runs(results_dir / results.RUNS_CSV, filters=filters, known_models=known_models)
     mixed_notes = inputs.check_mixed(runs, allow_mixed=allow_mixed)
-    _check_reference(runs, reference)
+    result.reference_note = check_reference(runs, reference, known_models)
+    if result.reference_note:
+        result.skipped.append(result.reference_note)
     per_class = inputs.load_per_class(results_dir / results.PER_CLASS_CSV, run_ids=runs["run_id"])
+    table_notes = mixed_notes + tables.absent_class_note(per_class)
     profile = inputs.load_profile(results_dir / results.PROFILE_CSV)
     literature = inputs.load_literature(literature_path)
     if per_class is None:
@@ -168,37 +210,28 @@ def render_report(
     ifdd_models = sorted(m for m in runs["model"].unique() if is_ifdd_model(m))
     for model in ifdd_models or [None]:
         table = tables.ablation_table(runs, model=model, profile=profile, literature=literature,
-                                      extra_notes=mixed_notes)
+                                      extra_notes=table_notes)
         result.tables[table.key] = table
         result.ablation_keys.append(table.key)
-    result.tables["comparison"] = tables.comparison_table(runs, literature, reference=reference, profile=profile,
-                                                          extra_notes=mixed_notes)
+    comparison = tables.comparison_table(runs, literature, reference=reference, profile=profile,
+                                         extra_notes=table_notes)
+    if comparison.n_rows():
+        result.tables["comparison"] = comparison
+    else:
+        result.skipped.append(f"comparison table: no baseline, no run of the reference {reference!r} "
+                              "and no literature.csv rows")
     if per_class is not None and not per_class.empty:
         for dataset in tables.ordered_datasets(per_class["dataset"].unique()):
             table = tables.per_class_table(per_class, runs, dataset, literature=literature)
             result.tables[table.key] = table
     if literature is not None or profile is not None:
         result.tables["complexity"] = tables.complexity_table(literature, profile)
-    diffs = stats.paired_differences(runs, reference=reference, n_resamples=n_resamples, seed=seed,
-                                     ifdd_models=ifdd_models)
-    if diffs.empty:
-        result.skipped.append(f"paired statistics: no entry shares a dataset with the reference {reference!r}")
-    else:
-        result.tables["stats"] = tables.stats_table(diffs, literature=literature)
     predictions, problems = inputs.load_predictions(Path(runs_dir), runs)
     result.skipped += problems
-    clip_diffs = pd.DataFrame()
-    if predictions is None:
-        result.skipped.append(f"clip-level statistics: no predictions.csv under {runs_dir}/<run_id>/")
-    elif "clip_id" not in predictions.columns:
-        result.skipped.append("clip-level statistics: predictions.csv files have no 'clip_id' column")
-    else:
-        clip_diffs = stats.clip_paired_differences(predictions, reference=reference, n_resamples=n_resamples,
-                                                   seed=seed, ifdd_models=ifdd_models)
-        if clip_diffs.empty:
-            result.skipped.append(f"clip-level statistics: no predictions share a cell with the reference {reference!r}")
-        else:
-            result.tables["stats_clips"] = tables.clip_stats_table(clip_diffs, literature=literature)
+    diffs = clip_diffs = pd.DataFrame()
+    if not result.reference_note:  # without a reference run there is nothing to pair (said once, above)
+        diffs, clip_diffs = _paired_tables(runs, predictions, reference, ifdd_models, literature, runs_dir,
+                                           n_resamples, seed, result)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     for key, table in result.tables.items():
@@ -209,11 +242,11 @@ def render_report(
         notify({"kind": "table", "name": key})
     agg = stats.aggregate(runs)
     agg["entry"] = [inputs.entry_key(m, v) for m, v in zip(agg["model"], agg["variant"])]
-    result.files.append(write_text(out_dir / "summary.csv", agg.to_csv(index=False)))
+    result.files.append(write_csv(out_dir / "summary.csv", agg))
     if not diffs.empty:
-        result.files.append(write_text(out_dir / "paired_differences.csv", diffs.to_csv(index=False)))
+        result.files.append(write_csv(out_dir / "paired_differences.csv", diffs))
     if not clip_diffs.empty:
-        result.files.append(write_text(out_dir / "clip_paired_differences.csv", clip_diffs.to_csv(index=False)))
+        result.files.append(write_csv(out_dir / "clip_paired_differences.csv", clip_diffs))
 
     # ---- plots
     figures: list[tuple[str, Path]] = []
@@ -224,6 +257,31 @@ def render_report(
         result.files.append(write_text(out_dir / "report.md", _report_page(result, figures, out_dir, command)))
     result.seconds = time.perf_counter() - start
     return result
+
+
+def _paired_tables(runs: pd.DataFrame, predictions: pd.DataFrame | None, reference: str, ifdd_models: list[str],
+                   literature: pd.DataFrame | None, runs_dir, n_resamples: int, seed: int,
+                   result: RenderResult) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The paired tables over runs and over test clips (into ``result``); returns their two frames."""
+    diffs = stats.paired_differences(runs, reference=reference, ifdd_models=ifdd_models)
+    if diffs.empty:
+        result.skipped.append(f"paired statistics: no entry shares a dataset with the reference {reference!r}")
+    else:
+        result.tables["stats"] = tables.stats_table(diffs, literature=literature)
+    clip_diffs = pd.DataFrame()
+    if predictions is None:
+        result.skipped.append(f"clip-level statistics: no predictions.csv under {runs_dir}/<run_id>/")
+    elif "clip_id" not in predictions.columns:
+        result.skipped.append("clip-level statistics: predictions.csv files have no 'clip_id' column")
+    else:
+        clip_diffs = stats.clip_paired_differences(predictions, reference=reference, n_resamples=n_resamples,
+                                                   seed=seed, ifdd_models=ifdd_models)
+        if clip_diffs.empty:
+            result.skipped.append("clip-level statistics: no predictions share a cell with the reference "
+                                  f"{reference!r}")
+        else:
+            result.tables["stats_clips"] = tables.clip_stats_table(clip_diffs, literature=literature)
+    return diffs, clip_diffs
 
 
 def _render_plots(runs, agg, per_class, profile, literature, predictions, runs_dir: Path, plot_dir: Path,

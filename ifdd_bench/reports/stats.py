@@ -3,17 +3,24 @@
 * :func:`aggregate` - mean and sample standard deviation of UAR/WAR per (model, variant, dataset)
   over all (fold, seed) cells, with the number of runs, folds and seeds behind each number.
 * :func:`paired_differences` - for each variant, the difference to the reference (``full`` by
-  default) on the (dataset, fold, seed) cells both have, with a seeded percentile-bootstrap
-  confidence interval of the mean difference and a two-sided sign-flip permutation test.
+  default) on the (dataset, fold, seed) cells both have: paired t-test and, from
+  :data:`MIN_PAIRS_FOR_INTERVAL` pairs on, the paired t-interval of the mean difference; the
+  p-values of one table's comparisons are Holm-adjusted together (:func:`holm`).
 * :func:`clip_paired_differences` - the same comparison over the test clips of those cells, from the
-  runs' ``predictions.csv``: how large a gap test-set sampling alone would produce between these
-  two trained models (bootstrap over clips, stratified by class; clip-level swap test).
+  runs' ``predictions.csv``, with the trained models held fixed: how large a gap test-set sampling
+  alone would produce between these two trained models (bootstrap over clips, stratified by
+  class; clip-level swap test). It says nothing about the variation between training runs.
 
-The sign-flip test asks: if a variant and the reference were exchangeable, each paired difference
-would be as likely positive as negative; how often does a random sign pattern give a mean at
-least as far from zero as the observed one? With ``n`` pairs it is exact (all ``2**n``
-patterns) up to :data:`EXACT_LIMIT` pairs and Monte Carlo beyond. Its smallest attainable
-p-value is ``2 / 2**n``: with four paired runs no gap can reach p < 0.125, and reports say so.
+Why a t-interval and not a bootstrap across runs: a percentile bootstrap of the mean of 2-3
+values can only return values between the smallest and the largest difference and so claims far
+more certainty than the data give (two runs 1.3 and 4.4 pp apart give "CI [+1.3, +4.4]"). The
+t-interval widens with few pairs as it should (t = 12.7 for 2 pairs, 2.78 for 5), and agrees
+with the paired t-test: the 95% interval excludes 0 exactly when the unadjusted p < 0.05. Below
+:data:`MIN_PAIRS_FOR_INTERVAL` pairs no interval is given: its width would rest on a standard
+deviation estimated from 2-4 values and on a normality assumption they cannot check.
+
+The t distribution is computed in closed form for integer degrees of freedom
+(:func:`t_central_mass`), so the reports need no statistics package.
 
 Example::
 
@@ -26,6 +33,8 @@ Example::
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -33,8 +42,15 @@ import pandas as pd
 
 from ifdd_bench.reports.inputs import is_ifdd_model
 
-#: up to this many pairs the sign-flip test enumerates every sign pattern exactly
-EXACT_LIMIT = 16
+#: fewest paired runs for which a t-interval is given (below it: no interval, and the table says why)
+MIN_PAIRS_FOR_INTERVAL = 5
+#: the comparisons whose p-values are Holm-adjusted together: one table's, per metric and reference
+HOLM_FAMILY = ("reference_model", "reference", "metric")
+#: how the across-run p-value is computed (``p_method`` column)
+RUN_P_METHOD = "paired t-test, two-sided"
+#: how the clip-level interval and p are computed (``ci_method`` / ``p_method`` columns)
+CLIP_CI_METHOD = "percentile bootstrap over test clips within class, models fixed"
+CLIP_P_METHOD = "clip swap test, two-sided, Monte Carlo"
 GROUP_KEYS = ("model", "variant", "dataset")
 CELL_KEYS = ("fold", "seed")
 
@@ -64,9 +80,179 @@ def aggregate(runs: pd.DataFrame, *, keys: Sequence[str] = GROUP_KEYS,
     return pd.DataFrame(rows, columns=columns)
 
 
+# --------------------------------------------------------------------------------------------
+# Student's t distribution (integer degrees of freedom) without scipy
+
+
+def t_central_mass(t: float, df: int) -> float:
+    """``P(|T| <= t)`` for Student's t with ``df`` (a positive integer) degrees of freedom.
+
+    Uses the closed form that exists for integer ``df`` (Abramowitz & Stegun 26.7.3 and 26.7.4):
+    with ``theta = atan(t / sqrt(df))`` and ``c = cos(theta) ** 2``,
+
+    * odd ``df``: ``(2 / pi) * (theta + sin(theta) cos(theta) * (1 + 2/3 c + (2*4)/(3*5) c**2 + ...))``,
+      the series having ``(df - 1) / 2`` terms (none for ``df = 1``: the Cauchy case ``2 theta / pi``);
+    * even ``df``: ``sin(theta) * (1 + 1/2 c + (1*3)/(2*4) c**2 + ...)`` with ``df / 2`` terms.
+
+    Exact up to floating-point rounding, so no statistics package is needed.
+
+    >>> round(t_central_mass(2.7764451, 4), 6)   # the tabulated 97.5% point of t with 4 df
+    0.95
+    """
+    if df < 1 or int(df) != df:
+        raise ValueError(f"degrees of freedom must be a positive integer, got {df!r}")
+    df = int(df)
+    t = abs(float(t))
+    if math.isinf(t):
+        return 1.0
+    theta = math.atan(t / math.sqrt(df))
+    sin, cos = math.sin(theta), math.cos(theta)
+    c = cos * cos
+    term, total = 1.0, 1.0
+    if df % 2:
+        for k in range(1, (df - 1) // 2):  # terms 2/3 c, (2*4)/(3*5) c^2, ...
+            term *= c * (2 * k) / (2 * k + 1)
+            total += term
+        series = sin * cos * total if df > 1 else 0.0
+        return min(1.0, 2.0 / math.pi * (theta + series))
+    for k in range(1, df // 2):  # terms 1/2 c, (1*3)/(2*4) c^2, ...
+        term *= c * (2 * k - 1) / (2 * k)
+        total += term
+    return min(1.0, sin * total)
+
+
+def t_two_sided_pvalue(t: float, df: int) -> float:
+    """Two-sided p-value ``P(|T| >= |t|)`` of a t statistic with ``df`` degrees of freedom."""
+    if math.isnan(t):
+        return math.nan
+    return max(0.0, 1.0 - t_central_mass(t, df))
+
+
+def t_quantile(confidence: float, df: int) -> float:
+    """The ``t`` with ``P(|T| <= t) = confidence``: the half-width factor of a two-sided interval.
+
+    ``t_quantile(0.95, df)`` is the familiar 97.5% point (12.706 for 1 df, 2.571 for 5 df);
+    found by bisection on :func:`t_central_mass`, which increases with ``t``.
+    """
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must lie in (0, 1), got {confidence!r}")
+    low, high = 0.0, 1.0
+    while t_central_mass(high, df) < confidence:
+        low, high = high, 2.0 * high
+    for _ in range(200):
+        mid = 0.5 * (low + high)
+        if t_central_mass(mid, df) < confidence:
+            low = mid
+        else:
+            high = mid
+        if high - low <= 1e-13 * high:
+            break
+    return 0.5 * (low + high)
+
+
+@dataclass(frozen=True)
+class PairedT:
+    """Summary of ``n`` paired differences: mean, sample std, paired t-test and (maybe) t-interval.
+
+    ``ci_low`` / ``ci_high`` are NaN when ``n < min_pairs`` (see :data:`MIN_PAIRS_FOR_INTERVAL`);
+    ``t_stat`` / ``p_value`` are NaN for fewer than 2 pairs.
+    """
+
+    n: int
+    mean: float
+    std: float
+    t_stat: float
+    df: int
+    p_value: float
+    ci_low: float
+    ci_high: float
+
+
+def paired_t(diffs: Sequence[float], *, confidence: float = 0.95,
+             min_pairs: int = MIN_PAIRS_FOR_INTERVAL) -> PairedT:
+    """Paired t-test of mean difference zero and the t-interval ``mean ± t * s / sqrt(n)``.
+
+    The p-value is two-sided from Student's t with ``n - 1`` degrees of freedom: exact when the
+    differences are independent draws from one normal distribution. The interval is returned only
+    from ``min_pairs`` pairs on. All differences equal give ``s = 0``: ``p = 0`` for a non-zero
+    mean (``t`` infinite), 1 for a zero mean, and a zero-width interval.
+
+    >>> r = paired_t([0.01, 0.02, 0.03, 0.02, 0.02])
+    >>> round(r.mean, 3), round(r.ci_low, 4), round(r.ci_high, 4), round(r.p_value, 4)
+    (0.02, 0.0112, 0.0288, 0.0032)
+    """
+    d = np.asarray(diffs, dtype=float)
+    d = d[~np.isnan(d)]
+    n = len(d)
+    if n == 0:
+        return PairedT(0, math.nan, math.nan, math.nan, 0, math.nan, math.nan, math.nan)
+    mean = float(d.mean())
+    if n == 1:
+        return PairedT(1, mean, math.nan, math.nan, 0, math.nan, math.nan, math.nan)
+    std = float(d.std(ddof=1))
+    se = std / math.sqrt(n)
+    tol = 1e-12 * max(1.0, float(np.abs(d).max()))
+    if se <= tol:  # every difference the same
+        t_stat = 0.0 if abs(mean) <= tol else math.copysign(math.inf, mean)
+    else:
+        t_stat = mean / se
+    p = 1.0 if t_stat == 0.0 else t_two_sided_pvalue(t_stat, n - 1)
+    low = high = math.nan
+    if n >= min_pairs:
+        half = t_quantile(confidence, n - 1) * se
+        low, high = mean - half, mean + half
+    return PairedT(n, mean, std, t_stat, n - 1, p, low, high)
+
+
+def holm(p_values: Sequence[float]) -> np.ndarray:
+    """Holm's step-down adjustment of a family of p-values (NaNs are left out of the family).
+
+    The ``i``-th smallest of ``m`` p-values is multiplied by ``m - i + 1`` (``i`` from 1), capped at
+    1, and made non-decreasing in that order. Rejecting where the adjusted p is below ``alpha``
+    keeps the chance of any false rejection in the family at most ``alpha``, whatever the
+    dependence between the tests.
+
+    >>> holm([0.01, 0.04, 0.03, float("nan")]).round(3).tolist()
+    [0.03, 0.06, 0.06, nan]
+    """
+    p = np.asarray(p_values, dtype=float)
+    out = np.full(p.shape, np.nan)
+    valid = np.flatnonzero(~np.isnan(p))
+    m = len(valid)
+    running = 0.0
+    for rank, idx in enumerate(valid[np.argsort(p[valid], kind="stable")]):
+        running = max(running, min(1.0, (m - rank) * p[idx]))
+        out[idx] = running
+    return out
+
+
+def add_holm(frame: pd.DataFrame, family: Sequence[str]) -> pd.DataFrame:
+    """Add ``p_holm`` (Holm-adjusted ``p_value``) and ``holm_family_size`` per ``family`` group."""
+    frame = frame.copy()
+    frame["p_holm"] = np.nan
+    frame["holm_family_size"] = 0
+    if frame.empty:
+        return frame
+    for _, part in frame.groupby(list(family), sort=False):
+        frame.loc[part.index, "p_holm"] = holm(part["p_value"].to_numpy(dtype=float))
+        frame.loc[part.index, "holm_family_size"] = int(part["p_value"].notna().sum())
+    return frame
+
+
+# --------------------------------------------------------------------------------------------
+# resampling helpers for samples of many values (used by reports.splits over test clips)
+
+#: up to this many values the sign-flip test enumerates every sign pattern exactly
+EXACT_LIMIT = 16
+
+
 def bootstrap_ci(diffs: np.ndarray, *, n_resamples: int = 10_000, confidence: float = 0.95,
                  seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap confidence interval of the mean of ``diffs`` (NaNs for fewer than 2)."""
+    """Percentile bootstrap confidence interval of the mean of ``diffs`` (NaNs for fewer than 2).
+
+    For samples of many values (the per-clip quantities of :mod:`ifdd_bench.reports.splits`); not
+    used across runs, where 2-5 values make a percentile bootstrap far too narrow (:func:`paired_t`).
+    """
     diffs = np.asarray(diffs, dtype=float)
     if len(diffs) < 2:
         return (np.nan, np.nan)
@@ -120,16 +306,30 @@ def _reference_rows(runs: pd.DataFrame, reference: str, ifdd_models: Sequence[st
     return out
 
 
+RUN_COLUMNS = ["reference_model", "reference", "model", "variant", "dataset", "metric", "n", "unpaired",
+               "mean_diff", "std_diff", "ci_low", "ci_high", "ci_method", "confidence", "t_stat", "df",
+               "p_value", "p_method", "p_holm", "holm_family_size"]
+
+
 def paired_differences(runs: pd.DataFrame, *, reference: str = "full", metrics: Sequence[str] = ("uar", "war"),
-                       n_resamples: int = 10_000, confidence: float = 0.95, seed: int = 0,
+                       confidence: float = 0.95, min_pairs: int = MIN_PAIRS_FOR_INTERVAL,
                        ifdd_models: Sequence[str] | None = None) -> pd.DataFrame:
     """Paired differences ``variant - reference`` per dataset over matching (fold, seed) cells.
 
     ``reference`` is a variant name of the IFDD model(s) in ``runs`` (``full``) or a model name
     (``former_dfer``). Every other (model, variant) of the same dataset is compared with it. One
-    output row per (reference model, model, variant, dataset, metric): ``n`` pairs, ``unpaired``
-    runs without a partner, ``mean_diff``, ``ci_low``/``ci_high`` (percentile bootstrap, seeded),
-    ``p_value`` and ``p_method`` (sign-flip permutation), ``p_min`` (smallest attainable p for n).
+    output row per (reference model, model, variant, dataset, metric) with the columns of
+    :data:`RUN_COLUMNS`:
+
+    * ``n`` pairs, ``unpaired`` runs without a partner, ``mean_diff`` and ``std_diff`` (sample std
+      of the differences);
+    * ``ci_low`` / ``ci_high``: paired t-interval at ``confidence``, NaN below ``min_pairs`` pairs
+      (``ci_method`` then says ``none: n < 5``);
+    * ``t_stat``, ``df`` (n - 1), ``p_value``: two-sided paired t-test (:func:`paired_t`);
+    * ``p_holm``: Holm-adjusted over the comparisons of one table, i.e. per (reference model,
+      reference, metric) across datasets and entries (:data:`HOLM_FAMILY`), and
+      ``holm_family_size`` (the number of p-values adjusted together).
+
     Differences are fractions (multiply by 100 for percentage points).
     """
     if ifdd_models is None:
@@ -146,21 +346,19 @@ def paired_differences(runs: pd.DataFrame, *, reference: str = "full", metrics: 
                 cells = part.groupby(list(CELL_KEYS))[list(metrics)].mean()
                 common = cells.index.intersection(ref_cells.index)
                 unpaired = len(cells.index.difference(ref_cells.index)) + len(ref_cells.index.difference(cells.index))
-                for k, metric in enumerate(metrics):
+                for metric in metrics:
                     diffs = (cells.loc[common, metric] - ref_cells.loc[common, metric]).dropna().to_numpy()
-                    low, high = bootstrap_ci(diffs, n_resamples=n_resamples, confidence=confidence, seed=seed + k)
-                    p, method = sign_flip_pvalue(diffs, n_resamples=n_resamples, seed=seed + k)
+                    r = paired_t(diffs, confidence=confidence, min_pairs=min_pairs)
                     rows.append(dict(
                         reference_model=ref_model, reference=reference, model=model, variant=variant,
-                        dataset=dataset, metric=metric, n=len(diffs), unpaired=unpaired,
-                        mean_diff=float(diffs.mean()) if len(diffs) else np.nan,
-                        ci_low=low, ci_high=high, confidence=confidence, n_resamples=n_resamples,
-                        p_value=p, p_method=method,
-                        p_min=(2.0 / 2 ** len(diffs) if 0 < len(diffs) <= EXACT_LIMIT else np.nan),
+                        dataset=dataset, metric=metric, n=r.n, unpaired=unpaired, mean_diff=r.mean,
+                        std_diff=r.std, ci_low=r.ci_low, ci_high=r.ci_high,
+                        ci_method="paired t" if r.n >= min_pairs else f"none: n < {min_pairs}",
+                        confidence=confidence, t_stat=r.t_stat, df=r.df, p_value=r.p_value,
+                        p_method=RUN_P_METHOD if r.n >= 2 else "none: n < 2",
                     ))
-    columns = ["reference_model", "reference", "model", "variant", "dataset", "metric", "n", "unpaired",
-               "mean_diff", "ci_low", "ci_high", "confidence", "n_resamples", "p_value", "p_method", "p_min"]
-    return pd.DataFrame(rows, columns=columns)
+    frame = pd.DataFrame(rows, columns=[c for c in RUN_COLUMNS if c not in ("p_holm", "holm_family_size")])
+    return add_holm(frame, HOLM_FAMILY)[RUN_COLUMNS]
 
 
 def _cell_clip_terms(ref: pd.DataFrame, other: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
@@ -182,6 +380,10 @@ def _cell_clip_terms(ref: pd.DataFrame, other: pd.DataFrame) -> tuple[np.ndarray
     uar_weight = 1.0 / (len(classes) * counts[inverse])  # UAR = sum_i weight_i * correct_i
     return diff * uar_weight, diff / len(labels), labels
 
+
+CLIP_COLUMNS = ["reference_model", "reference", "model", "variant", "dataset", "metric", "cells", "clips",
+                "skipped_cells", "mean_diff", "ci_low", "ci_high", "ci_method", "confidence", "n_resamples",
+                "p_value", "p_method", "p_holm", "holm_family_size"]
 
 #: bootstrap / swap draws are made in blocks of this many resamples (memory: block x clips floats)
 DRAW_BLOCK = 1000
@@ -217,8 +419,10 @@ def clip_paired_differences(predictions: pd.DataFrame, *, reference: str = "full
 
     The draws of a cell are shared by every entry compared with the reference there. The trained
     models are held fixed: this measures test-set sampling, not training-seed variance (that is
-    :func:`paired_differences`). Columns as there, plus ``cells``, ``clips`` (paired clips) and
-    ``skipped_cells`` (cells whose two runs predicted different clips).
+    :func:`paired_differences`). Columns: :data:`CLIP_COLUMNS`, i.e. the keys as there, ``cells``,
+    ``clips`` (paired clips), ``skipped_cells`` (cells whose two runs predicted different clips),
+    the interval and p with their ``ci_method`` / ``p_method``, and ``p_holm`` Holm-adjusted per
+    (reference model, reference, metric) like :func:`paired_differences`.
     """
     if ifdd_models is None:
         ifdd_models = _ifdd_models(predictions)
@@ -267,17 +471,17 @@ def clip_paired_differences(predictions: pd.DataFrame, *, reference: str = "full
                     row = dict(reference_model=ref_model, reference=reference, model=model, variant=variant,
                                dataset=dataset, metric=metric, cells=n_cells,
                                clips=sum(len(t) for t in cells.values()), skipped_cells=skipped[(model, variant)],
-                               mean_diff=np.nan, ci_low=np.nan, ci_high=np.nan, confidence=confidence,
-                               n_resamples=n_resamples, p_value=np.nan)
+                               mean_diff=np.nan, ci_low=np.nan, ci_high=np.nan, ci_method=CLIP_CI_METHOD,
+                               confidence=confidence, n_resamples=n_resamples, p_value=np.nan,
+                               p_method=CLIP_P_METHOD)
                     if n_cells:
                         low, high = np.quantile(boot[(model, variant)][:, k] / n_cells, [alpha, 1.0 - alpha])
                         extreme = np.abs(swap[(model, variant)][:, k] / n_cells) >= abs(observed[k]) - 1e-9
                         row.update(mean_diff=float(observed[k]), ci_low=float(low), ci_high=float(high),
                                    p_value=float((extreme.sum() + 1) / (n_resamples + 1)))
                     rows.append(row)
-    columns = ["reference_model", "reference", "model", "variant", "dataset", "metric", "cells", "clips",
-               "skipped_cells", "mean_diff", "ci_low", "ci_high", "confidence", "n_resamples", "p_value"]
-    return pd.DataFrame(rows, columns=columns)
+    frame = pd.DataFrame(rows, columns=[c for c in CLIP_COLUMNS if c not in ("p_holm", "holm_family_size")])
+    return add_holm(frame, HOLM_FAMILY)[CLIP_COLUMNS]
 
 
 def format_pm(mean: float, std: float, *, scale: float = 100.0, digits: int = 2, sep: str = " ± ") -> str:

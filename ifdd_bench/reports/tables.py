@@ -10,8 +10,10 @@ Builders:
 * :func:`comparison_table` our rows against reported literature rows, sources cited
 * :func:`per_class_table`  per-class test recall of every variant on one dataset
 * :func:`complexity_table` reported vs measured params and compute
-* :func:`stats_table`      paired differences to the reference with bootstrap CIs and p-values
-* :func:`clip_stats_table` the same over test clips (one trained model per cell, from predictions)
+* :func:`stats_table`      paired differences to the reference over training runs: paired t-intervals
+  (from 5 pairs on) and Holm-adjusted paired t-test p-values
+* :func:`clip_stats_table` the same over test clips with the trained models held fixed (clip bootstrap
+  interval, swap-test p, Holm-adjusted), from the runs' predictions
 
 Numbers in ``runs.csv`` are fractions; tables print percent with two decimals as
 ``mean ± sample std`` over every (fold, seed) run, bold marking the best mean of each metric
@@ -424,12 +426,14 @@ def comparison_table(runs: pd.DataFrame, literature: pd.DataFrame | None, *, ref
 
     Columns: Method, Venue, Params (M), G(MAC|FLOP)s, UAR/WAR per dataset (ours plus DFEW, FERV39k
     and MAFW), Source. Literature rows come from ``literature.csv`` as published; only rows with
-    a number on a shown dataset or a registry key we ran are listed.
+    a number on a shown dataset or a registry key we ran are listed. When no IFDD run has the
+    ``reference`` variant (a sweep without ``full``) the IFDD rows are left out and a note says so.
     """
     names = method_names(literature)
-    ours = runs[runs["model"].map(lambda m: not is_ifdd_model(m)) | (runs["variant"] == reference)]
-    if ours.empty:
-        ours = runs
+    ifdd_rows = runs["model"].map(is_ifdd_model)
+    ours = runs[~ifdd_rows | (runs["variant"] == reference)]
+    missing_reference = ifdd_rows.any() and not (ifdd_rows & (runs["variant"] == reference)).any() \
+        and reference not in set(runs["model"])
     datasets = ordered_datasets(set(ours["dataset"]) | (set(LITERATURE_DATASETS) if literature is not None else set()))
     agg = stats.aggregate(ours)
     columns = ["Method", "Venue", "Params (M)", "GMACs"]
@@ -505,6 +509,9 @@ def comparison_table(runs: pd.DataFrame, literature: pd.DataFrame | None, *, ref
     notes = ["Ours: UAR / WAR in %, mean ± sample std over folds × seeds (n runs in the Source column); "
              "reported rows: as published (DFEW and MAFW are 5-fold means), most of them select the checkpoint "
              "on the test fold. Bold: best per column over both groups; an empty cell means not reported / not run."]
+    if missing_reference:
+        notes.append(f"IFDD rows omitted: no run of the variant {reference!r} this table compares with the "
+                     "literature (choose another with --reference).")
     notes += protocol_notes(ours, [d for d in datasets if d in set(ours["dataset"])])
     notes += _compute_note(matches, "run `ifdd-bench profile`")
     if literature is not None:
@@ -526,19 +533,60 @@ def comparison_table(runs: pd.DataFrame, literature: pd.DataFrame | None, *, ref
     )
 
 
+def absent_classes(per_class: pd.DataFrame) -> pd.DataFrame:
+    """Classes with no test clip in some runs (recall undefined, empty in per_class.csv).
+
+    One row per (dataset, class_index, class_name) with ``absent`` (runs without the class) and
+    ``runs`` (runs of that dataset); empty when every class is present in every run.
+    """
+    columns = ["dataset", "class_index", "class_name", "absent", "runs"]
+    if per_class is None or per_class.empty or not per_class["recall"].isna().any():
+        return pd.DataFrame(columns=columns)
+    runs_per_dataset = per_class.groupby("dataset")["run_id"].nunique()
+    missing = per_class[per_class["recall"].isna()]
+    rows = [dict(dataset=d, class_index=int(ci), class_name=str(name), absent=part["run_id"].nunique(),
+                 runs=int(runs_per_dataset[d]))
+            for (d, ci, name), part in missing.groupby(["dataset", "class_index", "class_name"])]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def absent_class_note(per_class: pd.DataFrame | None) -> list[str]:
+    """A footnote for tables of UAR when a test split lacks a class (else ``[]``): UAR is over classes present."""
+    if per_class is None:
+        return []
+    absent = absent_classes(per_class)
+    if absent.empty:
+        return []
+    parts = []
+    for dataset in ordered_datasets(absent["dataset"].unique()):
+        rows = absent[absent["dataset"] == dataset]
+        parts.append(f"{dataset_name(dataset)}: " + ", ".join(
+            f"{r.class_name} (absent in {r.absent} of {r.runs} runs)" for r in rows.itertuples()))
+    return ["UAR = mean recall over the classes present in each run's test split; a class with no test clip "
+            "has no recall and is left out, not counted as 0. Absent from some test splits (per_class.csv): "
+            + "; ".join(parts) + "."]
+
+
 def per_class_table(per_class: pd.DataFrame, runs: pd.DataFrame, dataset: str, *,
                     literature: pd.DataFrame | None = None) -> ReportTable:
-    """Per-class test recall (%, mean ± std over runs) of every variant on one dataset."""
+    """Per-class test recall (%, mean ± std over runs) of every variant on one dataset.
+
+    A class with no test clip in a run has no recall there (empty in per_class.csv): mean and std
+    are over the runs that have the class, and a cell whose class is absent from every run of its
+    variant shows an em dash. The notes say which classes were absent and that UAR averages over the
+    classes present.
+    """
     names = method_names(literature)
     part = per_class[(per_class["dataset"] == dataset) & per_class["run_id"].isin(set(runs["run_id"]))]
     if part.empty:
         raise ValueError(f"no per-class rows for dataset {dataset!r}")
     classes = (part.drop_duplicates("class_index").sort_values("class_index")[["class_index", "class_name"]])
     agg = (part.groupby(["model", "variant", "class_index"])["recall"]
-           .agg(["mean", lambda s: s.std(ddof=1) if len(s) > 1 else np.nan, "size"]).reset_index())
+           .agg(["mean", lambda s: s.std(ddof=1) if s.count() > 1 else np.nan, "count"]).reset_index())
     agg.columns = ["model", "variant", "class_index", "mean", "std", "n"]
     columns = ["Variant"] + [str(c) for c in classes["class_name"]]
     block, flat, values = Block(), [], {}
+    undefined = False
     entries = sorted({(m, v) for m, v in zip(part["model"], part["variant"])}, key=lambda e: entry_sort_key(*e))
     for m, v in entries:
         row = [Cell(entry_label(m, v, names=names), entry_label(m, v, names=names, tex=True))]
@@ -546,6 +594,10 @@ def per_class_table(per_class: pd.DataFrame, runs: pd.DataFrame, dataset: str, *
             a = agg[(agg["model"] == m) & (agg["variant"] == v) & (agg["class_index"] == ci)]
             if a.empty:
                 row.append(Cell(""))
+                continue
+            if a["n"].iloc[0] == 0:  # no run of this variant had a test clip of the class
+                row.append(Cell(NOT_DEFINED))
+                undefined = True
                 continue
             values[(len(flat), len(row))] = a["mean"].iloc[0]
             row.append(pm_cell(a["mean"].iloc[0], a["std"].iloc[0], digits=1))
@@ -558,9 +610,18 @@ def per_class_table(per_class: pd.DataFrame, runs: pd.DataFrame, dataset: str, *
         blocks.append(Block(rows=[[Cell("test clips per run")] + [
             Cell(f"{support.get(ci, np.nan):.0f}" if not np.isnan(support.get(ci, np.nan)) else "")
             for ci in classes["class_index"]]], title="Support"))
-    n = agg["n"].max()
+    n = part.groupby(["model", "variant", "class_index"]).size().max()
     notes = [f"Recall of each class on the test split in %, mean ± sample std over up to {int(n)} runs "
-             f"(folds × seeds) at the selected checkpoint; bold: best per class. Mean over classes = UAR."]
+             f"(folds × seeds) at the selected checkpoint; bold: best per class. Mean over the classes present "
+             f"= UAR."]
+    absent = absent_classes(part)
+    if not absent.empty:
+        listed = ", ".join(f"{r.class_name} ({r.absent} of {r.runs} runs)" for r in absent.itertuples())
+        notes.append(f"Classes with no clip in some test splits: {listed}. Their recall is undefined there: "
+                     "mean and std are over the runs that have the class"
+                     + (f"; {NOT_DEFINED}: absent from every run of that variant" if undefined else "")
+                     + ". UAR averages over the classes present in each run, so an absent class is left out, "
+                     "not counted as 0.")
     return ReportTable(
         key=f"per_class_{dataset}", caption=f"Per-class recall on {dataset_name(dataset)}.", columns=columns,
         columns_tex=[tex_escape(c) for c in columns], align="l" + "c" * (len(columns) - 1), blocks=blocks,
@@ -658,17 +719,30 @@ def _signed(value: float) -> str:
     return f"{value:+.2f}".replace("-", "−")
 
 
-def _difference_rows(diffs: pd.DataFrame, names: dict[str, str],
-                     counts: Sequence[tuple[str, str]]) -> tuple[list[str], Block, str, list[str]]:
+#: the cell of an interval that is not given (too few pairs) and of a recall that is undefined
+NOT_DEFINED = "—"
+
+
+def _p_text(p: float) -> str:
+    """A p-value as printed: three decimals, ``<0.001`` below; empty for NaN."""
+    if p is None or np.isnan(p):
+        return ""
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _difference_rows(diffs: pd.DataFrame, names: dict[str, str], counts: Sequence[tuple[str, str]],
+                     ci_header: str) -> tuple[list[str], Block, str, list[str]]:
     """Shared body of the two paired-difference tables: header, one row per compared entry.
 
-    ``counts`` are ``(header, diffs column)`` pairs printed after the entry (``("n", "n")``).
+    ``counts`` are ``(header, diffs column)`` pairs printed after the entry (``("n", "n")``);
+    ``ci_header`` names the interval column. Each metric gets Δ, the interval (an em dash where
+    none is given) and the Holm-adjusted p (bold below 0.05).
     Returns ``(columns, block, reference label, metrics)``; the "vs" column is the third.
     """
     columns = ["Dataset", "Variant", "vs"] + [header for header, _ in counts]
     metrics = [m for m in ("uar", "war") if m in set(diffs["metric"])]
     for metric in metrics:
-        columns += [f"Δ{metric.upper()} (pp)", "95% CI", "p"]
+        columns += [f"Δ{metric.upper()} (pp)", ci_header, "p (Holm-adj.)"]
     block = Block()
     ref_label = ""
     # two IFDD models (e.g. from scratch and pre-trained) share variant labels: name the model too
@@ -688,11 +762,27 @@ def _difference_rows(diffs: pd.DataFrame, names: dict[str, str],
         for metric in metrics:
             r = part[part["metric"] == metric].iloc[0]
             diff = "" if np.isnan(r["mean_diff"]) else _signed(100 * r["mean_diff"])
-            ci = "" if np.isnan(r["ci_low"]) else f"[{_signed(100 * r['ci_low'])}, {_signed(100 * r['ci_high'])}]"
-            p = "" if np.isnan(r["p_value"]) else ("<0.001" if r["p_value"] < 0.001 else f"{r['p_value']:.3f}")
-            row += [Cell(diff), Cell(ci), Cell(p, bold=bool(not np.isnan(r["p_value"]) and r["p_value"] < 0.05))]
+            if np.isnan(r["ci_low"]):
+                ci = NOT_DEFINED if not np.isnan(r["mean_diff"]) else ""
+            else:
+                ci = f"[{_signed(100 * r['ci_low'])}, {_signed(100 * r['ci_high'])}]"
+            p = r["p_holm"]
+            row += [Cell(diff), Cell(ci), Cell(_p_text(p), bold=bool(not np.isnan(p) and p < 0.05))]
         block.rows.append(row)
     return columns, block, ref_label, metrics
+
+
+def _holm_note(diffs: pd.DataFrame, names: dict[str, str]) -> str:
+    """Which p-values were Holm-adjusted together: per metric and reference, with the family sizes."""
+    multi = len({m for m in set(diffs["model"]) | set(diffs["reference_model"]) if is_ifdd_model(m)}) > 1
+    families = []
+    for (ref_model, reference, metric), part in diffs.groupby(list(stats.HOLM_FAMILY), sort=False):
+        ref_variant = reference if is_ifdd_model(ref_model) else "full"
+        label = entry_label(ref_model, ref_variant, names=names, with_model=multi)
+        families.append(f"{int(part['holm_family_size'].max())} {metric.upper()} comparisons with {label}")
+    return ("p: Holm-adjusted over the comparisons of this table, one family per metric and reference "
+            f"({'; '.join(dict.fromkeys(families))}); bold: adjusted p < 0.05. The intervals are not adjusted, "
+            "so an interval may exclude 0 while its adjusted p is ≥ 0.05.")
 
 
 def _entry_count_note(diffs: pd.DataFrame, column: str, prefix: str) -> list[str]:
@@ -714,54 +804,72 @@ def _drop_single_reference(diffs: pd.DataFrame, columns: list[str], align: str,
 
 
 def stats_table(diffs: pd.DataFrame, *, literature: pd.DataFrame | None = None) -> ReportTable:
-    """Paired differences to the reference (percentage points) with bootstrap CIs and sign-flip p-values."""
-    columns, block, ref_label, metrics = _difference_rows(diffs, method_names(literature), [("n", "n")])
+    """Paired differences to the reference over runs (percentage points): t-intervals, Holm-adjusted p.
+
+    ``diffs`` comes from :func:`ifdd_bench.reports.stats.paired_differences`. Entries with fewer
+    than the minimum pairs get no interval (an em dash) and a note saying why.
+    """
+    names = method_names(literature)
     confidence = float(diffs["confidence"].iloc[0]) if len(diffs) else 0.95
-    n_res = int(diffs["n_resamples"].iloc[0]) if len(diffs) else 10_000
-    ns = sorted({int(n) for n in diffs["n"]}) if len(diffs) else []
-    p_min = ", ".join(f"n={n}: {2 / 2 ** n:.3g}" for n in ns if 0 < n <= 16)
+    level = f"{int(round(confidence * 100))}%"
+    columns, block, ref_label, metrics = _difference_rows(diffs, names, [("n", "n")], f"{level} t-CI")
     notes = [
-        "Δ = variant − reference in percentage points, paired over the (fold, seed) cells both have "
-        f"(n pairs). CI: {int(round(confidence * 100))}% percentile bootstrap of the mean difference, "
-        f"{n_res:,} resamples, seeded. p: two-sided sign-flip permutation test (exact for n ≤ 16); "
-        "bold: p < 0.05.",
-        f"The smallest p a sign-flip test can reach with n pairs is 2/2ⁿ ({p_min}): few runs cannot show a gap "
-        "is real however large it is; add seeds or folds." if p_min else "No pairs.",
+        "Δ = variant − reference in percentage points, mean over the n (fold, seed) cells both have "
+        f"(paired). CI: {level} paired t-interval of the mean difference, Δ ± t(n−1)·s/√n, "
+        f"given from {stats.MIN_PAIRS_FOR_INTERVAL} pairs on. "
+        "Variation covered: between training runs (seeds, folds) and their test sets.",
+        _holm_note(diffs, names) + " Unadjusted p: two-sided paired t-test, exact if the differences are "
+        "normally distributed (paired_differences.csv, p_value).",
     ]
+    few = diffs[(diffs["n"] >= 1) & (diffs["n"] < stats.MIN_PAIRS_FOR_INTERVAL)]
+    if not few.empty:
+        counts = ", ".join(f"n={n}" for n in sorted({int(n) for n in few["n"]}))
+        notes.append(f"{NOT_DEFINED} ({counts}): fewer than {stats.MIN_PAIRS_FOR_INTERVAL} pairs, no interval: "
+                     "with so few runs the interval's width rests on a standard deviation estimated from "
+                     "2–4 values and on a normality assumption they cannot check; their p rests on the same "
+                     "assumption. Add seeds or folds.")
+    if (diffs["n"] == 1).any():
+        notes.append("Entries with a single pair have neither interval nor p.")
     notes += _entry_count_note(diffs, "unpaired", "Runs without a partner in the reference (ignored): ")
     columns, align = _drop_single_reference(diffs, columns, "lllr" + "rcr" * len(metrics), block)
     return ReportTable(
-        key="stats", caption=f"Paired differences to {ref_label or 'the reference'}.", columns=columns,
-        columns_tex=[tex_escape(c) for c in columns], align=align, blocks=[block],
+        key="stats", caption=f"Paired differences to {ref_label or 'the reference'} over training runs.",
+        columns=columns, columns_tex=[tex_escape(c) for c in columns], align=align, blocks=[block],
         notes=notes, wide=True, colsep="4pt", source="runs.csv",
     )
 
 
 #: what the clip-level table can and cannot say (a table note, also printed by the CLI)
-CLIP_STATS_CAVEAT = ("The trained models are held fixed: this shows whether a gap is larger than test-set sampling "
-                     "alone would produce. It does not include the variation between training runs (seeds, folds), "
-                     "which the table of paired differences over runs measures.")
+CLIP_STATS_CAVEAT = ("The trained models are held fixed: the interval and p show whether a gap is larger than "
+                     "test-set sampling alone would produce between these trained models. They do not include the "
+                     "variation between training runs (seeds, folds), which the table of paired differences over "
+                     "runs measures.")
 
 
 def clip_stats_table(diffs: pd.DataFrame, *, literature: pd.DataFrame | None = None) -> ReportTable:
-    """Paired differences to the reference over test clips (trained models fixed), from predictions."""
-    columns, block, ref_label, metrics = _difference_rows(
-        diffs, method_names(literature), [("cells", "cells"), ("clips", "clips")])
+    """Paired differences to the reference over test clips (trained models held fixed), from predictions."""
+    names = method_names(literature)
     confidence = float(diffs["confidence"].iloc[0]) if len(diffs) else 0.95
+    level = f"{int(round(confidence * 100))}%"
     n_res = int(diffs["n_resamples"].iloc[0]) if len(diffs) else 10_000
+    columns, block, ref_label, metrics = _difference_rows(
+        diffs, names, [("cells", "cells"), ("clips", "clips")], f"{level} CI (clips)")
     notes = [
+        CLIP_STATS_CAVEAT,
         "Δ = variant − reference in percentage points on the test clips both runs predicted, paired clip by "
         "clip within each (fold, seed) cell and averaged over the cells. "
-        f"CI: {int(round(confidence * 100))}% percentile bootstrap over test clips, resampled within each "
-        f"class (class supports fixed), {n_res:,} resamples, seeded. p: two-sided swap test (each clip's "
-        f"two predictions exchanged with probability 1/2, {n_res:,} times); bold: p < 0.05.",
-        CLIP_STATS_CAVEAT,
+        f"CI: {level} percentile bootstrap over test clips, resampled within each "
+        f"class (class supports fixed), {n_res:,} resamples, seeded. Unadjusted p: two-sided swap test (each "
+        f"clip's two predictions exchanged with probability 1/2, {n_res:,} times; "
+        "clip_paired_differences.csv, p_value).",
+        _holm_note(diffs, names),
     ]
     notes += _entry_count_note(diffs, "skipped_cells", "Cells whose two runs predicted different test clips "
                                                       "(ignored): ")
     columns, align = _drop_single_reference(diffs, columns, "lllrr" + "rcr" * len(metrics), block)
     return ReportTable(
-        key="stats_clips", caption=f"Paired differences to {ref_label or 'the reference'} over test clips.",
+        key="stats_clips",
+        caption=f"Paired differences to {ref_label or 'the reference'} over test clips (trained models held fixed).",
         columns=columns, columns_tex=[tex_escape(c) for c in columns], align=align, blocks=[block],
         notes=notes, wide=True, colsep="4pt", source="runs/<run_id>/predictions.csv",
     )
