@@ -1,7 +1,8 @@
 """Can ``ifdd_tiny`` fit a small fixed set of SynthDFER clips? Raw [0, 1] input vs standardised.
 
-The measurement behind the ``input_norm=kinetics`` default of ``ifdd_tiny`` (README, IFDD model
-section). Both configurations start from the same seed and see the same batches:
+The measurement behind the ``input_norm=kinetics`` default of ``ifdd_tiny`` (docs/models.md,
+"Presets"; the numbers it printed are in benchmarks/README.md). Both configurations start from the
+same seed and see the same batches:
 
 * data: the first ``--clips`` training clips of fold 1 of an easy SynthDFER variant (no resting
   expression, no distractors, flicker or noise, doubled drawn movement, expressions spanning

@@ -64,7 +64,7 @@ LIFT_REDUCTIONS = ("sum", "mean")
 #: input standardisation applied inside the embedding: name -> (per-channel mean, std) or None.
 #: ``none`` is the reference (clips enter as RGB in [0, 1], spec 3); ``kinetics`` is torchvision's
 #: video convention (mean 0.45, std 0.225 per channel), which a model trained from scratch needs
-#: to start learning (measured on SynthDFER, see the README's IFDD section).
+#: to start learning (measured on SynthDFER: docs/models.md, "Presets"; numbers in benchmarks/README.md).
 INPUT_NORMS: dict[str, tuple[tuple[float, ...], tuple[float, ...]] | None] = {
     "none": None,
     "kinetics": ((0.45, 0.45, 0.45), (0.225, 0.225, 0.225)),
@@ -257,12 +257,12 @@ TINY: dict[str, Any] = {
     # the explicit formulation (same numbers) trains ~30% faster here
     "attn_impl": "explicit",
     # from scratch on [0, 1] input the tiny model sits at chance on SynthDFER for 6+ epochs; with
-    # standardised input it fits the same clips (README, "ifdd_tiny"); the paper preset keeps the
+    # standardised input it fits the same clips (docs/models.md, "Presets"); the paper preset keeps the
     # reference's un-normalised input for parity with the K400-initialised original
     "input_norm": "kinetics",
     # the regularisers of the 37M-parameter recipe (stochastic depth 0.2, head dropout 0.5) are
     # meant for 40k-clip datasets and 100 epochs; on ~1k SynthDFER clips and a CPU budget of a few
-    # epochs they keep the tiny model at chance for longer than the budget (README, "ifdd_tiny")
+    # epochs they keep the tiny model at chance for longer than the budget (docs/models.md, "Presets")
     "drop_path": 0.0,
     "ladm_drop_path": 0.0,
     "head_dropout": 0.0,
