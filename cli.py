@@ -907,13 +907,12 @@ def _restart_runner(engine_runner: Callable[..., Any], spec: Any, progress: Any 
 
 def _print_paired_statistics(console: Console, result: Any) -> None:
     """The paired-difference tables of a rendered report: over runs, then over test clips (with its caveat)."""
-    from ifdd_bench.reports.tables import CLIP_STATS_CAVEAT
-    if "stats" in result.tables:
-        console.print(_rich_table(result.tables["stats"]))
-    if "stats_clips" in result.tables:
-        table = result.tables["stats_clips"]
-        console.print(_rich_table(table))
-        console.print(f"  [dim]{CLIP_STATS_CAVEAT}[/]", highlight=False)
+    for key in ("stats", "stats_clips"):
+        if key in result.tables:
+            table = result.tables[key]
+            console.print(_rich_table(table))
+            for note in table.notes:
+                console.print(f"  [dim]{note}[/]", highlight=False)
 
 
 def _render_sweep_report(plan: Any, summary: list[dict]) -> None:
@@ -948,6 +947,8 @@ def _render_sweep_report(plan: Any, summary: list[dict]) -> None:
     if not shown:
         _print_sweep_summary(summary)
     _print_paired_statistics(console, result)
+    if result.reference_note:
+        err_console.print(f"[yellow]note:[/] {result.reference_note}", highlight=False)
     console.print(f"report: {len(result.files)} files in {folder}/ (tables .tex/.md, plots, report.md)",
                   highlight=False)
 
