@@ -158,8 +158,15 @@ def test_resume_refuses_a_checkpoint_of_another_setup(tmp_path):
     fit(spec, fx.make_bundle())
     run_dir = _run_dir(spec)
     (run_dir / "done").unlink()  # pretend unfinished so the checkpoint is considered for resuming
+    # other settings get their own folder (the run id's recipe hash) and never meet this checkpoint
+    changed = replace(spec, train=replace(spec.train, lr=1e-3))
+    assert _run_dir(changed) != run_dir
+    fit(changed, fx.make_bundle())
+    assert (run_dir / "last.pt").exists() and (_run_dir(changed) / "done").exists()
+    # a checkpoint of another train setup copied into the folder is still refused
+    (run_dir / "last.pt").write_bytes((_run_dir(changed) / "last.pt").read_bytes())
     with pytest.raises(CheckpointError, match="train_hash"):
-        fit(replace(spec, train=replace(spec.train, lr=1e-3)), fx.make_bundle())
+        fit(spec, fx.make_bundle())
     # a checkpoint of another model variant copied into the folder
     other = fx.make_spec(tmp_path / "other", epochs=1, variant="wide")
     fit(other, fx.make_bundle())
@@ -266,8 +273,12 @@ def test_train_run_returns_the_stored_row_of_a_finished_run(tmp_path, dfew_root)
     assert train_run(spec, progress=events.append) == row
     assert events[-1]["kind"] == "done" and events[-1]["cached"]
     assert (_run_dir(spec) / "last.pt").stat().st_mtime_ns == mtime  # not retrained
+    other = replace(spec, data=replace(data, size=12))  # other settings: a run of its own, not this one's row
+    assert _run_dir(other) != _run_dir(spec) and train_run(other)["size"] == 12
+    # a finished folder whose config.json was written with other settings is refused, not returned
+    (_run_dir(spec) / "config.json").write_text((_run_dir(other) / "config.json").read_text())
     with pytest.raises(CheckpointError, match="data_config"):
-        train_run(replace(spec, data=replace(data, size=12)))
+        train_run(spec)
 
 
 def test_cli_train_and_predict(tmp_path, dfew_root):
