@@ -38,7 +38,6 @@ import statistics
 import subprocess
 import sys
 import time
-import types
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,26 +57,10 @@ def _build_ours(spec: dict):
 
 def _build_reference(spec: dict):
     """The authors' published model (DFEW configuration) from a local checkout."""
-    ref_root = spec["reference"]
-    for extra in filter(None, [spec.get("reference_deps"), ref_root]):
-        if extra not in sys.path:
-            sys.path.insert(0, extra)
-    # import their sub-packages without running core/__init__.py (it pulls in cv2 and friends)
-    for name in ("core", "core.model", "core.wave_methods", "core.utils"):
-        mod = types.ModuleType(name)
-        mod.__path__ = [str(Path(ref_root, *name.split(".")))]
-        sys.modules.setdefault(name, mod)
-    from core.model.backbone import MFViT_FPN
-    from core.model.embedNet import embedNet_light
-    from core.model.head import headNet
-    from core.model.net_main import MFViT_Main
+    from make_authors_fixture import build_reference, import_reference
 
-    embed = embedNet_light(input_channel=3, input_time=spec["frames"], embed_dim=96, out_resolution=56)
-    backbone = MFViT_FPN(type="MFViT_XS", use_stage=[2, 3], attention_dropout=0.0, use_WaveSF=True, SSL=True,
-                         use_prompt=False, WaveSF_preUpdate=True, AdaptSplit=True, WaveNorm=True,
-                         WavePool=False, facial=False)
-    head = headNet(num_classes=spec["classes"], embed_dim=768, dropout=0.5)
-    return MFViT_Main(embedNet=embed, backbone=backbone, head=head, use_WaveSF=True, SSL=True, facial=False)
+    ref = import_reference(spec["reference"], spec.get("reference_deps"))
+    return build_reference(ref, use_issm=True, use_ladm=True, frames=spec["frames"], classes=spec["classes"])
 
 
 def _loss(out, target):
