@@ -1160,8 +1160,10 @@ def _rich_table(table: Any, skip: tuple[str, ...] = ()) -> Table:
               help="Keep only runs.csv rows with this value (repeatable), e.g. train_hash=1a2b3c4d.")
 @click.option("--literature", "literature_path", default=None, type=click.Path(dir_okay=False),
               help="Reported-numbers CSV  [default: ifdd_bench/reports/literature.csv]")
+@click.option("--readme", "readme_path", default=None, type=click.Path(dir_okay=False),
+              help="Also rewrite this README's generated blocks (headline results, model table); loads torch.")
 def report_cmd(results_dir: str, runs_dir: str, out_dir: str | None, formats: str, plots: bool, allow_mixed: bool,
-               reference: str, filters: tuple[str, ...], literature_path: str | None) -> None:
+               reference: str, filters: tuple[str, ...], literature_path: str | None, readme_path: str | None) -> None:
     """Render paper-ready tables (LaTeX, Markdown) and plots from the results CSVs (no torch)."""
     from ifdd_bench.reports.render import render_report
 
@@ -1181,6 +1183,12 @@ def report_cmd(results_dir: str, runs_dir: str, out_dir: str | None, formats: st
         out.print(f"[yellow]not rendered:[/] {item}", highlight=False)
     folder = Path(out_dir) if out_dir else Path(results_dir) / "report"
     out.print(f"wrote {len(result.files)} files to {folder} in {result.seconds:.2f} s", highlight=False)
+    if readme_path:
+        from ifdd_bench.readme_models import update_readme
+
+        changed = update_readme(readme_path, result, folder)
+        out.print(f"{readme_path}: {'updated ' + ', '.join(changed) if changed else 'generated blocks up to date'}",
+                  highlight=False)
 
 
 # ============================================================================================
