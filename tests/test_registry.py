@@ -15,21 +15,31 @@ class _Cfg:
     switch: bool = True  # a component switch
 
 
-@registry.register_model("_test_dummy", config_cls=_Cfg, defaults={"width": 4},
-                         ablations={"full": {}, "off": {"switch": False}})
 def _dummy(cfg):
     """A dummy for registry tests."""
     return cfg
 
 
-def test_resolution_order():
+@pytest.fixture
+def dummy():
+    """``_test_dummy`` registered for one test only, so no other test (in this worker) sees it."""
+    registry.list_models()  # load the library's models first: they stay registered
+    registry.register_model("_test_dummy", config_cls=_Cfg, defaults={"width": 4},
+                            ablations={"full": {}, "off": {"switch": False}})(_dummy)
+    try:
+        yield "_test_dummy"
+    finally:
+        registry._REGISTRY.pop("_test_dummy", None)
+
+
+def test_resolution_order(dummy):
     cfg = registry.create_model("_test_dummy", "off", num_classes=11, overrides=["width=6"])
     assert cfg == _Cfg(num_classes=11, width=6, switch=False)
     assert registry.resolve_config("_test_dummy").width == 4
     assert registry.ablations("_test_dummy") == {"full": {}, "off": {"switch": False}}
 
 
-def test_unknown_names():
+def test_unknown_names(dummy):
     with pytest.raises(ConfigError, match="unknown model"):
         registry.create_model("_test_dumy")
     with pytest.raises(ConfigError, match="unknown variant 'of'.*did you mean: off"):
@@ -38,7 +48,7 @@ def test_unknown_names():
         registry.create_model("_test_dummy", overrides={"widht": 3})
 
 
-def test_build_from_dict():
+def test_build_from_dict(dummy):
     assert registry.build_from_config("_test_dummy", {"num_classes": 3, "frames": 8, "img_size": 32,
                                                       "width": 2, "switch": True}).num_classes == 3
 
@@ -50,3 +60,13 @@ def test_config_needs_shape_fields():
 
     with pytest.raises(TypeError):
         registry.register_model("_bad", config_cls=Bad)(lambda c: c)
+    assert "_bad" not in registry.list_models()
+
+
+def test_dummy_fixture_registers_it(dummy):
+    assert dummy in registry.list_models()
+
+
+def test_dummy_is_gone_after_its_tests():
+    # runs after the tests above in this module's order; the fixture removed the entry
+    assert "_test_dummy" not in registry.list_models()

@@ -268,44 +268,75 @@ def test_parallel_local_jobs(tmp_path):
     assert len(frame) == 3 and frame["run_id"].is_unique
 
 
-def slow_runner(spec, progress=None, resume=True):
-    """fake_runner that takes 0.4 s, so queueing time is visible next to run time."""
+def timed_runner(spec, progress=None, resume=True):
+    """fake_runner that takes at least 0.4 s, measures its own run time, and records how many cells
+    had finished when it started (``timed/<run_id>``: "<finished at start> <own seconds>")."""
     import time
 
+    timed = Path(spec.results_dir) / "timed"
+    timed.mkdir(parents=True, exist_ok=True)
+    finished_before = len(list(timed.glob("*")))
+    start = time.perf_counter()
     time.sleep(0.4)
-    return fake_runner(spec, progress, resume)
+    out = fake_runner(spec, progress, resume)
+    own = time.perf_counter() - start
+    (timed / spec.run_id).write_text(f"{finished_before} {own}")
+    return out
 
 
 def test_pooled_cells_record_their_own_run_time_not_the_queue(tmp_path):
     plan = _plan(tmp_path)  # 4 cells through 2 spawned workers: the last two wait for a free one
     events = []
-    outcome = sweep.run_sweep(plan, runner=slow_runner, jobs=2, progress=events.append)
+    outcome = sweep.run_sweep(plan, runner=timed_runner, jobs=2, progress=events.append)
     assert len(outcome.done) == 4
-    done = [e["seconds"] for e in events if e.get("event") == "cell_done"]
-    # measured from submission, every cell would also count worker start-up and the queued ones ~0.4 s more
-    assert len(done) == 4 and all(0.35 <= s < 0.75 for s in done), done
+    order = [(e["event"], e["run_id"]) for e in events if e.get("event") in ("cell_start", "cell_done")]
+    # every cell is submitted (cell_start) before the first one is done: the later ones queue
+    assert [kind for kind, _ in order] == ["cell_start"] * 4 + ["cell_done"] * 4, order
+    timed = {p.name: p.read_text().split() for p in (tmp_path / "res" / "timed").iterdir()}
+    # two workers: at most two cells start before any has finished, so at least two started only
+    # after a whole other cell (>= 0.4 s) had run, and their time since submission includes that wait
+    queued = [run_id for run_id, (finished_before, _) in timed.items() if int(finished_before) > 0]
+    assert len(queued) >= 2, timed
+    # the reported seconds are the cell's own run time (rounded to 0.1 s), as the runner measured it
+    # itself, not the time since submission: for a queued cell that would be >= 0.4 s more
+    done = {e["run_id"]: e["seconds"] for e in events if e.get("event") == "cell_done"}
+    assert set(done) == set(timed)
+    off = {run_id: round(done[run_id] - float(timed[run_id][1]), 3) for run_id in done}
+    assert all(abs(d) < 0.2 for d in off.values()), off
     frame = results.load(tmp_path / "res" / results.RUNS_CSV)
     assert "_cell_seconds" not in frame.columns
 
 
-EPOCHS_BY_VARIANT = {"full": 1, "no_issm": 3, "no_ladm": 16}  # no_ladm outlasts a slow torch import elsewhere
+EPOCHS_BY_VARIANT = {"full": 1, "no_issm": 3}  # no_ladm: until it is the last cell running (see below)
+#: safety cap on no_ladm's epochs (x 0.05 s) for a pool that never frees the cores
+MAX_LAST_EPOCHS = 400
 
 
 def epoch_runner(spec, progress=None, resume=True):
-    """fake_runner that imports torch, emits the engine's start/epoch_start events and records the
-    torch thread count it trains with in each of its 0.25 s 'epochs'."""
+    """fake_runner that imports torch, emits the engine's start/epoch_start events and records,
+    per 'epoch', the torch thread count it trains with and how many other cells had finished
+    (``threads/<variant>``: one "<threads>:<finished>" per epoch; ``finished/<variant>`` marks
+    a cell whose runner has returned). ``no_ladm`` runs epochs until it trains on all 4 cores."""
     import torch
 
+    res = Path(spec.results_dir)
+    finished = res / "finished"
+    finished.mkdir(parents=True, exist_ok=True)
     progress({"kind": "start"})
     seen = []
-    for epoch in range(EPOCHS_BY_VARIANT[spec.variant]):
+    epochs = EPOCHS_BY_VARIANT.get(spec.variant, MAX_LAST_EPOCHS)
+    for epoch in range(epochs):
         progress({"kind": "epoch_start", "epoch": epoch})
-        seen.append(torch.get_num_threads())
-        time.sleep(0.25)
-    threads = Path(spec.results_dir) / "threads"
+        seen.append(f"{torch.get_num_threads()}:{len(list(finished.glob('*')))}")
+        if spec.variant == "no_ladm" and seen[-1].startswith("4:"):
+            break
+        time.sleep(0.05)
+    threads = res / "threads"
     threads.mkdir(parents=True, exist_ok=True)
-    (threads / spec.variant).write_text(" ".join(map(str, seen)))
-    return fake_runner(spec, None, resume)
+    (threads / spec.variant).write_text(" ".join(seen))
+    out = fake_runner(spec, None, resume)
+    (finished / spec.variant).touch()
+    return out
 
 
 def test_pool_gives_the_freed_cores_to_the_last_running_cell_and_relays_its_events(tmp_path, monkeypatch):
@@ -314,15 +345,19 @@ def test_pool_gives_the_freed_cores_to_the_last_running_cell_and_relays_its_even
     events = []
     outcome = sweep.run_sweep(plan, runner=epoch_runner, jobs=2, progress=events.append)
     assert len(outcome.done) == 3
-    seen = {p.name: [int(t) for t in p.read_text().split()] for p in (tmp_path / "res" / "threads").iterdir()}
-    # the first two cells shared the 4 cores; the last one ran on after both had finished
-    assert set(seen["full"]) == {2} and set(seen["no_issm"]) == {2}, seen
-    assert seen["no_ladm"][-1] == 4, seen
+    seen = {p.name: [tuple(map(int, e.split(":"))) for e in p.read_text().split()]
+            for p in (tmp_path / "res" / "threads").iterdir()}
+    # the first two cells shared the 4 cores (two cells unfinished all along: the third queued)
+    assert {t for t, _ in seen["full"]} == {2} and {t for t, _ in seen["no_issm"]} == {2}, seen
+    # the last one got all 4 once both others had finished, and never while one still ran
+    assert seen["no_ladm"][-1][0] == 4, seen
+    assert all(finished == 2 for t, finished in seen["no_ladm"] if t == 4), seen
+    assert all(t == 2 for t, finished in seen["no_ladm"] if finished < 2), seen
     # the workers' epoch events reached the parent's progress callback, tagged with their cell
     for cell in plan.cells():
         epochs = [e["data"]["epoch"] for e in events
                   if e.get("event") == "run" and e["run_id"] == cell.run_id and e["data"]["kind"] == "epoch_start"]
-        assert epochs == list(range(EPOCHS_BY_VARIANT[cell.spec.variant])), (cell.run_id, epochs)
+        assert epochs == list(range(len(seen[cell.spec.variant]))), (cell.run_id, epochs)
 
 
 def test_core_share_splits_cores_among_running_cells():
