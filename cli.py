@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ifdd_bench.errors import BenchError
@@ -912,7 +913,7 @@ def _print_paired_statistics(console: Console, result: Any) -> None:
             table = result.tables[key]
             console.print(_rich_table(table))
             for note in table.notes:
-                console.print(f"  [dim]{note}[/]", highlight=False)
+                console.print(f"  [dim]{escape(note)}[/]", highlight=False)
 
 
 def _render_sweep_report(plan: Any, summary: list[dict]) -> None:
@@ -942,7 +943,7 @@ def _render_sweep_report(plan: Any, summary: list[dict]) -> None:
     for key in result.ablation_keys:
         console.print(_rich_table(result.tables[key]))
         for note in result.tables[key].notes:
-            console.print(f"  [dim]{note}[/]", highlight=False)
+            console.print(f"  [dim]{escape(note)}[/]", highlight=False)
         shown = True
     if not shown:
         _print_sweep_summary(summary)
@@ -1129,18 +1130,19 @@ def _print_reported(prof: Any, path: str | None, *, measured: list[dict[str, Any
 def _rich_table(table: Any, skip: tuple[str, ...] = ()) -> Table:
     """A rich Table of an ``ifdd_bench.reports.markup.ReportTable`` (bold best, block titles)."""
     keep = [i for i, name in enumerate(table.columns) if name not in skip]
-    out = Table(title=table.caption, header_style="bold")
+    out = Table(title=escape(table.caption), header_style="bold")
     header, justify = table.plain_header(), table.justify()
     label_width = min(26, max([len(row[0].text) for block in table.blocks for row in block.rows] or [8]))
     for i in keep:
-        out.add_column(header[i], justify=justify[i], no_wrap=i > 0, min_width=label_width if i == 0 else None)
+        out.add_column(escape(header[i]), justify=justify[i], no_wrap=i > 0, min_width=label_width if i == 0 else None)
     for b, block in enumerate(table.blocks):
         if b > 0:
             out.add_section()
             if block.title:
-                out.add_row(f"[italic]{block.title}[/]", *[""] * (len(keep) - 1))
-        for row in block.rows:
-            out.add_row(*[f"[bold]{row[i].text}[/]" if row[i].bold and row[i].text else row[i].text for i in keep])
+                out.add_row(f"[italic]{escape(block.title)}[/]", *[""] * (len(keep) - 1))
+        for row in block.rows:  # labels such as "GAP head [ifdd_tiny]" are text, not rich markup
+            out.add_row(*[f"[bold]{escape(row[i].text)}[/]" if row[i].bold and row[i].text else escape(row[i].text)
+                          for i in keep])
     return out
 
 
@@ -1177,7 +1179,7 @@ def report_cmd(results_dir: str, runs_dir: str, out_dir: str | None, formats: st
     for key in result.ablation_keys:
         out.print(_rich_table(result.tables[key]))
         for note in result.tables[key].notes:
-            out.print(f"  [dim]{note}[/]", highlight=False)
+            out.print(f"  [dim]{escape(note)}[/]", highlight=False)
     _print_paired_statistics(out, result)
     for item in result.skipped:
         out.print(f"[yellow]not rendered:[/] {item}", highlight=False)

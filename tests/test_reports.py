@@ -692,3 +692,21 @@ def test_plot_files_carry_no_date_and_one_font(results_dir, tmp_path):
     with plots._style():
         path = font_manager.findfont(font_manager.FontProperties(family=matplotlib.rcParams["font.sans-serif"]))
     assert Path(path).name == "DejaVuSans.ttf" and "mpl-data" in Path(path).parts  # matplotlib's own copy
+
+
+def test_cli_tables_print_bracketed_labels_as_text():
+    """Labels such as 'GAP head [ifdd_tiny]' are table text, not rich markup: two IFDD models in one
+    results folder must stay distinguishable in the terminal as in report.md."""
+    import cli
+
+    res = CliRunner().invoke(cli.main, ["report", "--results-dir", str(ROOT / "results"), "--runs-dir",
+                                        str(ROOT / "runs"), "--out", "/dev/null/nowhere", "--no-plots"],
+                             env={"COLUMNS": "250"})
+    del res  # --out cannot be created there; the statistics tables are printed from a real folder below
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as out:
+        res = CliRunner().invoke(cli.main, ["report", "--results-dir", str(ROOT / "results"), "--runs-dir",
+                                            str(ROOT / "runs"), "--out", out, "--no-plots"], env={"COLUMNS": "250"})
+    assert res.exit_code == 0, res.output
+    assert "GAP head [ifdd_tiny]" in res.output and "IFDD (full) [ifdd_tiny_pretext]" in res.output
