@@ -48,14 +48,14 @@ def _short(description: str) -> str:
 
 
 def model_table_markdown() -> str:
-    """Markdown table of every registered model: model, family, geometry (T×size²), variants, description.
+    """Markdown table of every model the toolkit registers: model, family, geometry (T×size²), variants, description.
 
     Read from the registry (:func:`ifdd_bench.registry.list_models` / ``get_entry``), so a newly
     registered model appears by being registered; the default model of ``ifdd-bench run ablation``
     (:data:`ifdd_bench.sweep.DEFAULT_MODEL`) says so. Deterministic; imports torch (through the
     model families).
     """
-    entries = [registry.get_entry(name) for name in registry.list_models()]
+    entries = [registry.get_entry(name) for name in registry.library_models()]
     entries.sort(key=lambda e: (e.family not in _FIRST_FAMILIES, e.family, e.name))
     lines = ["| model | family | geometry (T×size²) | variants besides `full` | description |",
              "|:--|:--|:-:|:--|:--|"]

@@ -107,6 +107,13 @@ def list_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def library_models() -> list[str]:
+    """Sorted names of the models the toolkit itself registers (``ifdd_bench`` and ``baselines``),
+    without those registered by tests or user scripts in the same process."""
+    _load()
+    return sorted(n for n, e in _REGISTRY.items() if e.build.__module__.startswith(("ifdd_bench.", "baselines.")))
+
+
 def get_entry(name: str) -> ModelEntry:
     """The :class:`ModelEntry` of ``name``; unknown names raise with close suggestions."""
     _load()

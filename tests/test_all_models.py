@@ -56,14 +56,8 @@ IFDD_FROZEN = {
 }
 
 
-def _library_models() -> list[str]:
-    """Models registered by the library itself, not by test modules."""
-    return [n for n in registry.list_models()
-            if registry.get_entry(n).build.__module__.startswith(("ifdd_bench.", "baselines."))]
-
-
 def _cases() -> list[tuple[str, str]]:
-    return [(n, v) for n in _library_models() for v in registry.ablations(n)]
+    return [(n, v) for n in registry.library_models() for v in registry.ablations(n)]
 
 
 def _expected_frozen(name: str, variant: str) -> set[str]:
@@ -73,7 +67,7 @@ def _expected_frozen(name: str, variant: str) -> set[str]:
 
 
 def test_cases_cover_the_library():
-    names = set(_library_models())
+    names = set(registry.library_models())
     assert {"ifdd", "ifdd_tiny", "ifdd_tiny_pretext", "c3d", "former_dfer", "r3d_18", "timm_frames",
             "static_control"} <= names
     assert not any(n.startswith("_") or "test" in n or "toy" in n for n in names), names

@@ -113,3 +113,26 @@ def test_headline_follows_the_results(tmp_path):
     five = _headline(changed, tmp_path / "r2")
     assert "with 5 paired runs (1 fold × 5 seeds)" in five
     assert "6 comparisons have a 95 % t-interval (n ≥ 5)" in five
+
+
+def test_model_table_leaves_out_models_registered_by_tests():
+    """Under pytest-xdist a worker may have imported test modules that register their own models; the
+    README's table lists the toolkit's models only, whatever else the process registered."""
+    from dataclasses import dataclass
+
+    from ifdd_bench.readme_models import model_table_markdown
+    from ifdd_bench.registry import _REGISTRY, register_model
+
+    @dataclass(frozen=True)
+    class ProbeConfig:
+        num_classes: int = 7
+        frames: int = 4
+        img_size: int = 8
+
+    @register_model("_readme_probe", config_cls=ProbeConfig, description="test only")
+    def _probe(cfg):  # pragma: no cover - never built
+        raise AssertionError
+    try:
+        assert "_readme_probe" not in model_table_markdown()
+    finally:
+        _REGISTRY.pop("_readme_probe", None)
