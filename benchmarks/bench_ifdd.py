@@ -67,11 +67,11 @@ def _loss(out, target):
     import torch.nn.functional as F
 
     from ifdd_bench.models.ifdd import lifting_loss
-    from ifdd_bench.models.output import split_output
+    from ifdd_bench.models.output import unpack_output
 
     if isinstance(out, tuple):  # the reference's training triple (logits, pool_a, detail)
         return F.cross_entropy(out[0], target) + lifting_loss(out[1], 0.1, "sum")
-    logits, losses, _ = split_output(out)
+    logits, losses, _ = unpack_output(out)
     return F.cross_entropy(logits, target) + sum(losses.values())
 
 

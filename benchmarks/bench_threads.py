@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from bench_depthwise import _positive, interleaved  # same folder: run as a script
 from ifdd_bench.errors import BenchError
-from ifdd_bench.models.output import split_output
+from ifdd_bench.models.output import unpack_output
 from ifdd_bench.registry import create_model
 
 
@@ -41,7 +41,7 @@ def step_at(threads: int, batch: int, model_name: str, variant: str):
 
     def step(n: int) -> None:
         torch.set_num_threads(n)
-        logits, aux, _ = split_output(model(x))
+        logits, aux, _ = unpack_output(model(x))
         loss = F.cross_entropy(logits, y) + sum(aux.values())
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -62,7 +62,7 @@ def weight_drift(threads: int, model_name: str, variant: str, batch: int = 16, s
         x = torch.rand(batch, 3, 16, 64, 64, generator=gen)  # (B, C, T, H, W)
         y = torch.randint(0, 7, (batch,), generator=gen)
         for _ in range(steps):
-            logits, aux, _ = split_output(model(x))
+            logits, aux, _ = unpack_output(model(x))
             loss = F.cross_entropy(logits, y) + sum(aux.values())
             opt.zero_grad(set_to_none=True)
             loss.backward()

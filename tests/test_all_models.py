@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from ifdd_bench import registry
-from ifdd_bench.models.output import split_output
+from ifdd_bench.models.output import unpack_output
 
 NUM_CLASSES = 5
 BATCH = 2
@@ -82,7 +82,7 @@ def test_forward_backward(name, variant):
     x = torch.rand(BATCH, 3, frames, side, side, generator=torch.Generator().manual_seed(0))
 
     model.train()
-    logits, losses, _ = split_output(model(x))
+    logits, losses, _ = unpack_output(model(x))
     assert logits.shape == (BATCH, NUM_CLASSES)
     assert torch.isfinite(logits).all()
     for key, value in losses.items():

@@ -9,7 +9,7 @@ import pytest
 
 from ifdd_bench import registry
 from ifdd_bench.errors import ConfigError
-from ifdd_bench.models.output import split_output
+from ifdd_bench.models.output import unpack_output
 
 NUM_CLASSES = 5
 #: (frames, side) geometries tried in order; the first one a model accepts is its test input
@@ -56,7 +56,7 @@ def test_train_step_and_eval(name, variant):
             if p.ndim == 1 and pname.endswith("weight") and not p.any():
                 p.fill_(1.0)
     model.train()
-    logits, losses, _ = split_output(model(x))
+    logits, losses, _ = unpack_output(model(x))
     assert logits.shape == (2, NUM_CLASSES)
     assert torch.isfinite(logits).all()
     loss = torch.nn.functional.cross_entropy(logits, torch.tensor([0, 3])) + sum(losses.values(), torch.zeros(()))

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from ifdd_bench import registry
 from ifdd_bench.errors import CheckpointError, ConfigError
 from ifdd_bench.models.ifdd import ABLATIONS, IFDD, ISSM, IFDDConfig, count_parameters, lifting_loss, sample_frames
-from ifdd_bench.models.output import ModelOutput, split_output
+from ifdd_bench.models.output import ModelOutput, unpack_output
 
 # spec 10.2 / 14: sum(numel) at paper geometry, 16 frames, K=7
 PAPER_PARAMS = {
@@ -265,7 +265,7 @@ def test_predict_then_update_order_by_hand():
 @pytest.mark.parametrize("variant", sorted(ABLATIONS))
 def test_gradients_reach_every_trainable_parameter(variant):
     model = tiny(variant, img_size=32).train()  # stage grids 8, 4, 2, 1: same modules, 4x cheaper
-    logits, losses, _ = split_output(model(clip(size=32)))
+    logits, losses, _ = unpack_output(model(clip(size=32)))
     (F.cross_entropy(logits, torch.tensor([1, 2])) + sum(losses.values())).backward()
     missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
     assert not missing
@@ -290,7 +290,7 @@ def test_sdpa_and_explicit_models_agree():
         assert torch.allclose(models["sdpa"].eval()(x), models["explicit"].eval()(x), atol=1e-5)
     grads = {}
     for impl, model in models.items():
-        logits, losses, _ = split_output(model.train()(x))
+        logits, losses, _ = unpack_output(model.train()(x))
         (logits.square().sum() + losses["lift"]).backward()
         grads[impl] = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
     for name, g in grads["sdpa"].items():
@@ -413,7 +413,7 @@ def test_gpu_autocast_and_compile(dtype):
     model = tiny().cuda().train()
     x = clip().cuda()
     with torch.autocast("cuda", dtype=dtype):
-        logits, losses, _ = split_output(model(x))
+        logits, losses, _ = unpack_output(model(x))
         loss = logits.float().logsumexp(-1).mean() + sum(losses.values())
     loss.backward()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)

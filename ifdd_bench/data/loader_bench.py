@@ -146,7 +146,7 @@ def model_consumption(model: str = "ifdd_tiny", *, size: int | None = None, fram
     ``size`` / ``frames`` default to the model's own geometry. One warm-up step, then the median of
     ``steps`` timed steps. Raises ``ConfigError`` (from the registry) if the model is not registered.
     """
-    from ifdd_bench.models.output import split_output
+    from ifdd_bench.models.output import unpack_output
     from ifdd_bench.registry import build_from_config, resolve_config
 
     cfg = resolve_config(model, variant, num_classes=7, frames=frames, img_size=size)
@@ -161,7 +161,7 @@ def model_consumption(model: str = "ifdd_tiny", *, size: int | None = None, fram
     for k in range(steps + 1):
         start = time.perf_counter()
         out = net(clips)
-        logits, aux_losses, _ = split_output(out)
+        logits, aux_losses, _ = unpack_output(out)
         loss = torch.nn.functional.cross_entropy(logits, labels) + sum(aux_losses.values())
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -30,7 +30,7 @@ from ifdd_bench.config import DataConfig, protocol_preset
 from ifdd_bench.engine import distributed as D
 from ifdd_bench.engine.seeding import seed_everything, worker_init_fn
 from ifdd_bench.engine.train import Reporter, build_optimizer, train_one_epoch
-from ifdd_bench.models.output import split_output
+from ifdd_bench.models.output import unpack_output
 from ifdd_bench.registry import build_from_config, resolve_config
 
 
@@ -62,7 +62,7 @@ def measure_overhead(model: str = "ifdd_tiny", variant: str = "full", *, steps: 
     bare = []
     for k, (x, y) in enumerate(batches):
         t0 = time.perf_counter()
-        logits, aux, _ = split_output(net(x))
+        logits, aux, _ = unpack_output(net(x))
         loss = loss_fn(logits, y) + sum(aux.values()) if aux else loss_fn(logits, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -23,7 +23,7 @@ from ifdd_bench.engine.checkpoint import load_checkpoint
 from ifdd_bench.engine.distributed import resolve_device
 from ifdd_bench.engine.runfiles import BEST, LAST
 from ifdd_bench.errors import CheckpointError, DataError
-from ifdd_bench.models.output import split_output
+from ifdd_bench.models.output import unpack_output
 from ifdd_bench.registry import build_for_checkpoint
 
 
@@ -106,7 +106,7 @@ def predict(paths: Sequence[str | Path], *, checkpoint: str | Path, device: str 
         views = x.shape[1] if x.dim() == 6 else 1
         if x.dim() == 6:
             x = x.flatten(0, 1)  # (B*V, C, T, H, W)
-        logits, _, _ = split_output(model(x))
+        logits, _, _ = unpack_output(model(x))
         logits = logits.float().view(len(items), views, -1).mean(dim=1)  # (B, K)
         probs = torch.softmax(logits, dim=-1).cpu()
         for j, p in enumerate(probs):

@@ -56,7 +56,7 @@ from ifdd_bench.engine.mixing import ClipMixer, soft_target_cross_entropy
 from ifdd_bench.engine.schedule import build_scheduler
 from ifdd_bench.engine.seeding import derive_seed, loader_generator, rng_restore, rng_snapshot, seed_everything, worker_init_fn
 from ifdd_bench.errors import BenchError, CheckpointError, ConfigError, TrainingError, unknown
-from ifdd_bench.models.output import split_output
+from ifdd_bench.models.output import unpack_output
 from ifdd_bench.registry import build_from_config, resolve_config
 from ifdd_bench.results import RunRow
 
@@ -319,7 +319,7 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim
         if mixer is not None:
             x, target = mixer(x, y)  # target (B, K) soft
         with autocast():
-            logits, aux_losses, _ = split_output(model(x))  # (B, K)
+            logits, aux_losses, _ = unpack_output(model(x))  # (B, K)
             cls_loss = loss_fn(logits.float(), target)
             loss = cls_loss + sum(aux_losses.values()) if aux_losses else cls_loss
         loss_value = loss.detach()
@@ -388,7 +388,7 @@ def evaluate(model: nn.Module, loader: DataLoader, num_classes: int, *, device: 
         if channels_last and device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last_3d)
         with autocast():
-            logits, _, _ = split_output(model(x))
+            logits, _, _ = unpack_output(model(x))
         logits = logits.float().view(y.shape[0], views, -1).mean(dim=1)  # (B, K)
         preds = logits.argmax(dim=-1)
         matrix.update(preds, y)

@@ -5,7 +5,7 @@
   auxiliary losses (already weighted, added to the classification loss by the engine) and extras
   for visualisation (IFDD's ISSM positions and similarity). Models without extras return logits.
 
-Callers never unpack tuples: they call :func:`split_output`.
+Callers never index tuples or test the type themselves: they call :func:`unpack_output`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ class ModelOutput:
     extras: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> tensor (no grad needed)
 
 
-def split_output(out: torch.Tensor | ModelOutput) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+def unpack_output(out: torch.Tensor | ModelOutput) -> tuple[torch.Tensor, dict[str, torch.Tensor],
+                                                         dict[str, torch.Tensor]]:
     """Return ``(logits, losses, extras)`` for either output form."""
     if isinstance(out, ModelOutput):
         return out.logits, out.losses, out.extras
