@@ -53,9 +53,10 @@ from ifdd_bench import registry
 from ifdd_bench.atomic import write_text_atomic
 from ifdd_bench.config import DataConfig, RunSpec, TrainConfig, parse_overrides, to_dict, train_hash
 from ifdd_bench.errors import ConfigError, suggest
+from ifdd_bench.events import Progress
 from ifdd_bench.spec import build_run_spec, check_dataset, is_embedded, shared_overrides
 from ifdd_bench.results import PER_CLASS_CSV, RUNS_CSV, append_rows
-from ifdd_bench.workers import CellPool, Progress, Runner, default_runner, pop_cell_seconds, run_cell
+from ifdd_bench.workers import CellPool, Runner, default_runner, pop_cell_seconds, run_cell
 
 log = logging.getLogger(__name__)
 

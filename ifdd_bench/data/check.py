@@ -22,13 +22,13 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ifdd_bench.data.decode import FrameDecodeError, decode_image_file, is_video, list_frames
 from ifdd_bench.data.readers import FATAL_PROBLEMS, NUM_FOLDS, read_split, resolve_frame_source
 from ifdd_bench.errors import ConfigError, DataError
+from ifdd_bench.events import Progress
 
-Progress = Callable[[dict[str, Any]], None]
 IMAGE_SCANS = ("header", "decode", "none")
 
 _DFEW_NAMES = ("happy", "sad", "neutral", "angry", "surprise", "disgust", "fear")

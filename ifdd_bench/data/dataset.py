@@ -32,7 +32,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Sequence
 
 import torch
 from torch.utils.data import Dataset, get_worker_info
@@ -45,9 +45,9 @@ from ifdd_bench.data.records import ClipRecord
 from ifdd_bench.data.sampling import SamplingSpec, sample_indices
 from ifdd_bench.data.transforms import ClipTransform, augment_spec
 from ifdd_bench.errors import ConfigError, DataError, suggest
+from ifdd_bench.events import Progress
 
 log = logging.getLogger(__name__)
-Progress = Callable[[dict[str, Any]], None]
 
 _MAX_WORKER_SLOTS = 64
 _DEFECT_KEYS = ("corrupt_frames_replaced",)

@@ -27,9 +27,10 @@ from typing import Any
 
 from ifdd_bench.atomic import write_text_atomic
 from ifdd_bench.data.records import ClipRecord, SplitRecords
-from ifdd_bench.data.readers import (LABEL_ORDERS, Progress, _Collector, _emit, _finish_split, classes_for,
+from ifdd_bench.data.readers import (LABEL_ORDERS, _Collector, _emit, _finish_split, classes_for,
                                      label_index, resolve_clip)
 from ifdd_bench.errors import ConfigError, DataError
+from ifdd_bench.events import Progress
 
 IMPORT_DIR = "ifdd_splits"
 INT_LABEL_ORDERS = ("dfew", "official", "alphabetical")

@@ -40,14 +40,14 @@ import csv
 import os
 import re
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Iterable
 
 from ifdd_bench.data.decode import VIDEO_EXTS, count_video_frames, is_video, list_frames
 from ifdd_bench.data.records import (DFEW_CLASSES, FERV39K_CLASSES, MAFW_CLASSES, MAFW_CLASSES_DFERCLIP,
                                      ClipRecord, SplitRecords)
 from ifdd_bench.errors import ConfigError, DataError, suggest
+from ifdd_bench.events import Progress
 
-Progress = Callable[[dict[str, Any]], None]
 
 READ_SPLITS = ("train", "test")
 FRAME_SOURCES = {

@@ -49,7 +49,8 @@ TRAIN_LIST_DIR = "train(single-labeled)"
 TEST_LIST_DIR = "test(single-labeled)"
 CHUNK = 8  # clips per worker task
 
-Progress = Callable[[int, int], None]
+#: ``(clips written, clips in total)`` after each chunk; not the dict events of :mod:`ifdd_bench.events`
+ClipCounter = Callable[[int, int], None]
 
 
 def default_cache_dir() -> Path:
@@ -155,7 +156,7 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _render_all(cfg: SynthConfig, root: Path, workers: int, progress: Progress | None) -> list[ClipTruth]:
+def _render_all(cfg: SynthConfig, root: Path, workers: int, progress: ClipCounter | None) -> list[ClipTruth]:
     chunks = [list(range(s, min(s + CHUNK, cfg.clips))) for s in range(0, cfg.clips, CHUNK)]
     truths: list[ClipTruth] = []
     done = 0
@@ -218,7 +219,7 @@ def _meta(cfg: SynthConfig, truths: list[ClipTruth], sizes: dict) -> dict:
 
 
 def generate(cfg: SynthConfig, out_dir: str | Path, *, workers: int | None = None,
-             progress: Progress | None = None, overwrite: bool = False) -> Path:
+             progress: ClipCounter | None = None, overwrite: bool = False) -> Path:
     """Write the dataset of ``cfg`` to ``out_dir`` and return its path.
 
     Frames are rendered by ``workers`` processes (default: all usable CPUs; 1 = in this process)
@@ -269,7 +270,7 @@ def is_complete(root: str | Path, cfg: SynthConfig | None = None) -> bool:
 
 
 def ensure_dataset(preset_name: str = "default", *, cache_dir: str | Path | None = None,
-                   progress: Progress | None = None, workers: int | None = None, **overrides) -> Path:
+                   progress: ClipCounter | None = None, workers: int | None = None, **overrides) -> Path:
     """Root of the cached dataset for ``preset(preset_name, **overrides)``, generated on first use.
 
     The folder ``<cache>/synthdfer-<preset>-<hash of all knobs>`` is reused afterwards; a file lock
