@@ -1231,7 +1231,8 @@ def viz_splits_cmd(checkpoint, capture_file, clips, split, limit, data_root, out
     else:
         from rich.progress import Progress
 
-        from ifdd_bench.engine.capture import capture_splits, resolve_checkpoint, save_capture
+        from ifdd_bench.engine.capture import capture_splits, save_capture
+        from ifdd_bench.engine.checkpoint import resolve_checkpoint
 
         ckpt_file = resolve_checkpoint(checkpoint)
         out = Path(out_dir) if out_dir else ckpt_file.parent / "splits"

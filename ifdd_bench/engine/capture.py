@@ -39,7 +39,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -47,17 +47,15 @@ import torch.nn as nn
 
 from ifdd_bench.atomic import atomic_path, write_text_atomic
 from ifdd_bench.config import DataConfig, from_dict
-from ifdd_bench.engine.checkpoint import load_checkpoint
+from ifdd_bench.engine.checkpoint import load_model
 from ifdd_bench.errors import CheckpointError, ConfigError, DataError, suggest
-from ifdd_bench.registry import build_for_checkpoint, get_entry
+from ifdd_bench.events import Progress
+from ifdd_bench.registry import get_entry
 
 SPLITS = ("train", "val", "test")
-CHECKPOINT_NAMES = ("best.pt", "last.pt")
 IFDD_FAMILY = "ifdd"
 #: clips whose frames are stored for figures when none are named
 DEFAULT_STRIP_CLIPS = 4
-
-Progress = Callable[[dict], None]
 
 
 @dataclass
@@ -72,27 +70,21 @@ class CaptureResult:
 # checkpoint
 
 
-def resolve_checkpoint(path: str | os.PathLike) -> Path:
-    """A checkpoint file, or a run folder (its ``best.pt``, else ``last.pt``)."""
-    path = Path(path)
-    if path.is_dir():
-        for name in CHECKPOINT_NAMES:
-            if (path / name).is_file():
-                return path / name
-        raise CheckpointError(f"run folder {path} holds no {' or '.join(CHECKPOINT_NAMES)}",
-                              hint="train the run first (ifdd-bench run train) or pass a checkpoint file")
-    if not path.exists():
-        raise CheckpointError(f"checkpoint {path} does not exist")
-    return path
-
-
 def load_ifdd(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, dict, Path]:
-    """Load an IFDD checkpoint into an eval-mode model; other models raise :class:`CheckpointError`.
+    """Load an IFDD checkpoint (file or run folder) into an eval-mode model; other models, and IFDD
+    variants whose top has no frame split, raise :class:`CheckpointError`.
 
     Returns ``(model, checkpoint dict, checkpoint path)``.
     """
-    file = resolve_checkpoint(path)
-    ckpt = load_checkpoint(file, map_location="cpu")
+    model, ckpt = load_model(path, device, accept=_require_ifdd)
+    file = Path(ckpt["path"])
+    if getattr(model.top, "split", None) is None:
+        raise CheckpointError(f"{file} is IFDD variant {ckpt.get('variant')!r} whose top has no frame split "
+                              f"(top={model.cfg.top_kind}); use a variant with ISSM or the lazy split")
+    return model, ckpt, file
+
+
+def _require_ifdd(ckpt: dict, file: Path) -> None:
     name = ckpt.get("model")
     try:
         entry = get_entry(str(name))
@@ -101,15 +93,6 @@ def load_ifdd(path: str | os.PathLike, device: str | torch.device = "cpu") -> tu
     if entry.family != IFDD_FAMILY:
         raise CheckpointError(f"{file} holds a {name!r} model (family {entry.family!r}); the split visualiser "
                               "needs an IFDD checkpoint (ifdd, ifdd_tiny)")
-    model = build_for_checkpoint(name, ckpt["model_config"])
-    if getattr(model.top, "split", None) is None:
-        raise CheckpointError(f"{file} is IFDD variant {ckpt.get('variant')!r} whose top has no frame split "
-                              f"(top={model.cfg.top_kind}); use a variant with ISSM or the lazy split")
-    try:
-        model.load_state_dict(ckpt["model_state"])
-    except RuntimeError as err:
-        raise CheckpointError(f"{file}: weights do not fit the model its config builds ({str(err)[:300]})") from None
-    return model.to(device).eval(), ckpt, file
 
 
 # --------------------------------------------------------------------------------------------

@@ -21,22 +21,21 @@ import json
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import torch
 from torch.utils.data import DataLoader
 
 from ifdd_bench.config import RUN_ID_SCHEME, DataConfig, apply_overrides, from_dict, to_dict
 from ifdd_bench.engine import runfiles as F
-from ifdd_bench.engine.checkpoint import load_checkpoint
+from ifdd_bench.engine.checkpoint import load_checkpoint, load_model, resolve_checkpoint
 from ifdd_bench.engine.distributed import resolve_device
 from ifdd_bench.engine.environment import git_sha
 from ifdd_bench.errors import CheckpointError, ConfigError
+from ifdd_bench.events import Progress
 from ifdd_bench.results import EVALS_CSV, append_rows
 
 SPLITS = ("test", "val")
-
-Progress = Callable[[dict], None]
 
 
 def check_scheme(ckpt: dict, path: Path) -> None:
@@ -105,7 +104,6 @@ def evaluate_run(source: str | Path, *, dataset: str | None = None, data_root: s
     written.
     """
     from ifdd_bench.data import build_datasets
-    from ifdd_bench.engine.predict import load_model, resolve_checkpoint
     from ifdd_bench.engine.train import evaluate
 
     if split not in SPLITS:

@@ -92,9 +92,9 @@ def _rewrite_json(path: Path, old: str, new: str) -> None:
 
 
 def _rewrite_checkpoints(run_dir: Path, new: str) -> None:
-    from ifdd_bench.engine.checkpoint import load_checkpoint, save_atomic
+    from ifdd_bench.engine.checkpoint import BEST, LAST, load_checkpoint, save_atomic
 
-    for name in (F.LAST, F.BEST, F.BEST_PENDING):
+    for name in (LAST, BEST, F.BEST_PENDING):
         path = run_dir / name
         if path.exists():
             ckpt = load_checkpoint(path)

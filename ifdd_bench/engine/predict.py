@@ -6,7 +6,8 @@
     result["predictions"][0]["top"]   # [("happy", 0.91), ("surprise", 0.05), ...]
 
 The checkpoint (a run folder -> its ``best.pt``, falling back to ``last.pt``; or a ``.pt`` file)
-carries the model name and resolved config, so the model is rebuilt exactly; clips are read with
+carries the model name and resolved config, so the model is rebuilt exactly
+(:func:`ifdd_bench.engine.checkpoint.load_model`); clips are read with
 the run's own data config (frames, size, sampling, evaluation views) through the same
 :class:`~ifdd_bench.data.dataset.ClipDataset` code as training-time evaluation.
 """
@@ -19,43 +20,10 @@ from typing import Any, Sequence
 import torch
 
 from ifdd_bench.config import DataConfig, from_dict
-from ifdd_bench.engine.checkpoint import load_checkpoint
+from ifdd_bench.engine.checkpoint import load_model
 from ifdd_bench.engine.distributed import resolve_device
-from ifdd_bench.engine.runfiles import BEST, LAST
-from ifdd_bench.errors import CheckpointError, DataError
+from ifdd_bench.errors import DataError
 from ifdd_bench.models.output import unpack_output
-from ifdd_bench.registry import build_for_checkpoint
-
-
-def resolve_checkpoint(path: str | Path) -> Path:
-    """A run folder's ``best.pt`` (or ``last.pt`` if training has not selected one yet) or the file itself."""
-    path = Path(path)
-    if path.is_dir():
-        for name in (BEST, LAST):
-            if (path / name).is_file():
-                return path / name
-        raise CheckpointError(f"run folder {path} has no {BEST} or {LAST}",
-                              hint="train the run first (ifdd-bench run train ...)")
-    if not path.exists():
-        raise CheckpointError(f"checkpoint {path} does not exist")
-    return path
-
-
-def load_model(checkpoint: str | Path, device: torch.device | str = "cpu") -> tuple[torch.nn.Module, dict]:
-    """Rebuild the model stored in a checkpoint, in eval mode; returns ``(model, checkpoint dict)``."""
-    path = resolve_checkpoint(checkpoint)
-    ckpt = load_checkpoint(path)
-    for key in ("model", "model_config", "model_state", "classes", "data_config"):
-        if key not in ckpt:
-            raise CheckpointError(f"checkpoint {path} lacks {key!r}; it cannot rebuild its model")
-    try:
-        model = build_for_checkpoint(ckpt["model"], ckpt["model_config"])
-        model.load_state_dict(ckpt["model_state"])
-    except (RuntimeError, TypeError) as err:
-        raise CheckpointError(f"checkpoint {path} does not match model {ckpt['model']!r}: {err}") from None
-    model.to(device).eval()
-    ckpt["path"] = str(path)
-    return model, ckpt
 
 
 def _records(paths: Sequence[str | Path]) -> list:

@@ -28,12 +28,10 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from ifdd_bench.engine.checkpoint import atomic_write_text, load_checkpoint, save_atomic
+from ifdd_bench.engine.checkpoint import BEST, LAST, atomic_write_text, load_checkpoint, save_atomic
 from ifdd_bench.errors import BenchError, CheckpointError
 from ifdd_bench.results import PER_CLASS_CSV, RUNS_CSV, append_rows
 
-LAST = "last.pt"
-BEST = "best.pt"
 BEST_PENDING = "best.pending.pt"
 HISTORY = "history.csv"
 PREDICTIONS = "predictions.csv"
