@@ -547,7 +547,7 @@ def train_cmd(model, variant, dataset, data_root, fold, seed, protocol, sets, ep
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from ifdd_bench.engine.train import train_run
+    from ifdd_bench.engine.run import train_run
 
     from ifdd_bench.spec import build_run_spec
 

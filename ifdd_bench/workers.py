@@ -23,9 +23,9 @@ import time
 from typing import Any, Callable, Iterable, Mapping
 
 from ifdd_bench.config import RunSpec
+from ifdd_bench.events import Progress
 
 Runner = Callable[..., Mapping[str, Any]]
-Progress = Callable[[dict[str, Any]], None]
 
 #: key under which :func:`run_cell` returns the cell's own run time (removed before the row is used)
 CELL_SECONDS = "_cell_seconds"
@@ -33,7 +33,7 @@ CELL_SECONDS = "_cell_seconds"
 
 def default_runner() -> Runner:
     """The engine's ``train_run`` (imported lazily: it imports torch)."""
-    from ifdd_bench.engine.train import train_run
+    from ifdd_bench.engine.run import train_run
 
     return train_run
 

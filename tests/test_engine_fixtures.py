@@ -128,7 +128,7 @@ def make_spec(runs_dir: str | Path, *, epochs: int = 3, protocol: str = "unified
 
 def main(argv: list[str] | None = None) -> None:
     """Run one fit on the memory bundle; print one JSON line per progress event (flushed)."""
-    from ifdd_bench.engine.train import fit
+    from ifdd_bench.engine.loop import fit
     from ifdd_bench.engine import distributed as D
 
     parser = argparse.ArgumentParser()

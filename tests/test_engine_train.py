@@ -17,7 +17,9 @@ import test_engine_fixtures as fx
 from ifdd_bench.config import DataConfig
 from ifdd_bench.engine import runfiles as F
 from ifdd_bench.engine.checkpoint import load_checkpoint
-from ifdd_bench.engine.train import RunState, evaluate, fit, train_run, update_selection
+from ifdd_bench.engine.loop import evaluate, fit, update_selection
+from ifdd_bench.engine.run import train_run
+from ifdd_bench.engine.runstate import RunState
 from ifdd_bench.errors import BenchError, CheckpointError, ConfigError, TrainingError
 from ifdd_bench.registry import build_from_config
 

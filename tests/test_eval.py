@@ -135,7 +135,7 @@ def test_eval_refuses_other_classes_reference_val_and_older_run_folders(trained,
 
 
 def test_runs_migrate_renames_older_folders_and_rows_so_the_run_is_found_again(trained, tmp_path):
-    from ifdd_bench.engine.train import train_run
+    from ifdd_bench.engine.run import train_run
     from ifdd_bench.spec import build_run_spec
 
     runs, results = tmp_path / "runs", tmp_path / "results"

@@ -104,7 +104,7 @@ def evaluate_run(source: str | Path, *, dataset: str | None = None, data_root: s
     written.
     """
     from ifdd_bench.data import build_datasets
-    from ifdd_bench.engine.train import evaluate
+    from ifdd_bench.engine.loop import evaluate
 
     if split not in SPLITS:
         raise ConfigError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")

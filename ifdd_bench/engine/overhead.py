@@ -8,7 +8,7 @@ measures, in one process and on the same batches:
 
 * ``bare``: the model's training step alone (forward, loss, backward, AdamW) on batches already
   in memory, the baseline;
-* ``engine (workers=N)``: the engine's :func:`~ifdd_bench.engine.train.train_one_epoch` on a
+* ``engine (workers=N)``: the engine's :func:`~ifdd_bench.engine.loop.train_one_epoch` on a
   DataLoader over the same clips, with the progress callback on.
 
 It prints, per setting, the seconds per step split into data wait / compute / bookkeeping, the
@@ -29,7 +29,8 @@ from torch.utils.data import DataLoader, Subset
 from ifdd_bench.config import DataConfig, protocol_preset
 from ifdd_bench.engine import distributed as D
 from ifdd_bench.engine.seeding import seed_everything, worker_init_fn
-from ifdd_bench.engine.train import Reporter, build_optimizer, train_one_epoch
+from ifdd_bench.engine.events import Reporter
+from ifdd_bench.engine.loop import build_optimizer, train_one_epoch
 from ifdd_bench.models.output import unpack_output
 from ifdd_bench.registry import build_from_config, resolve_config
 
