@@ -266,7 +266,8 @@ def data_bench_cmd(clips: int, workers_csv: str, decoders: str, repeats: int, mo
     if bad or "pil" not in names or 0 not in workers:
         raise ConfigError("--decoders must name pil (the baseline) and only pil|torchvision|auto; "
                           "--workers must include 0")
-    from ifdd_bench.data.loader_bench import decode_microbench, model_consumption, run_loader_bench
+    from ifdd_bench.data.loader_bench import decode_microbench, run_loader_bench
+    from ifdd_bench.engine.overhead import model_consumption
 
     with _DataBar(err_console) as bar:
         rows = run_loader_bench(clips=clips, workers=workers, decoders=names, repeats=repeats, progress=bar)

@@ -29,9 +29,9 @@ import time
 import torch
 import torch.nn.functional as F
 
+from ifdd_bench.engine.step import train_step
 from ifdd_bench.models.depthwise import depthwise_conv3d
 from ifdd_bench.models.mvit import HeadPool
-from ifdd_bench.models.output import unpack_output
 from ifdd_bench.registry import create_model
 
 #: (x shape (B*heads, d, T, H, W), stride) of the pools, per geometry: ifdd_tiny at batch 16, and
@@ -90,11 +90,7 @@ def step_case(batch: int):
     def step(rewrite: bool):
         for p in rewritable:
             p.cpu_rewrite = rewrite
-        logits, aux, _ = unpack_output(model(x))
-        loss = F.cross_entropy(logits, y) + sum(aux.values())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        train_step(model, x, y, opt, F.cross_entropy)
 
     return (lambda: step(False)), (lambda: step(True)), f"{len(rewritable)} of {len(pools)} pools rewritten"
 

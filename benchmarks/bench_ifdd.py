@@ -2,8 +2,9 @@
 
 Measures, at paper geometry by default (16x224x224, K=7, CPU, torch's default thread count):
 
-* ``train``: one training step = forward (train mode), cross-entropy (+ the model's auxiliary
-  losses), backward, AdamW step, ``zero_grad``; batch ``--batch`` (2).
+* ``train``: one training step, the engine's (``ifdd_bench.engine.step.train_step``): forward
+  (train mode), cross-entropy (+ the model's auxiliary losses), ``zero_grad``, backward, AdamW
+  step; batch ``--batch`` (2).
 * ``infer``: one eval-mode forward under ``torch.inference_mode``; batch ``--infer-batch`` (1).
 
 Time: all configurations are built in ONE process and their steps are interleaved round by
@@ -59,20 +60,28 @@ def _build_reference(spec: dict):
     """The authors' published model (DFEW configuration) from a local checkout."""
     from make_authors_fixture import build_reference, import_reference
 
-    ref = import_reference(spec["reference"], spec.get("reference_deps"))
-    return build_reference(ref, use_issm=True, use_ladm=True, frames=spec["frames"], classes=spec["classes"])
-
-
-def _loss(out, target):
-    import torch.nn.functional as F
+    import torch
 
     from ifdd_bench.models.ifdd import lifting_loss
-    from ifdd_bench.models.output import unpack_output
+    from ifdd_bench.models.output import ModelOutput
 
-    if isinstance(out, tuple):  # the reference's training triple (logits, pool_a, detail)
-        return F.cross_entropy(out[0], target) + lifting_loss(out[1], 0.1, "sum")
-    logits, losses, _ = unpack_output(out)
-    return F.cross_entropy(logits, target) + sum(losses.values())
+    class Reference(torch.nn.Module):
+        """The authors' model behind our output convention, so that the same training step drives it:
+        its training triple (logits, pool_a, detail) becomes logits + the lifting loss on pool_a."""
+
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def forward(self, x):
+            out = self.net(x)
+            if isinstance(out, tuple):
+                return ModelOutput(out[0], {"lift": lifting_loss(out[1], 0.1, "sum")})
+            return out
+
+    ref = import_reference(spec["reference"], spec.get("reference_deps"))
+    return Reference(build_reference(ref, use_issm=True, use_ladm=True, frames=spec["frames"],
+                                     classes=spec["classes"]))
 
 
 class Runner:
@@ -103,12 +112,13 @@ class Runner:
     def step(self) -> tuple[float, float]:
         """Run one step; return (wall seconds, process CPU seconds)."""
         import torch
+        import torch.nn.functional as F
+
+        from ifdd_bench.engine.step import train_step
 
         t0, c0 = time.perf_counter(), time.process_time()
         if self.spec["mode"] == "train":
-            _loss(self.model(self.x), self.y).backward()
-            self.opt.step()
-            self.opt.zero_grad(set_to_none=True)
+            train_step(self.model, self.x, self.y, self.opt, F.cross_entropy)
         else:
             with torch.inference_mode():
                 self.model(self.x)

@@ -26,8 +26,8 @@ import torch
 import torch.nn.functional as F
 
 from bench_depthwise import _positive, interleaved  # same folder: run as a script
+from ifdd_bench.engine.step import train_step
 from ifdd_bench.errors import BenchError
-from ifdd_bench.models.output import unpack_output
 from ifdd_bench.registry import create_model
 
 
@@ -41,11 +41,7 @@ def step_at(threads: int, batch: int, model_name: str, variant: str):
 
     def step(n: int) -> None:
         torch.set_num_threads(n)
-        logits, aux, _ = unpack_output(model(x))
-        loss = F.cross_entropy(logits, y) + sum(aux.values())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        train_step(model, x, y, opt, F.cross_entropy)
 
     return (lambda: step(1)), (lambda: step(threads))
 
@@ -62,11 +58,7 @@ def weight_drift(threads: int, model_name: str, variant: str, batch: int = 16, s
         x = torch.rand(batch, 3, 16, 64, 64, generator=gen)  # (B, C, T, H, W)
         y = torch.randint(0, 7, (batch,), generator=gen)
         for _ in range(steps):
-            logits, aux, _ = unpack_output(model(x))
-            loss = F.cross_entropy(logits, y) + sum(aux.values())
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            train_step(model, x, y, opt, F.cross_entropy)
         finals.append([p.detach().clone() for p in model.parameters()])
     return max((a - b).abs().max().item() for a, b in zip(*finals))
 

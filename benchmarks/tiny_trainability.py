@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from ifdd_bench.config import DataConfig
 from ifdd_bench.data import build_datasets
 from ifdd_bench.data.synth import ensure_dataset
-from ifdd_bench.models.output import unpack_output
+from ifdd_bench.engine.step import train_step
 from ifdd_bench.registry import create_model
 
 EASY_KNOBS = dict(rest_strength=0.0, rest_noise=0.0, expression_gain=2.0, expression_span=(0.5, 0.8),
@@ -60,11 +60,7 @@ def fit(variant: str, input_norm: str, clips: torch.Tensor, labels: torch.Tensor
         if step == steps:
             break
         idx = torch.randint(0, len(clips), (16,), generator=batches)
-        logits, losses, _ = unpack_output(model(clips[idx]))
-        loss = F.cross_entropy(logits, labels[idx]) + sum(losses.values(), torch.zeros(()))
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
+        train_step(model, clips[idx], labels[idx], optimiser, F.cross_entropy)
     return curve
 
 

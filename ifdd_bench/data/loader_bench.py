@@ -11,19 +11,18 @@ augmentation, batch 8) for every combination of
 * 0, 1 and 2 DataLoader workers (worker start-up included, as every epoch pays it);
 * plus the in-memory cache (``cache_clips=True``, 0 workers) and its one-off build time.
 
-Ratios are against Pillow with 0 workers for the same geometry, measured in the same run. Optionally
-the training consumption rate of a registered model (forward + backward + AdamW step, CPU, same
-clip geometry) is measured, so loading can be compared with what the model eats.
+Ratios are against Pillow with 0 workers for the same geometry, measured in the same run. What a
+model eats in training (``data bench --model``) is measured by the engine, which owns the training
+step: :func:`ifdd_bench.engine.overhead.model_consumption`.
 """
 
 from __future__ import annotations
 
-import os
 import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
@@ -33,8 +32,8 @@ from ifdd_bench.data.fixtures import balanced_dfew_rows, write_dfew
 from ifdd_bench.data.readers import read_split
 from ifdd_bench.data.sampling import SamplingSpec
 from ifdd_bench.data.transforms import ClipTransform, augment_spec
+from ifdd_bench.events import Progress
 
-Progress = Callable[[dict[str, Any]], None]
 #: (stored frame size, clip size): the two clip sizes of the issue, DFEW's 224 frames fed at 112, and
 #: SynthDFER's default 112 frames fed to the tiny CPU models at 64
 GEOMETRIES = ((112, 112), (224, 224), (224, 112), (112, 64))
@@ -137,38 +136,3 @@ def decode_microbench(*, frames: int = 16, rounds: int = 15, workdir: Path | Non
 def _emit(progress: Progress | None, done: int, total: int) -> None:
     if progress is not None:
         progress({"event": "data_progress", "stage": "loader bench", "done": done, "total": total})
-
-
-def model_consumption(model: str = "ifdd_tiny", *, size: int | None = None, frames: int | None = None,
-                      batch: int = 8, steps: int = 3, variant: str = "full") -> dict[str, Any]:
-    """Training clips/s of a registered model on CPU (forward + loss + backward + AdamW step).
-
-    ``size`` / ``frames`` default to the model's own geometry. One warm-up step, then the median of
-    ``steps`` timed steps. Raises ``ConfigError`` (from the registry) if the model is not registered.
-    """
-    from ifdd_bench.models.output import unpack_output
-    from ifdd_bench.registry import build_from_config, resolve_config
-
-    cfg = resolve_config(model, variant, num_classes=7, frames=frames, img_size=size)
-    frames, size = cfg.frames, cfg.img_size
-    net = build_from_config(model, cfg)
-    net.train()
-    opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
-    gen = torch.Generator().manual_seed(0)
-    clips = torch.rand(batch, 3, frames, size, size, generator=gen)
-    labels = torch.randint(0, 7, (batch,), generator=gen)
-    times = []
-    for k in range(steps + 1):
-        start = time.perf_counter()
-        out = net(clips)
-        logits, aux_losses, _ = unpack_output(out)
-        loss = torch.nn.functional.cross_entropy(logits, labels) + sum(aux_losses.values())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if k:
-            times.append(time.perf_counter() - start)
-    secs = statistics.median(times)
-    return {"model": model, "variant": variant, "geometry": f"{frames}x{size}x{size}", "batch": batch,
-            "train_clips_per_s": batch / secs, "step_s": secs, "torch_threads": torch.get_num_threads(),
-            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset")}

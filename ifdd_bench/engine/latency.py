@@ -4,8 +4,10 @@ One measurement (:func:`measure`) builds a registered model, feeds it a fixed sy
 batch ``(B, 3, T, H, W)`` in [0, 1] and times either
 
 * ``mode="infer"``: ``model.eval()`` + ``torch.inference_mode()`` forward passes, or
-* ``mode="train"``: a full training step (forward, cross-entropy + the model's auxiliary losses,
-  backward, AdamW step, ``zero_grad``),
+* ``mode="train"``: a full training step, the engine's own
+  (:func:`~ifdd_bench.engine.step.train_step`: forward, cross-entropy + the model's auxiliary
+  losses, ``zero_grad``, backward, AdamW step; so the gradients of one step are still held during
+  the next forward, as in training),
 
 after ``warmup`` untimed repetitions. On CPU every repetition is timed with ``perf_counter``; on
 CUDA with a pair of CUDA events per repetition (read after one synchronize at the end). The result
@@ -49,11 +51,11 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 from torch import nn
 
+from ifdd_bench.engine.step import autocast_for, train_step
 from ifdd_bench.errors import BenchError, ConfigError
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 MODES = ("infer", "train")
-_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 #: defaults per device type: (warm-up repetitions, timed repetitions, time budget in seconds)
 DEFAULT_REPEATS = {"cpu": (3, 20, 60.0), "cuda": (10, 100, 60.0)}
@@ -203,13 +205,6 @@ def synthetic_clip(shape: Sequence[int], device: torch.device, seed: int = 0) ->
     return torch.rand(*shape, generator=gen).to(device)
 
 
-def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """Autocast context for bf16/fp16, a no-op for fp32."""
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=_DTYPES[precision])
-
-
 # ------------------------------------------------------------------------------------------
 # timing
 
@@ -301,9 +296,10 @@ def _repeats(spec: BenchSpec, device: torch.device) -> tuple[int, int, float | N
 
 def _inference_step(model: nn.Module, clip: torch.Tensor, device: torch.device, precision: str) -> Callable[[], Any]:
     model.eval()
+    amp = autocast_for(precision, device)
 
     def step() -> Any:
-        with torch.inference_mode(), autocast(device, precision):
+        with torch.inference_mode(), amp():
             return model(clip)
 
     return step
@@ -316,23 +312,10 @@ def _train_step(model: nn.Module, clip: torch.Tensor, num_classes: int, spec: Be
     gen = torch.Generator().manual_seed(spec.seed + 1)
     targets = torch.randint(0, num_classes, (clip.shape[0],), generator=gen).to(device)
     scaler = torch.amp.GradScaler(device.type) if spec.precision == "fp16" else None
+    amp = autocast_for(spec.precision, device)
 
     def step() -> Any:
-        with autocast(device, spec.precision):
-            out = model(clip)
-            logits = out if isinstance(out, torch.Tensor) else out.logits
-            loss = nn.functional.cross_entropy(logits.float(), targets)
-            for aux in getattr(out, "losses", {}).values():  # already weighted by the model
-                loss = loss + aux.float()
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        return loss
+        return train_step(model, clip, targets, optimizer, nn.functional.cross_entropy, autocast=amp, scaler=scaler)
 
     return step
 

@@ -6,20 +6,26 @@
 
 measures, in one process and on the same batches:
 
-* ``bare``: the model's training step alone (forward, loss, backward, AdamW) on batches already
-  in memory, the baseline;
+* ``bare``: the model's training step alone (:func:`~ifdd_bench.engine.step.train_step`:
+  forward, loss, backward, AdamW) on batches already in memory, the baseline;
 * ``engine (workers=N)``: the engine's :func:`~ifdd_bench.engine.loop.train_one_epoch` on a
   DataLoader over the same clips, with the progress callback on.
 
 It prints, per setting, the seconds per step split into data wait / compute / bookkeeping, the
 engine overhead share ``(data wait + bookkeeping) / step`` and the ratio of the engine's step
 time to the bare step time. Timings are wall clock and depend on what else the machine runs.
+
+:func:`model_consumption` (``ifdd-bench data bench --model``) times the same step on random clips:
+the training clips/s a model eats, to set beside the loader's clips/s.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
+import statistics
 import time
 from typing import Any, Sequence
 
@@ -31,7 +37,7 @@ from ifdd_bench.engine import distributed as D
 from ifdd_bench.engine.seeding import seed_everything, worker_init_fn
 from ifdd_bench.engine.events import Reporter
 from ifdd_bench.engine.loop import build_optimizer, train_one_epoch
-from ifdd_bench.models.output import unpack_output
+from ifdd_bench.engine.step import train_step
 from ifdd_bench.registry import build_from_config, resolve_config
 
 
@@ -63,12 +69,8 @@ def measure_overhead(model: str = "ifdd_tiny", variant: str = "full", *, steps: 
     bare = []
     for k, (x, y) in enumerate(batches):
         t0 = time.perf_counter()
-        logits, aux, _ = unpack_output(net(x))
-        loss = loss_fn(logits, y) + sum(aux.values()) if aux else loss_fn(logits, y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        float(loss.detach())  # the engine syncs on the loss too
+        out = train_step(net, x, y, opt, loss_fn)
+        float(out.loss)  # the engine syncs on the loss too
         if k >= warmup:
             bare.append(time.perf_counter() - t0)
     bare_step = sum(bare) / len(bare)
@@ -80,11 +82,11 @@ def measure_overhead(model: str = "ifdd_tiny", variant: str = "full", *, steps: 
         loader = DataLoader(clips, batch_size=batch_size, num_workers=n, worker_init_fn=worker_init_fn,
                             drop_last=True)
         warm = DataLoader(Subset(clips, list(range(warmup * batch_size))), batch_size=batch_size)
-        train_one_epoch(net, warm, opt, loss_fn, mixer=None, scaler=None, autocast=_null, ctx=ctx, epoch=0,
+        train_one_epoch(net, warm, opt, loss_fn, mixer=None, scaler=None, autocast=contextlib.nullcontext, ctx=ctx, epoch=0,
                         lr=cfg.lr, grad_clip=0.0, channels_last=False, report=Reporter(None), log_every=10,
                         last_good="-")
         events: list[dict] = []
-        stats = train_one_epoch(net, loader, opt, loss_fn, mixer=None, scaler=None, autocast=_null, ctx=ctx,
+        stats = train_one_epoch(net, loader, opt, loss_fn, mixer=None, scaler=None, autocast=contextlib.nullcontext, ctx=ctx,
                                 epoch=1, lr=cfg.lr, grad_clip=0.0, channels_last=False,
                                 report=Reporter(events.append), log_every=1, last_good="-")
         per = {k: stats[k] / stats["steps"] for k in ("data_wait", "compute", "bookkeeping")}
@@ -95,10 +97,32 @@ def measure_overhead(model: str = "ifdd_tiny", variant: str = "full", *, steps: 
     return rows
 
 
-def _null():
-    import contextlib
+def model_consumption(model: str = "ifdd_tiny", *, size: int | None = None, frames: int | None = None,
+                      batch: int = 8, steps: int = 3, variant: str = "full") -> dict[str, Any]:
+    """Training clips/s of a registered model on CPU (:func:`~ifdd_bench.engine.step.train_step`:
+    forward + cross-entropy and auxiliary losses + backward + AdamW step).
 
-    return contextlib.nullcontext()
+    ``size`` / ``frames`` default to the model's own geometry. One warm-up step, then the median of
+    ``steps`` timed steps. Raises ``ConfigError`` (from the registry) if the model is not registered.
+    """
+    cfg = resolve_config(model, variant, num_classes=7, frames=frames, img_size=size)
+    frames, size = cfg.frames, cfg.img_size
+    net = build_from_config(model, cfg)
+    net.train()
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
+    gen = torch.Generator().manual_seed(0)
+    clips = torch.rand(batch, 3, frames, size, size, generator=gen)
+    labels = torch.randint(0, 7, (batch,), generator=gen)
+    times = []
+    for k in range(steps + 1):
+        start = time.perf_counter()
+        train_step(net, clips, labels, opt, torch.nn.functional.cross_entropy)
+        if k:
+            times.append(time.perf_counter() - start)
+    secs = statistics.median(times)
+    return {"model": model, "variant": variant, "geometry": f"{frames}x{size}x{size}", "batch": batch,
+            "train_clips_per_s": batch / secs, "step_s": secs, "torch_threads": torch.get_num_threads(),
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset")}
 
 
 def main(argv: Sequence[str] | None = None) -> None:

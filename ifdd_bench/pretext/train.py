@@ -28,13 +28,14 @@ from ifdd_bench import registry
 from ifdd_bench.config import to_dict
 from ifdd_bench.engine.checkpoint import save_atomic
 from ifdd_bench.engine.seeding import rng_restore, rng_snapshot, seed_everything
+from ifdd_bench.engine.step import train_step
 from ifdd_bench.errors import CheckpointError, ConfigError
+from ifdd_bench.events import Progress
 from ifdd_bench.models.ifdd import TOKEN_FRAMES
 from ifdd_bench.models.pretrained import PRETEXT_FORMAT, backbone_geometry
 from ifdd_bench.pretext.data import PRETEXT_SEED, TARGET_NAMES, pretext_synth_config, render_pretext_clips
 
 STATE_FORMAT = "ifdd-bench-pretext-state/1"
-Progress = Callable[[dict], None]
 
 
 @dataclass(frozen=True)
@@ -156,18 +157,19 @@ def _render(synth: Any, size: int, emit: Progress) -> tuple[torch.Tensor, torch.
     return render_pretext_clips(synth, size, on_chunk=rendered)
 
 
+def _mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return ((pred - target) ** 2).mean()  # (B, T', targets) -> scalar
+
+
 def _train_epoch(model: PretextModel, optim: torch.optim.Optimizer, sched: Any, clips: torch.Tensor,
                  targets: torch.Tensor, batches: list[torch.Tensor], on_step: Callable[[dict], None]) -> float:
     """One pass over ``batches`` (index tensors): MSE steps; returns the clip-weighted mean loss."""
     model.train()
     total, seen = 0.0, 0
     for step, idx in enumerate(batches):
-        loss = ((model(_as_input(clips[idx])) - targets[idx]) ** 2).mean()  # (B, T', targets) -> scalar
-        optim.zero_grad(set_to_none=True)
-        loss.backward()
-        optim.step()
+        out = train_step(model, _as_input(clips[idx]), targets[idx], optim, _mse)
         sched.step()
-        total, seen = total + float(loss.detach()) * len(idx), seen + len(idx)
+        total, seen = total + float(out.loss) * len(idx), seen + len(idx)
         on_step({"step": step + 1, "steps": len(batches), "loss": total / seen})
     return total / seen
 
