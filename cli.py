@@ -845,6 +845,7 @@ def ablation_cmd(model, variants, baselines, dataset, data_root, folds, seeds, e
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from ifdd_bench import sweep
+    from ifdd_bench.config import train_hash
 
     plan = sweep.plan_sweep(model, variants, baselines=baselines, dataset=dataset, data_root=data_root,
                             folds=folds, seeds=seeds, epochs=epochs, protocol=protocol, overrides=overrides,
@@ -852,13 +853,13 @@ def ablation_cmd(model, variants, baselines, dataset, data_root, folds, seeds, e
     if jobs is None:
         jobs = sweep.default_jobs(plan, executor)
     cells = plan.cells()
-    todo, finished = sweep.split_finished(cells, plan.results_dir)
+    todo, finished = sweep.partition_finished(cells, plan.results_dir)
     console.print(
         f"sweep [bold]{plan.sweep_id}[/]: {plan.model} variants {','.join(plan.variants)}"
         + (f" + baselines {','.join(m for m, _ in plan.baselines)}" if plan.baselines else "")
         + f" | {plan.dataset} folds {','.join(map(str, plan.folds))} seeds {','.join(map(str, plan.seeds))}"
         + f" | {plan.train.protocol} protocol, {plan.train.epochs} epochs, {plan.data.frames}x{plan.data.size}²"
-        + f" | train_hash {sweep.train_hash(plan.train)} recipe {plan.first.recipe_hash}\n"
+        + f" | train_hash {train_hash(plan.train)} recipe {plan.first.recipe_hash}\n"
         f"{len(cells)} cells: {len(finished)} finished, {len(todo)} to run ({executor}, jobs={jobs})",
         highlight=False)
     _legacy_hint(plan.runs_dir)
@@ -923,7 +924,7 @@ def _render_sweep_report(plan: Any, summary: list[dict]) -> None:
     train_hash so older rows of other protocols in the same runs.csv do not block it; when the
     report cannot be rendered the simple summary table is printed instead.
     """
-    from ifdd_bench import sweep
+    from ifdd_bench.config import train_hash
 
     try:
         from ifdd_bench.reports.render import render_report
@@ -934,7 +935,7 @@ def _render_sweep_report(plan: Any, summary: list[dict]) -> None:
     command_line = "ifdd-bench " + " ".join(sys.argv[1:]) if len(sys.argv) > 1 else "ifdd-bench run ablation"
     try:
         result = render_report(plan.results_dir, plan.runs_dir, folder,
-                               filters=[f"train_hash={sweep.train_hash(plan.train)}"], command=command_line)
+                               filters=[f"train_hash={train_hash(plan.train)}"], command=command_line)
     except BenchError as err:
         _print_sweep_summary(summary)
         err_console.print(f"[yellow]report not rendered:[/] {err}", highlight=False)

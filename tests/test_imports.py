@@ -29,7 +29,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("registry", ("ifdd_bench.registry", "ifdd_bench.spec")),
     ("data", ("ifdd_bench.data",)),
     ("models", ("ifdd_bench.models", "baselines")),
-    ("engine", ("ifdd_bench.engine", "ifdd_bench.workers", "ifdd_bench.pretext")),
+    ("engine", ("ifdd_bench.engine", "ifdd_bench.pretext")),
     ("sweep", ("ifdd_bench.sweep",)),
     ("reports", ("ifdd_bench.reports",)),
     # the command line, the display module only it imports, and the package's Python API

@@ -11,14 +11,14 @@ from __future__ import annotations
 import csv
 import multiprocessing
 import os
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from ifdd_bench import registry, results, sweep, workers
+from ifdd_bench import registry, results, sweep
+from ifdd_bench.sweep import plan as sweep_plan, pool
 from ifdd_bench.spec import EMBEDDED_DATA, EMBEDDED_TRAIN
 from ifdd_bench.config import train_hash
 from ifdd_bench.errors import BenchError, ConfigError
@@ -138,10 +138,10 @@ def test_defaults_and_all_variants(tmp_path):
 def test_default_jobs_parallel_only_for_the_embedded_local_sweep(tmp_path, monkeypatch):
     plan = sweep.plan_sweep(model=TOY, runs_dir=tmp_path, results_dir=tmp_path)
     real = sweep.plan_sweep(model=TOY, dataset="dfew", data_root=str(tmp_path))
-    monkeypatch.setattr(sweep.os, "cpu_count", lambda: 16)
+    monkeypatch.setattr(sweep_plan.os, "cpu_count", lambda: 16)
     assert sweep.default_jobs(plan) == sweep.DEFAULT_SYNTH_JOBS == 2
     assert sweep.default_jobs(plan, "submitit") == 1 and sweep.default_jobs(real) == 1
-    monkeypatch.setattr(sweep.os, "cpu_count", lambda: 1)
+    monkeypatch.setattr(sweep_plan.os, "cpu_count", lambda: 1)
     assert sweep.default_jobs(plan) == 1
 
 
@@ -340,7 +340,7 @@ def epoch_runner(spec, progress=None, resume=True):
 
 
 def test_pool_gives_the_freed_cores_to_the_last_running_cell_and_relays_its_events(tmp_path, monkeypatch):
-    monkeypatch.setattr(workers.os, "cpu_count", lambda: 4)  # 2 workers x 2 threads, whatever the machine
+    monkeypatch.setattr(pool.os, "cpu_count", lambda: 4)  # 2 workers x 2 threads, whatever the machine
     plan = _plan(tmp_path, variants="full,no_issm,no_ladm", folds="1")
     events = []
     outcome = sweep.run_sweep(plan, runner=epoch_runner, jobs=2, progress=events.append)
@@ -362,7 +362,7 @@ def test_pool_gives_the_freed_cores_to_the_last_running_cell_and_relays_its_even
 
 def test_core_share_splits_cores_among_running_cells():
     active = multiprocessing.Value("i", 2)
-    share = workers.CoreShare(5, active)
+    share = pool.CoreShare(5, active)
     assert share.threads() == 2
     active.value = 1
     assert share.threads() == 5

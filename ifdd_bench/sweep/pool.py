@@ -10,7 +10,8 @@ adds two things to a plain process pool:
   epochs, steps, warnings) on a queue that the parent passes to the sweep's progress callback
   while it waits.
 
-The sweep (:mod:`ifdd_bench.sweep`) owns the bookkeeping (job book, result rows, failures).
+The executors (:mod:`ifdd_bench.sweep.executors`) own the bookkeeping (job book, result rows,
+failures).
 """
 
 from __future__ import annotations
