@@ -869,13 +869,9 @@ def ablation_cmd(model, variants, baselines, dataset, data_root, folds, seeds, e
         return
     options = {k: v for k, v in (("cluster", cluster), ("slurm_partition", partition),
                                  ("gpus_per_node", gpus_per_job), ("timeout_min", timeout_min)) if v is not None}
-    runner = None
-    if restart:
-        engine_runner = sweep.default_runner()
-        runner = functools.partial(_restart_runner, engine_runner)
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeElapsedColumn(), console=console, transient=True) as progress:
-        outcome = sweep.run_sweep(plan, executor=executor, jobs=jobs, runner=runner, submitit_options=options,
+        outcome = sweep.run_sweep(plan, executor=executor, jobs=jobs, submitit_options=options, resume=not restart,
                                   progress=_sweep_progress(progress, len(todo)))
     summary = sweep.summarize(plan)
     if summary and no_report:
@@ -900,11 +896,6 @@ def _legacy_hint(runs_dir: str) -> None:
         err_console.print(f"[yellow]note:[/] {len(old)} run folder(s) in {runs_dir} use the older run-id scheme "
                           f"(e.g. {old[0].name}) and are not reused; `ifdd-bench runs migrate --runs-dir {runs_dir}` "
                           "renames them", highlight=False)
-
-
-def _restart_runner(engine_runner: Callable[..., Any], spec: Any, progress: Any = None, resume: bool = True) -> Any:
-    """Engine runner with resume forced off (``run ablation --restart``)."""
-    return engine_runner(spec, progress=progress, resume=False)
 
 
 def _print_paired_statistics(console: Console, result: Any) -> None:

@@ -83,6 +83,18 @@ def silent_runner(spec, progress=None, resume=True):
     return {}
 
 
+def resume_runner(spec, progress=None, resume=True):
+    """fake_runner that records the ``resume`` it was called with (``resume/<run_id>.<resume>``)."""
+    folder = Path(spec.results_dir) / "resume"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{spec.run_id}.{resume}").touch()
+    return fake_runner(spec, progress, resume)
+
+
+def _resumes(res: Path) -> set[str]:
+    return {p.suffix for p in (res / "resume").glob("*")} if (res / "resume").exists() else set()
+
+
 def _calls(res: Path) -> list[str]:
     return sorted(p.name.split(".")[0] for p in (res / "calls").glob("*")) if (res / "calls").exists() else []
 
@@ -268,6 +280,15 @@ def test_parallel_local_jobs(tmp_path):
     assert len(frame) == 3 and frame["run_id"].is_unique
 
 
+@pytest.mark.parametrize("jobs", [1, 2], ids=["inline", "pool"])
+@pytest.mark.parametrize("resume", [True, False])
+def test_resume_flag_reaches_the_runner(tmp_path, jobs, resume):
+    plan = _plan(tmp_path, folds="1")
+    outcome = sweep.run_sweep(plan, runner=resume_runner, jobs=jobs, resume=resume)
+    assert outcome.ok and len(outcome.done) == 2
+    assert _resumes(tmp_path / "res") == {f".{resume}"}
+
+
 def timed_runner(spec, progress=None, resume=True):
     """fake_runner that takes at least 0.4 s, measures its own run time, and records how many cells
     had finished when it started (``timed/<run_id>``: "<finished at start> <own seconds>")."""
@@ -391,11 +412,12 @@ def test_submitit_local_executor(tmp_path, monkeypatch):
     rows = sweep.JobBook(outcome.folder, plan.sweep_id).rows()
     assert all(r["executor"] == "submitit-local" and r["job_id"].isdigit() for r in rows)
     assert {r["status"] for r in rows} == {"done", "failed"}
-    # the failed cell is re-runnable: only it is submitted again
+    # the failed cell is re-runnable: only it is submitted again, here from scratch (resume=False)
     (res / f"fail_{ids[1]}").unlink()
-    rerun = sweep.run_sweep(plan, executor="submitit", runner=fake_runner,
+    rerun = sweep.run_sweep(plan, executor="submitit", runner=resume_runner, resume=False,
                             submitit_options={"cluster": "local", "timeout_min": 5})
     assert rerun.ok and rerun.done == [ids[1]] and rerun.skipped == [ids[0]]
+    assert [p.name for p in (res / "resume").glob("*")] == [f"{ids[1]}.False"]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -455,6 +477,26 @@ def test_cli_refuses_jobs_below_one_before_planning():
     result = CliRunner().invoke(cli.main, ["run", "ablation", "--jobs", "0", "--dry-run"])
     assert result.exit_code == 2
     assert "--jobs" in result.output and "x>=1" in result.output
+
+
+@pytest.mark.parametrize("flag, resume", [([], True), (["--restart"], False)])
+def test_cli_restart_trains_unfinished_cells_from_scratch(tmp_path, monkeypatch, flag, resume):
+    from click.testing import CliRunner
+
+    import cli
+
+    seen = {}
+
+    def run_sweep(plan, **kwargs):
+        seen.update(kwargs)
+        return sweep.SweepOutcome(plan.sweep_id, tmp_path, len(plan.cells()))
+
+    monkeypatch.setattr(sweep, "run_sweep", run_sweep)
+    result = CliRunner().invoke(cli.main, ["run", "ablation", "--model", TOY, "--variants", "full", "--no-report",
+                                           "--runs-dir", str(tmp_path / "runs"), "--results-dir",
+                                           str(tmp_path / "res"), *flag])
+    assert result.exit_code == 0, result.output
+    assert seen["resume"] is resume and "runner" not in seen
 
 
 def test_cli_progress_shows_one_line_per_training_cell():

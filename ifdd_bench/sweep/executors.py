@@ -102,11 +102,14 @@ def run_sweep(
     progress: Progress | None = None,
     submitit_options: Mapping[str, Any] | None = None,
     dry_run: bool = False,
+    resume: bool = True,
 ) -> SweepOutcome:
     """Run the cells of ``plan`` that ``runs.csv`` lacks; return what was skipped/done/failed.
 
-    ``runner(spec, progress=, resume=True)`` trains one cell (default: the engine's
-    ``train_run``); it must append the cell's row to ``runs.csv``. A cell that raises is recorded
+    ``runner(spec, progress=, resume=)`` trains one cell (default: the engine's ``train_run``); it
+    must append the cell's row to ``runs.csv``. With ``resume=False`` an unfinished cell trains
+    from scratch instead of resuming its ``last.pt`` (``run ablation --restart``); finished cells
+    are skipped either way. A cell that raises is recorded
     as failed in ``jobs.csv`` and the sweep goes on; ``KeyboardInterrupt`` stops the sweep
     (finished cells stay finished). ``progress`` receives dicts: ``{"event": "sweep_start",
     "total", "todo"}``, ``{"event": "cell_start" | "cell_done" | "cell_failed", "run_id",
@@ -136,11 +139,11 @@ def run_sweep(
     start = time.perf_counter()
     try:
         if executor == "submitit":
-            _run_submitit(todo, book, outcome, runner, emit, jobs, dict(submitit_options or {}))
+            _run_submitit(todo, book, outcome, runner, emit, resume, jobs, dict(submitit_options or {}))
         elif jobs > 1:
-            _run_pool(todo, book, outcome, runner, emit, jobs)
+            _run_pool(todo, book, outcome, runner, emit, resume, jobs)
         else:
-            _run_inline(todo, book, outcome, runner, emit)
+            _run_inline(todo, book, outcome, runner, emit, resume)
     finally:
         outcome.seconds = time.perf_counter() - start
     return outcome
@@ -196,7 +199,7 @@ def _check_row(cell: Cell, results_dir: str, returned: Mapping[str, Any] | None 
 
 
 def _run_inline(todo: list[Cell], book: JobBook, outcome: SweepOutcome, runner: Runner | None,
-                emit: Progress) -> None:
+                emit: Progress, resume: bool) -> None:
     runner = runner or default_runner()
     for index, cell in enumerate(todo):
         attempt = book.start(cell, "local", job_id=f"pid{os.getpid()}",
@@ -208,7 +211,7 @@ def _run_inline(todo: list[Cell], book: JobBook, outcome: SweepOutcome, runner: 
             emit({"event": "run", "run_id": _rid, "data": data})
 
         try:
-            returned = runner(cell.spec, progress=inner, resume=True)
+            returned = runner(cell.spec, progress=inner, resume=resume)
         except KeyboardInterrupt:
             book.finish(cell.run_id, attempt, "interrupted")
             raise
@@ -221,14 +224,14 @@ def _run_inline(todo: list[Cell], book: JobBook, outcome: SweepOutcome, runner: 
 
 
 def _run_pool(todo: list[Cell], book: JobBook, outcome: SweepOutcome, runner: Runner | None,
-              emit: Progress, jobs: int) -> None:
+              emit: Progress, resume: bool, jobs: int) -> None:
     pool = CellPool(jobs, len(todo))
     running: dict[cf.Future, tuple[int, Cell, int, float]] = {}
     try:
         for index, cell in enumerate(todo):
             attempt = book.start(cell, f"local-pool{jobs}", status="submitted",
                                  log=str(Path(cell.spec.runs_dir) / cell.run_id))
-            running[pool.submit(cell.spec, runner)] = (index, cell, attempt, time.perf_counter())
+            running[pool.submit(cell.spec, runner, resume)] = (index, cell, attempt, time.perf_counter())
             emit({"event": "cell_start", "run_id": cell.run_id, "index": index, "todo": len(todo)})
         for future in pool.as_completed(list(running), emit):
             index, cell, attempt, t0 = running[future]
@@ -251,7 +254,7 @@ def _run_pool(todo: list[Cell], book: JobBook, outcome: SweepOutcome, runner: Ru
 
 
 def _run_submitit(todo: list[Cell], book: JobBook, outcome: SweepOutcome, runner: Runner | None,
-                  emit: Progress, jobs: int, options: dict[str, Any]) -> None:
+                  emit: Progress, resume: bool, jobs: int, options: dict[str, Any]) -> None:
     """One submitit job per cell; at most ``jobs`` in flight when running local processes."""
     import submitit
 
@@ -271,7 +274,7 @@ def _run_submitit(todo: list[Cell], book: JobBook, outcome: SweepOutcome, runner
         while queue or in_flight:
             while queue and len(in_flight) < window:
                 index, cell = queue.pop(0)
-                job = ex.submit(run_cell, cell.spec, runner, threads)
+                job = ex.submit(run_cell, cell.spec, runner, threads, resume=resume)
                 attempt = book.start(cell, f"submitit-{ex.cluster}", status="submitted", job_id=str(job.job_id),
                                      log=str(sub_folder))
                 in_flight[job] = (index, cell, attempt, time.perf_counter())

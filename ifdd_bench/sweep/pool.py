@@ -40,8 +40,11 @@ def default_runner() -> Runner:
 
 
 def run_cell(spec: RunSpec, runner: Runner | None = None, threads: int | None = None,
-             progress: Progress | None = None) -> dict[str, Any]:
+             progress: Progress | None = None, resume: bool = True) -> dict[str, Any]:
     """Train one cell (a worker-side entry point: picklable, sets the torch thread count).
+
+    ``runner(spec, progress=, resume=)`` trains it (default: the engine's ``train_run``);
+    ``resume=False`` trains from scratch instead of resuming the cell's ``last.pt``.
 
     In a worker of a :class:`CellPool` the thread count follows the pool's
     :class:`CoreShare` instead of ``threads``, and the engine's progress events are sent to the
@@ -59,7 +62,7 @@ def run_cell(spec: RunSpec, runner: Runner | None = None, threads: int | None = 
         _set_torch_threads(threads)
     runner = runner or default_runner()
     start = time.perf_counter()
-    out = dict(runner(spec, progress=progress, resume=True) or {})
+    out = dict(runner(spec, progress=progress, resume=resume) or {})
     out[CELL_SECONDS] = time.perf_counter() - start  # the cell's own time, without queueing
     return out
 
@@ -168,9 +171,9 @@ class CellPool:
         self.executor = cf.ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx, initializer=_worker_init,
                                                initargs=(self.threads, cores, self.active, self.events))
 
-    def submit(self, spec: RunSpec, runner: Runner | None) -> cf.Future:
+    def submit(self, spec: RunSpec, runner: Runner | None, resume: bool = True) -> cf.Future:
         """Queue one cell; its future returns :func:`run_cell`'s dict."""
-        return self.executor.submit(run_cell, spec, runner, self.threads)
+        return self.executor.submit(run_cell, spec, runner, self.threads, resume=resume)
 
     def as_completed(self, futures: list[cf.Future], emit: Progress, poll_s: float = 0.2) -> Iterable[cf.Future]:
         """Yield ``futures`` as they finish, passing the workers' queued events to ``emit`` meanwhile;
