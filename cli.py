@@ -763,7 +763,7 @@ def _sweep_progress(progress: Any, total: int) -> Callable[[dict], None]:
         return lines[run_id]
 
     def on_event(event: dict) -> None:
-        kind = event.get("event")
+        kind = event.get("kind")
         if kind in ("cell_done", "cell_failed"):
             run_id = event["run_id"]
             finished.add(run_id)

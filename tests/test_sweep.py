@@ -206,7 +206,7 @@ def test_skip_finished_cells(tmp_path):
     events = []
     first = sweep.run_sweep(plan, runner=fake_runner, progress=events.append)
     assert first.ok and len(first.done) == 4 and not first.skipped
-    assert any(e["event"] == "run" for e in events)  # engine progress is forwarded
+    assert any(e["kind"] == "run" for e in events)  # engine progress is forwarded
     again = sweep.run_sweep(plan, runner=fake_runner)
     assert again.done == [] and len(again.skipped) == 4
     assert len(_calls(tmp_path / "res")) == 4  # nothing was trained twice
@@ -310,7 +310,7 @@ def test_pooled_cells_record_their_own_run_time_not_the_queue(tmp_path):
     events = []
     outcome = sweep.run_sweep(plan, runner=timed_runner, jobs=2, progress=events.append)
     assert len(outcome.done) == 4
-    order = [(e["event"], e["run_id"]) for e in events if e.get("event") in ("cell_start", "cell_done")]
+    order = [(e["kind"], e["run_id"]) for e in events if e.get("kind") in ("cell_start", "cell_done")]
     # every cell is submitted (cell_start) before the first one is done: the later ones queue
     assert [kind for kind, _ in order] == ["cell_start"] * 4 + ["cell_done"] * 4, order
     timed = {p.name: p.read_text().split() for p in (tmp_path / "res" / "timed").iterdir()}
@@ -320,7 +320,7 @@ def test_pooled_cells_record_their_own_run_time_not_the_queue(tmp_path):
     assert len(queued) >= 2, timed
     # the reported seconds are the cell's own run time (rounded to 0.1 s), as the runner measured it
     # itself, not the time since submission: for a queued cell that would be >= 0.4 s more
-    done = {e["run_id"]: e["seconds"] for e in events if e.get("event") == "cell_done"}
+    done = {e["run_id"]: e["seconds"] for e in events if e.get("kind") == "cell_done"}
     assert set(done) == set(timed)
     off = {run_id: round(done[run_id] - float(timed[run_id][1]), 3) for run_id in done}
     assert all(abs(d) < 0.2 for d in off.values()), off
@@ -377,7 +377,7 @@ def test_pool_gives_the_freed_cores_to_the_last_running_cell_and_relays_its_even
     # the workers' epoch events reached the parent's progress callback, tagged with their cell
     for cell in plan.cells():
         epochs = [e["data"]["epoch"] for e in events
-                  if e.get("event") == "run" and e["run_id"] == cell.run_id and e["data"]["kind"] == "epoch_start"]
+                  if e.get("kind") == "run" and e["run_id"] == cell.run_id and e["data"]["kind"] == "epoch_start"]
         assert epochs == list(range(len(seen[cell.spec.variant]))), (cell.run_id, epochs)
 
 
@@ -458,7 +458,7 @@ def test_end_to_end_with_the_engine(tmp_path):
     events = []
     outcome = sweep.run_sweep(plan, progress=events.append)
     assert outcome.ok and outcome.done == [cell.run_id], outcome.failed
-    assert any(e["event"] == "run" and e["data"].get("kind") == "epoch_end" for e in events)
+    assert any(e["kind"] == "run" and e["data"].get("kind") == "epoch_end" for e in events)
     frame = results.load(tmp_path / "res" / results.RUNS_CSV)
     row = frame.iloc[0]
     # the engine's row carries the same protocol hash the sweep computes: that is what skipping relies on
@@ -509,15 +509,15 @@ def test_cli_progress_shows_one_line_per_training_cell():
 
     with Progress(console=Console(file=io.StringIO())) as progress:
         on_event = cli._sweep_progress(progress, total=3)
-        on_event({"event": "cell_start", "run_id": "a", "index": 0, "todo": 3})
-        on_event({"event": "cell_start", "run_id": "b", "index": 1, "todo": 3})  # queued cells show nothing yet
+        on_event({"kind": "cell_start", "run_id": "a", "index": 0, "todo": 3})
+        on_event({"kind": "cell_start", "run_id": "b", "index": 1, "todo": 3})  # queued cells show nothing yet
         assert len(progress.tasks) == 1
-        on_event({"event": "run", "run_id": "a", "data": {"kind": "epoch_start", "epoch": 0, "epochs": 5, "steps": 68}})
-        on_event({"event": "run", "run_id": "b", "data": {"kind": "step", "epoch": 1, "step": 9, "steps": 68,
+        on_event({"kind": "run", "run_id": "a", "data": {"kind": "epoch_start", "epoch": 0, "epochs": 5, "steps": 68}})
+        on_event({"kind": "run", "run_id": "b", "data": {"kind": "step", "epoch": 1, "step": 9, "steps": 68,
                                                            "loss": 1.5}})
         lines = {t.description.split()[0]: t for t in progress.tasks[1:]}
         assert lines["a"].description == "a epoch 1/5" and lines["b"].completed == 10
-        on_event({"event": "cell_done", "run_id": "a", "index": 0, "seconds": 3.0})
-        on_event({"event": "run", "run_id": "a", "data": {"kind": "epoch_end", "epoch": 4}})  # relayed late
+        on_event({"kind": "cell_done", "run_id": "a", "index": 0, "seconds": 3.0})
+        on_event({"kind": "run", "run_id": "a", "data": {"kind": "epoch_end", "epoch": 4}})  # relayed late
         assert [t.description.split()[0] for t in progress.tasks[1:]] == ["b"]
         assert progress.tasks[0].completed == 1

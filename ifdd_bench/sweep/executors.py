@@ -109,12 +109,12 @@ def run_sweep(
     ``runner(spec, progress=, resume=)`` trains one cell (default: the engine's ``train_run``); it
     must append the cell's row to ``runs.csv``. With ``resume=False`` an unfinished cell trains
     from scratch instead of resuming its ``last.pt`` (``run ablation --restart``); finished cells
-    are skipped either way. A cell that raises is recorded
-    as failed in ``jobs.csv`` and the sweep goes on; ``KeyboardInterrupt`` stops the sweep
-    (finished cells stay finished). ``progress`` receives dicts: ``{"event": "sweep_start",
-    "total", "todo"}``, ``{"event": "cell_start" | "cell_done" | "cell_failed", "run_id",
-    "index", ...}`` and, for in-process cells, ``{"event": "run", "run_id", "data": <engine
-    progress>}``.
+    are skipped either way. A cell that raises is recorded as failed in ``jobs.csv`` and the sweep
+    goes on; ``KeyboardInterrupt`` stops the sweep (finished cells stay finished). ``progress``
+    receives dicts keyed ``kind``: ``{"kind": "sweep_start", "total", "todo", ...}``,
+    ``{"kind": "cell_start" | "cell_done" | "cell_failed", "run_id", "index", ...}`` and, for
+    in-process and pool cells (not submitit jobs), ``{"kind": "run", "run_id", "data": <engine
+    progress event>}``.
     """
     if executor not in EXECUTORS:
         raise ConfigError(f"--executor: unknown executor {executor!r}{suggest(executor, EXECUTORS)}; "
@@ -130,7 +130,7 @@ def run_sweep(
     todo, finished = partition_finished(cells, plan.results_dir)
     outcome = SweepOutcome(plan.sweep_id, folder, len(cells), skipped=[c.run_id for c in finished])
     emit = progress or (lambda event: None)
-    emit({"event": "sweep_start", "sweep_id": plan.sweep_id, "total": len(cells), "todo": len(todo),
+    emit({"kind": "sweep_start", "sweep_id": plan.sweep_id, "total": len(cells), "todo": len(todo),
           "skipped": len(finished), "folder": str(folder)})
     if dry_run or not todo:
         return outcome
@@ -159,12 +159,12 @@ def _finish(book: JobBook, cell: Cell, attempt: int, t0: float, outcome: SweepOu
     if err is None:
         book.finish(cell.run_id, attempt, "done", seconds=seconds)
         outcome.done.append(cell.run_id)
-        emit({"event": "cell_done", "run_id": cell.run_id, "index": index, "seconds": float(seconds)})
+        emit({"kind": "cell_done", "run_id": cell.run_id, "index": index, "seconds": float(seconds)})
         return
     line = err if isinstance(err, str) else _error_line(err)
     book.finish(cell.run_id, attempt, "failed", error=line, seconds=seconds)
     outcome.failed.append(CellFailure(cell.run_id, line, job_id, log_path))
-    emit({"event": "cell_failed", "run_id": cell.run_id, "index": index, "error": line})
+    emit({"kind": "cell_failed", "run_id": cell.run_id, "index": index, "error": line})
 
 
 def _check_row(cell: Cell, results_dir: str, returned: Mapping[str, Any] | None = None) -> str | None:
@@ -204,11 +204,11 @@ def _run_inline(todo: list[Cell], book: JobBook, outcome: SweepOutcome, runner: 
     for index, cell in enumerate(todo):
         attempt = book.start(cell, "local", job_id=f"pid{os.getpid()}",
                              log=str(Path(cell.spec.runs_dir) / cell.run_id))
-        emit({"event": "cell_start", "run_id": cell.run_id, "index": index, "todo": len(todo)})
+        emit({"kind": "cell_start", "run_id": cell.run_id, "index": index, "todo": len(todo)})
         t0 = time.perf_counter()
 
         def inner(data: Any, _rid: str = cell.run_id) -> None:
-            emit({"event": "run", "run_id": _rid, "data": data})
+            emit({"kind": "run", "run_id": _rid, "data": data})
 
         try:
             returned = runner(cell.spec, progress=inner, resume=resume)
@@ -232,7 +232,7 @@ def _run_pool(todo: list[Cell], book: JobBook, outcome: SweepOutcome, runner: Ru
             attempt = book.start(cell, f"local-pool{jobs}", status="submitted",
                                  log=str(Path(cell.spec.runs_dir) / cell.run_id))
             running[pool.submit(cell.spec, runner, resume)] = (index, cell, attempt, time.perf_counter())
-            emit({"event": "cell_start", "run_id": cell.run_id, "index": index, "todo": len(todo)})
+            emit({"kind": "cell_start", "run_id": cell.run_id, "index": index, "todo": len(todo)})
         for future in pool.as_completed(list(running), emit):
             index, cell, attempt, t0 = running[future]
             err, seconds = future.exception(), None
@@ -278,7 +278,7 @@ def _run_submitit(todo: list[Cell], book: JobBook, outcome: SweepOutcome, runner
                 attempt = book.start(cell, f"submitit-{ex.cluster}", status="submitted", job_id=str(job.job_id),
                                      log=str(sub_folder))
                 in_flight[job] = (index, cell, attempt, time.perf_counter())
-                emit({"event": "cell_start", "run_id": cell.run_id, "index": index, "todo": len(todo),
+                emit({"kind": "cell_start", "run_id": cell.run_id, "index": index, "todo": len(todo),
                       "job_id": str(job.job_id)})
             finished = [j for j in in_flight if j.done()]
             if not finished:

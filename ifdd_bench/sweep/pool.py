@@ -85,13 +85,13 @@ FORWARDED_FIELDS = ("kind", "event", "epoch", "epochs", "step", "steps", "loss",
 def _forwarder(events: Any, run_id: str, progress: Progress | None) -> Progress:
     """A progress callback for a pool worker: puts the engine's progress events (epochs, steps,
     warnings, data preparation) of cell ``run_id`` on the parent's ``events`` queue as
-    ``{"event": "run", "run_id", "data"}``, keeping only small fields, then calls ``progress``."""
+    ``{"kind": "run", "run_id", "data"}``, keeping only small fields, then calls ``progress``."""
 
     def forward(event: dict[str, Any]) -> None:
         if isinstance(event, dict) and (event.get("kind") in FORWARDED_KINDS
                                         or event.get("event") == "data_progress"):
             data = {key: event[key] for key in FORWARDED_FIELDS if key in event}
-            events.put({"event": "run", "run_id": run_id, "data": data})
+            events.put({"kind": "run", "run_id": run_id, "data": data})
         if progress is not None:
             progress(event)
 
