@@ -389,7 +389,7 @@ def test_incompatible_configs_raise_config_error(overrides, match):
 def test_unknown_key_and_variant_list_choices():
     with pytest.raises(ConfigError, match="unknown ifdd config key 'isssm'.*did you mean: issm"):
         registry.resolve_config("ifdd", overrides=["isssm=false"])
-    with pytest.raises(ConfigError, match="unknown variant 'no_isssm'.*valid: full"):
+    with pytest.raises(ConfigError, match="unknown variant 'no_isssm'.*did you mean: no_issm.*valid: gap, baseline, .*full"):
         registry.resolve_config("ifdd", "no_isssm")
     cfg = registry.resolve_config("ifdd_tiny", "baseline", overrides=["issm_grid=aligned", "frames=32"])
     assert cfg.frames == 32 and not cfg.issm and cfg.top_kind == "split_only"
