@@ -633,7 +633,7 @@ def pretrain_cmd(out: Path, model: str, clips: int, val_clips: int, epochs: int,
                 bar.console.print(f"resuming after epoch {event['epoch']} from {out}.state.pt")
 
         meta = pretrain(cfg, out, progress=on_event, threads=threads)
-    from ifdd_bench.models.pretrained import sha256_file
+    from ifdd_bench.hashing import sha256_file
 
     r2 = meta["history"][-1]["val_r2"]
     console.print(f"wrote [bold]{out}[/] (sha256 {sha256_file(out)[:12]}); held-out R² per target: "

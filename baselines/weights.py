@@ -14,7 +14,6 @@ Example::
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ import torch
 from torch import nn
 
 from ifdd_bench.errors import CheckpointError
+from ifdd_bench.hashing import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -80,15 +80,6 @@ class WeightReport:
                 "mapped": len(self.matched) + len(self.adapted), "missing": self.missing,
                 "unexpected": self.unexpected, "mismatched": self.mismatched, "dropped": self.dropped,
                 "adapted": self.adapted}
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def check_file(path: str | os.PathLike | None, key: str = "pretrained_path") -> Path:

@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 #: layers, lowest first; a module maps to the first rule its dotted name matches (exact module or
 #: package prefix)
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("base", ("ifdd_bench.config", "ifdd_bench.results", "ifdd_bench.errors", "ifdd_bench.atomic")),
+    ("base", ("ifdd_bench.config", "ifdd_bench.results", "ifdd_bench.errors", "ifdd_bench.atomic",
+              "ifdd_bench.hashing")),
     ("registry", ("ifdd_bench.registry", "ifdd_bench.spec")),
     ("data", ("ifdd_bench.data",)),
     ("models", ("ifdd_bench.models", "baselines")),

@@ -31,12 +31,12 @@ import csv
 import dataclasses
 import math
 import os
-import subprocess
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from ifdd_bench.engine.environment import git_sha
 from ifdd_bench.errors import ConfigError
 
 LITERATURE_CSV = Path(__file__).resolve().parents[1] / "reports" / "literature.csv"
@@ -125,14 +125,6 @@ def resolve_models(request: ProfileRequest) -> list[tuple[str, str]]:
 
 # ------------------------------------------------------------------------------------------
 # complexity of one model at one input
-
-
-def _git_sha() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=Path(__file__).resolve().parents[2],
-                              capture_output=True, text=True, timeout=10, check=True).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def _shape_error(name: str, frames: int | None, size: int | None, err: Exception) -> ConfigError:
@@ -274,7 +266,7 @@ def profile(request: ProfileRequest, *, progress: Callable[[str], None] | None =
     _check_options(request)
     pairs = resolve_models(request)
     stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    sha = _git_sha()
+    sha = git_sha()
     rows: list[dict[str, Any]] = []
     for name, variant in pairs:
         progress(f"{name}:{variant} complexity")

@@ -26,7 +26,6 @@ plus the file's SHA-256 for the run record.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ import torch
 from torch import nn
 
 from ifdd_bench.errors import CheckpointError
+from ifdd_bench.hashing import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -81,15 +81,6 @@ class LoadReport:
         """JSON-ready record for the run folder."""
         return {"path": self.path, "sha256": self.sha256, "mapped": len(self.mapped),
                 "missing": self.missing, "unexpected": self.unexpected, "mismatched": self.mismatched}
-
-
-def sha256_file(path: str | Path) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def map_key(key: str) -> str | None:
