@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from ifdd_bench import results
+from ifdd_bench.results import LITERATURE_CSV
 from ifdd_bench.errors import ConfigError, DataError, suggest
 from ifdd_bench.models.ifdd_config import ABLATIONS, Ablation
 
@@ -48,7 +49,6 @@ RUN_OPTIONAL_NUMBERS = ("epochs", "selected_epoch", "val_uar", "val_war", "last_
 #: metric columns whose values must be fractions in [0, 1]
 FRACTION_COLUMNS = ("uar", "war", "val_uar", "val_war", "last_uar", "last_war", "best_test_uar", "best_test_war")
 
-LITERATURE_CSV = Path(__file__).with_name("literature.csv")
 
 DATASET_NAMES = {"synth": "SynthDFER", "dfew": "DFEW", "ferv39k": "FERV39k", "mafw": "MAFW"}
 
