@@ -342,7 +342,7 @@ def test_pretrained_k400_mapping(tmp_path):
     assert len(rep.sha256) == 64 and not rep.mismatched
     assert set(rep.unexpected) == {k for k in shapes if k.startswith(("head.", *[f"blocks.{i}." for i in range(8, 14)]))}
     backbone_keys = {k for k in model.state_dict() if k.startswith(("backbone.", "embed."))}
-    assert backbone_keys <= set(rep.mapped)  # every backbone tensor came from the file
+    assert backbone_keys <= set(rep.matched)  # every backbone tensor came from the file
     assert not any(k.startswith(("backbone.", "embed.")) for k in rep.missing)
     assert torch.equal(model.backbone.blocks[8].attn.qkv.weight, source["blocks.14.attn.qkv.weight"])
     assert torch.equal(model.backbone.blocks[9].mlp[2].bias, source["blocks.15.mlp.3.bias"])
