@@ -46,11 +46,7 @@ KNOWN: set[tuple[str, str]] = {
 }
 
 #: import cycles between modules (any layer) that exist today, each as the set of its modules.
-KNOWN_CYCLES: set[frozenset[str]] = {
-    # issue 16: lists imports readers at module level and readers imports lists inside a function
-    # (the list importers reuse the readers' parsing; readers fall back to the importers)
-    frozenset({"ifdd_bench.data.lists", "ifdd_bench.data.readers"}),
-}
+KNOWN_CYCLES: set[frozenset[str]] = set()
 
 
 def _module_name(path: Path) -> str:

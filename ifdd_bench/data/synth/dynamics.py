@@ -23,7 +23,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from ifdd_bench.data.records import DFEW_CLASSES
+from ifdd_bench.data.labels import DFEW_CLASSES
 from ifdd_bench.data.synth.config import DFEW_CLASS_TOTALS, SynthConfig
 
 #: The 7 expression parameters, each in [-1, 1] (0 = relaxed).

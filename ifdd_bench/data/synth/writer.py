@@ -36,7 +36,7 @@ import numpy as np
 from PIL import Image
 
 from ifdd_bench.config import to_dict
-from ifdd_bench.data.records import DFEW_CLASSES
+from ifdd_bench.data.labels import DFEW_CLASSES
 from ifdd_bench.data.synth.config import GENERATOR_VERSION, SynthConfig, config_hash, preset
 from ifdd_bench.data.synth.dynamics import NUM_FOLDS, clip_folds, clip_identity, clip_labels, sample_clip_params
 from ifdd_bench.data.synth.face import render_clip
