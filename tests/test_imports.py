@@ -39,11 +39,7 @@ RANK = {name: i for i, (name, _) in enumerate(LAYERS)}
 
 #: (importer, imported) pairs that break the direction today. Remove a line when its import is
 #: fixed; the test says so when one disappears.
-KNOWN: set[tuple[str, str]] = {
-    # issue 16: loader_bench measures loader throughput with a model's output type; the type (or
-    # the benchmark) belongs one layer up
-    ("ifdd_bench.data.loader_bench", "ifdd_bench.models.output"),
-}
+KNOWN: set[tuple[str, str]] = set()
 
 #: import cycles between modules (any layer) that exist today, each as the set of its modules.
 KNOWN_CYCLES: set[frozenset[str]] = set()
