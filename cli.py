@@ -633,7 +633,7 @@ def pretrain_cmd(out: Path, model: str, clips: int, val_clips: int, epochs: int,
                 bar.console.print(f"resuming after epoch {event['epoch']} from {out}.state.pt")
 
         meta = pretrain(cfg, out, progress=on_event, threads=threads)
-    from ifdd_bench.models.pretrained import sha256_file
+    from ifdd_bench.hashing import sha256_file
 
     r2 = meta["history"][-1]["val_r2"]
     console.print(f"wrote [bold]{out}[/] (sha256 {sha256_file(out)[:12]}); held-out R² per target: "
@@ -1210,7 +1210,7 @@ def viz_splits_cmd(checkpoint, capture_file, clips, split, limit, data_root, out
     """Figure of ISSM's split per clip and, on SynthDFER, how often the detail group lands on
     the expression frames compared with the lazy even/odd split."""
     from ifdd_bench.errors import ConfigError
-    from ifdd_bench.reports import splits
+    from ifdd_bench.reports import slots
 
     if (checkpoint is None) == (capture_file is None):
         raise ConfigError("give either --checkpoint RUN_DIR_OR_FILE or --capture capture.npz")
@@ -1223,7 +1223,7 @@ def viz_splits_cmd(checkpoint, capture_file, clips, split, limit, data_root, out
     else:
         from rich.progress import Progress
 
-        from ifdd_bench.engine.capture import capture_splits, resolve_checkpoint, save_capture
+        from ifdd_bench.engine.capture import capture_slots, resolve_checkpoint, save_capture
 
         ckpt_file = resolve_checkpoint(checkpoint)
         out = Path(out_dir) if out_dir else ckpt_file.parent / "splits"
@@ -1234,14 +1234,14 @@ def viz_splits_cmd(checkpoint, capture_file, clips, split, limit, data_root, out
                 if event.get("kind") == "capture":
                     progress.update(task, completed=event["done"], total=event["total"])
 
-            result = capture_splits(ckpt_file, split=split, clips=names, limit=limit, data_root=data_root,
-                                    batch_size=batch_size, device=device, progress=on_event)
+            result = capture_slots(ckpt_file, split=split, clips=names, limit=limit, data_root=data_root,
+                                   batch_size=batch_size, device=device, progress=on_event)
         cap_path = save_capture(result, out)
-    rendered = splits.render_splits(cap_path, out, clips=names, threshold=threshold)
+    rendered = slots.render_slots(cap_path, out, clips=names, threshold=threshold)
     stats = rendered["stats"]
     if stats is not None:
-        cap = splits.load_capture(cap_path)
-        console.print(splits.statistics_markdown(stats, cap.meta), highlight=False, markup=False, soft_wrap=True)
+        cap = slots.load_capture(cap_path)
+        console.print(slots.statistics_markdown(stats, cap.meta), highlight=False, markup=False, soft_wrap=True)
     else:
         console.print("no ground truth in this capture (real clips): figures only, no split statistics")
     console.print(f"wrote {len(rendered['files'])} files to {out}/ (capture: {cap_path})", highlight=False)

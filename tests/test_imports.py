@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 #: layers, lowest first; a module maps to the first rule its dotted name matches (exact module or
 #: package prefix)
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("base", ("ifdd_bench.config", "ifdd_bench.results", "ifdd_bench.errors", "ifdd_bench.atomic")),
+    ("base", ("ifdd_bench.config", "ifdd_bench.results", "ifdd_bench.errors", "ifdd_bench.atomic",
+              "ifdd_bench.hashing")),
     ("registry", ("ifdd_bench.registry", "ifdd_bench.spec")),
     ("data", ("ifdd_bench.data",)),
     ("models", ("ifdd_bench.models", "baselines")),
@@ -39,18 +40,10 @@ RANK = {name: i for i, (name, _) in enumerate(LAYERS)}
 
 #: (importer, imported) pairs that break the direction today. Remove a line when its import is
 #: fixed; the test says so when one disappears.
-KNOWN: set[tuple[str, str]] = {
-    # issue 16: loader_bench measures loader throughput with a model's output type; the type (or
-    # the benchmark) belongs one layer up
-    ("ifdd_bench.data.loader_bench", "ifdd_bench.models.output"),
-}
+KNOWN: set[tuple[str, str]] = set()
 
 #: import cycles between modules (any layer) that exist today, each as the set of its modules.
-KNOWN_CYCLES: set[frozenset[str]] = {
-    # issue 16: lists imports readers at module level and readers imports lists inside a function
-    # (the list importers reuse the readers' parsing; readers fall back to the importers)
-    frozenset({"ifdd_bench.data.lists", "ifdd_bench.data.readers"}),
-}
+KNOWN_CYCLES: set[frozenset[str]] = set()
 
 
 def _module_name(path: Path) -> str:

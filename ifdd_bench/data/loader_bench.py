@@ -23,18 +23,18 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
 
+from ifdd_bench.data.collect import Progress, emit_progress
 from ifdd_bench.data.dataset import ClipDataset, FrameCache
 from ifdd_bench.data.fixtures import balanced_dfew_rows, write_dfew
 from ifdd_bench.data.readers import read_split
 from ifdd_bench.data.sampling import SamplingSpec
 from ifdd_bench.data.transforms import ClipTransform, augment_spec
 
-Progress = Callable[[dict[str, Any]], None]
 #: (stored frame size, clip size): the two clip sizes of the issue, DFEW's 224 frames fed at 112, and
 #: SynthDFER's default 112 frames fed to the tiny CPU models at 64
 GEOMETRIES = ((112, 112), (224, 224), (224, 112), (112, 64))
@@ -83,7 +83,7 @@ def run_loader_bench(*, clips: int = 42, workers: tuple[int, ...] = (0, 1, 2),
                     rows.append({"geometry": geometry, "stored": stored, "decoder": decoder, "workers": nw,
                                  "cached": False, "clips_per_s": rate})
                     done += 1
-                    _emit(progress, done, total)
+                    emit_progress(progress, "loader bench", done, total)
             start = time.perf_counter()
             cache = FrameCache.build(recs, size)
             build_s = time.perf_counter() - start
@@ -92,7 +92,7 @@ def run_loader_bench(*, clips: int = 42, workers: tuple[int, ...] = (0, 1, 2),
             rows.append({"geometry": geometry, "stored": stored, "decoder": "cache", "workers": 0, "cached": True,
                          "clips_per_s": len(ds) / secs, "cache_build_clips_per_s": len(recs) / build_s})
             done += 1
-            _emit(progress, done, total)
+            emit_progress(progress, "loader bench", done, total)
             for row in rows:
                 if row["geometry"] == geometry and row["stored"] == stored:
                     row["ratio"] = row["clips_per_s"] / base if base else float("nan")
@@ -134,11 +134,6 @@ def decode_microbench(*, frames: int = 16, rounds: int = 15, workdir: Path | Non
     return rows
 
 
-def _emit(progress: Progress | None, done: int, total: int) -> None:
-    if progress is not None:
-        progress({"event": "data_progress", "stage": "loader bench", "done": done, "total": total})
-
-
 def model_consumption(model: str = "ifdd_tiny", *, size: int | None = None, frames: int | None = None,
                       batch: int = 8, steps: int = 3, variant: str = "full") -> dict[str, Any]:
     """Training clips/s of a registered model on CPU (forward + loss + backward + AdamW step).
@@ -146,7 +141,6 @@ def model_consumption(model: str = "ifdd_tiny", *, size: int | None = None, fram
     ``size`` / ``frames`` default to the model's own geometry. One warm-up step, then the median of
     ``steps`` timed steps. Raises ``ConfigError`` (from the registry) if the model is not registered.
     """
-    from ifdd_bench.models.output import split_output
     from ifdd_bench.registry import build_from_config, resolve_config
 
     cfg = resolve_config(model, variant, num_classes=7, frames=frames, img_size=size)
@@ -161,7 +155,7 @@ def model_consumption(model: str = "ifdd_tiny", *, size: int | None = None, fram
     for k in range(steps + 1):
         start = time.perf_counter()
         out = net(clips)
-        logits, aux_losses, _ = split_output(out)
+        logits, aux_losses = _logits_and_losses(out)
         loss = torch.nn.functional.cross_entropy(logits, labels) + sum(aux_losses.values())
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -172,3 +166,17 @@ def model_consumption(model: str = "ifdd_tiny", *, size: int | None = None, fram
     return {"model": model, "variant": variant, "geometry": f"{frames}x{size}x{size}", "batch": batch,
             "train_clips_per_s": batch / secs, "step_s": secs, "torch_threads": torch.get_num_threads(),
             "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset")}
+
+
+def _logits_and_losses(out: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Logits and auxiliary losses of a training-mode forward, without importing a model module.
+
+    Models return the logits tensor or an object with ``logits`` and ``losses`` (the output
+    convention of :mod:`ifdd_bench.models.output`); the data layer sits below the models, so it
+    reads that convention by attribute.
+    """
+    if isinstance(out, torch.Tensor):
+        return out, {}
+    if hasattr(out, "logits") and hasattr(out, "losses"):
+        return out.logits, out.losses
+    raise TypeError(f"model returned {type(out).__name__}; expected a Tensor or ModelOutput")

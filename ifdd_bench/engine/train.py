@@ -46,7 +46,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from ifdd_bench.config import (DATA_RUNTIME_FIELDS, DATASETS, PROTOCOLS, RUN_ID_SCHEME, RunSpec, TrainConfig, to_dict,
                                train_hash)
-from ifdd_bench.data.readers import NUM_FOLDS
+from ifdd_bench.data.labels import NUM_FOLDS
 from ifdd_bench.engine import distributed as D
 from ifdd_bench.engine import runfiles as F
 from ifdd_bench.engine.checkpoint import FORMAT, check_resumable, load_checkpoint

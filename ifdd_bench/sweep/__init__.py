@@ -33,7 +33,6 @@ from ifdd_bench.sweep.plan import (
     DEFAULT_SEEDS,
     DEFAULT_SYNTH_JOBS,
     DEFAULT_VARIANTS,
-    FOLD_COUNTS,
     Cell,
     SweepPlan,
     default_jobs,
@@ -48,7 +47,7 @@ from ifdd_bench.sweep.pool import Progress, Runner, default_runner, run_cell
 
 __all__ = [
     "DEFAULT_DATASET", "DEFAULT_FOLDS", "DEFAULT_MODEL", "DEFAULT_PROTOCOL", "DEFAULT_REAL_MODEL", "DEFAULT_SEEDS",
-    "DEFAULT_SYNTH_JOBS", "DEFAULT_VARIANTS", "EXECUTORS", "FOLD_COUNTS", "JOB_COLUMNS",
+    "DEFAULT_SYNTH_JOBS", "DEFAULT_VARIANTS", "EXECUTORS", "JOB_COLUMNS",
     "Cell", "CellFailure", "JobBook", "Progress", "Runner", "SweepOutcome", "SweepPlan",
     "check_init_weights", "default_jobs", "default_runner", "parse_folds", "parse_int_set", "parse_seeds",
     "partition_finished", "plan_sweep", "resolve_baselines", "resolve_variants", "result_rows", "run_cell",

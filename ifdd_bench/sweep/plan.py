@@ -22,6 +22,7 @@ from typing import Any, Iterable, Sequence
 
 from ifdd_bench import registry
 from ifdd_bench.config import DataConfig, RunSpec, TrainConfig, parse_overrides, to_dict, train_hash
+from ifdd_bench.data.labels import NUM_FOLDS
 from ifdd_bench.errors import ConfigError, suggest
 from ifdd_bench.spec import build_run_spec, check_dataset, is_embedded, shared_overrides
 
@@ -59,9 +60,6 @@ DEFAULT_SYNTH_JOBS = 2
 # partner finishes (pool.CoreShare), fit the 15-minute budget (docs/notebook/default-ablation.md
 # has the measured times). Re-measure when SynthDFER or the tiny geometry change.
 
-#: number of official folds per dataset (SynthDFER is written in the DFEW layout)
-FOLD_COUNTS = {"synth": 5, "dfew": 5, "mafw": 5, "ferv39k": 1}
-
 
 # --------------------------------------------------------------------------------------------
 # parsing the grid axes
@@ -98,7 +96,7 @@ def parse_int_set(text: str | Iterable[int] | int | None, what: str) -> tuple[in
 
 def parse_folds(text: str | Iterable[int] | int | None, dataset: str) -> tuple[int, ...]:
     """Folds of ``dataset`` to sweep; ``None`` -> every official fold; out-of-range folds raise."""
-    count = FOLD_COUNTS[dataset]
+    count = NUM_FOLDS[dataset]
     folds = parse_int_set(text, "--folds") if text is not None else tuple(range(1, count + 1))
     bad = [f for f in folds if not 1 <= f <= count]
     if bad:
