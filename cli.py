@@ -800,10 +800,12 @@ def _print_sweep_summary(rows: list[dict]) -> None:
     table = Table(title="ablation summary (test, mean ± std over folds x seeds)")
     for col in ("model", "variant", "n", "UAR %", "WAR %"):
         table.add_column(col, justify="right" if col in ("n", "UAR %", "WAR %") else "left")
+    def pm(mean: float, std: float) -> str:  # a single run has no std to show
+        return f"{100 * mean:.2f}" + ("" if std != std else f" ± {100 * std:.2f}")
+
     for r in rows:
-        table.add_row(r["model"], r["variant"], str(r["n"]),
-                      f"{100 * r['uar_mean']:.2f} ± {100 * r['uar_std']:.2f}",
-                      f"{100 * r['war_mean']:.2f} ± {100 * r['war_std']:.2f}")
+        table.add_row(r["model"], r["variant"], str(r["n"]), pm(r["uar_mean"], r["uar_std"]),
+                      pm(r["war_mean"], r["war_std"]))
     console.print(table)
 
 

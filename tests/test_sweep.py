@@ -467,6 +467,7 @@ def test_end_to_end_with_the_engine(tmp_path):
     assert sweep.run_sweep(plan).skipped == [cell.run_id]
     (summary,) = sweep.summarize(plan)
     assert summary["variant"] == "full" and 0.0 <= summary["uar_mean"] <= 1.0
+    assert summary["n"] == 1 and summary["uar_std"] != summary["uar_std"]  # one run: no std (nan), as the report
 
 
 def test_cli_refuses_jobs_below_one_before_planning():

@@ -8,6 +8,7 @@ re-running an interrupted or partly failed sweep trains only the missing cells.
 from __future__ import annotations
 
 import csv
+import math
 import os
 import statistics
 from pathlib import Path
@@ -63,7 +64,8 @@ def summarize(plan: SweepPlan) -> list[dict[str, Any]]:
     """Mean and std (over folds x seeds) of test UAR/WAR per (model, variant), in plan order.
 
     Rows: ``{"model", "variant", "role", "n", "uar_mean", "uar_std", "war_mean", "war_std"}``
-    with metrics as fractions; std is the sample std (0 for a single run).
+    with metrics as fractions; std is the sample std, ``nan`` for a single run (no spread is
+    measured), as in the report's tables.
     """
     rows = result_rows(plan)
     order = [(plan.model, v, "variant") for v in plan.variants] + [(m, v, "baseline") for m, v in plan.baselines]
@@ -76,7 +78,7 @@ def summarize(plan: SweepPlan) -> list[dict[str, Any]]:
         war = [float(r["war"]) for r in mine]
         out.append({
             "model": model, "variant": variant, "role": role, "n": len(mine),
-            "uar_mean": statistics.fmean(uar), "uar_std": statistics.stdev(uar) if len(uar) > 1 else 0.0,
-            "war_mean": statistics.fmean(war), "war_std": statistics.stdev(war) if len(war) > 1 else 0.0,
+            "uar_mean": statistics.fmean(uar), "uar_std": statistics.stdev(uar) if len(uar) > 1 else math.nan,
+            "war_mean": statistics.fmean(war), "war_std": statistics.stdev(war) if len(war) > 1 else math.nan,
         })
     return out
