@@ -634,7 +634,7 @@ def pretrain_cmd(out: Path, model: str, clips: int, val_clips: int, epochs: int,
                 bar.console.print(f"resuming after epoch {event['epoch']} from {out}.state.pt")
 
         meta = pretrain(cfg, out, progress=on_event, threads=threads)
-    from ifdd_bench.models.pretrained import sha256_file
+    from ifdd_bench.hashing import sha256_file
 
     r2 = meta["history"][-1]["val_r2"]
     console.print(f"wrote [bold]{out}[/] (sha256 {sha256_file(out)[:12]}); held-out R² per target: "
@@ -764,7 +764,7 @@ def _sweep_progress(progress: Any, total: int) -> Callable[[dict], None]:
         return lines[run_id]
 
     def on_event(event: dict) -> None:
-        kind = event.get("event")
+        kind = event.get("kind")
         if kind in ("cell_done", "cell_failed"):
             run_id = event["run_id"]
             finished.add(run_id)
@@ -801,10 +801,12 @@ def _print_sweep_summary(rows: list[dict]) -> None:
     table = Table(title="ablation summary (test, mean ± std over folds x seeds)")
     for col in ("model", "variant", "n", "UAR %", "WAR %"):
         table.add_column(col, justify="right" if col in ("n", "UAR %", "WAR %") else "left")
+    def pm(mean: float, std: float) -> str:  # a single run has no std to show
+        return f"{100 * mean:.2f}" + ("" if std != std else f" ± {100 * std:.2f}")
+
     for r in rows:
-        table.add_row(r["model"], r["variant"], str(r["n"]),
-                      f"{100 * r['uar_mean']:.2f} ± {100 * r['uar_std']:.2f}",
-                      f"{100 * r['war_mean']:.2f} ± {100 * r['war_std']:.2f}")
+        table.add_row(r["model"], r["variant"], str(r["n"]), pm(r["uar_mean"], r["uar_std"]),
+                      pm(r["war_mean"], r["war_std"]))
     console.print(table)
 
 
@@ -846,6 +848,7 @@ def ablation_cmd(model, variants, baselines, dataset, data_root, folds, seeds, e
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from ifdd_bench import sweep
+    from ifdd_bench.config import train_hash
 
     plan = sweep.plan_sweep(model, variants, baselines=baselines, dataset=dataset, data_root=data_root,
                             folds=folds, seeds=seeds, epochs=epochs, protocol=protocol, overrides=overrides,
@@ -853,13 +856,13 @@ def ablation_cmd(model, variants, baselines, dataset, data_root, folds, seeds, e
     if jobs is None:
         jobs = sweep.default_jobs(plan, executor)
     cells = plan.cells()
-    todo, finished = sweep.split_finished(cells, plan.results_dir)
+    todo, finished = sweep.partition_finished(cells, plan.results_dir)
     console.print(
         f"sweep [bold]{plan.sweep_id}[/]: {plan.model} variants {','.join(plan.variants)}"
         + (f" + baselines {','.join(m for m, _ in plan.baselines)}" if plan.baselines else "")
         + f" | {plan.dataset} folds {','.join(map(str, plan.folds))} seeds {','.join(map(str, plan.seeds))}"
         + f" | {plan.train.protocol} protocol, {plan.train.epochs} epochs, {plan.data.frames}x{plan.data.size}²"
-        + f" | train_hash {sweep.train_hash(plan.train)} recipe {plan.first.recipe_hash}\n"
+        + f" | train_hash {train_hash(plan.train)} recipe {plan.first.recipe_hash}\n"
         f"{len(cells)} cells: {len(finished)} finished, {len(todo)} to run ({executor}, jobs={jobs})",
         highlight=False)
     _legacy_hint(plan.runs_dir)
@@ -869,13 +872,9 @@ def ablation_cmd(model, variants, baselines, dataset, data_root, folds, seeds, e
         return
     options = {k: v for k, v in (("cluster", cluster), ("slurm_partition", partition),
                                  ("gpus_per_node", gpus_per_job), ("timeout_min", timeout_min)) if v is not None}
-    runner = None
-    if restart:
-        engine_runner = sweep.default_runner()
-        runner = functools.partial(_restart_runner, engine_runner)
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeElapsedColumn(), console=console, transient=True) as progress:
-        outcome = sweep.run_sweep(plan, executor=executor, jobs=jobs, runner=runner, submitit_options=options,
+        outcome = sweep.run_sweep(plan, executor=executor, jobs=jobs, submitit_options=options, resume=not restart,
                                   progress=_sweep_progress(progress, len(todo)))
     summary = sweep.summarize(plan)
     if summary and no_report:
@@ -902,11 +901,6 @@ def _legacy_hint(runs_dir: str) -> None:
                           "renames them", highlight=False)
 
 
-def _restart_runner(engine_runner: Callable[..., Any], spec: Any, progress: Any = None, resume: bool = True) -> Any:
-    """Engine runner with resume forced off (``run ablation --restart``)."""
-    return engine_runner(spec, progress=progress, resume=False)
-
-
 def _print_paired_statistics(console: Console, result: Any) -> None:
     """The paired-difference tables of a rendered report: over runs, then over test clips (with its caveat)."""
     for key in ("stats", "stats_clips"):
@@ -924,7 +918,7 @@ def _render_sweep_report(plan: Any, summary: list[dict]) -> None:
     train_hash so older rows of other protocols in the same runs.csv do not block it; when the
     report cannot be rendered the simple summary table is printed instead.
     """
-    from ifdd_bench import sweep
+    from ifdd_bench.config import train_hash
 
     try:
         from ifdd_bench.reports.render import render_report
@@ -935,7 +929,7 @@ def _render_sweep_report(plan: Any, summary: list[dict]) -> None:
     command_line = "ifdd-bench " + " ".join(sys.argv[1:]) if len(sys.argv) > 1 else "ifdd-bench run ablation"
     try:
         result = render_report(plan.results_dir, plan.runs_dir, folder,
-                               filters=[f"train_hash={sweep.train_hash(plan.train)}"], command=command_line)
+                               filters=[f"train_hash={train_hash(plan.train)}"], command=command_line)
     except BenchError as err:
         _print_sweep_summary(summary)
         err_console.print(f"[yellow]report not rendered:[/] {err}", highlight=False)
@@ -1219,7 +1213,7 @@ def viz_splits_cmd(checkpoint, capture_file, clips, split, limit, data_root, out
     """Figure of ISSM's split per clip and, on SynthDFER, how often the detail group lands on
     the expression frames compared with the lazy even/odd split."""
     from ifdd_bench.errors import ConfigError
-    from ifdd_bench.reports import splits
+    from ifdd_bench.reports import slots
 
     if (checkpoint is None) == (capture_file is None):
         raise ConfigError("give either --checkpoint RUN_DIR_OR_FILE or --capture capture.npz")
@@ -1232,7 +1226,7 @@ def viz_splits_cmd(checkpoint, capture_file, clips, split, limit, data_root, out
     else:
         from rich.progress import Progress
 
-        from ifdd_bench.engine.capture import capture_splits, save_capture
+        from ifdd_bench.engine.capture import capture_slots, save_capture
         from ifdd_bench.engine.checkpoint import resolve_checkpoint
 
         ckpt_file = resolve_checkpoint(checkpoint)
@@ -1244,14 +1238,14 @@ def viz_splits_cmd(checkpoint, capture_file, clips, split, limit, data_root, out
                 if event.get("kind") == "capture":
                     progress.update(task, completed=event["done"], total=event["total"])
 
-            result = capture_splits(ckpt_file, split=split, clips=names, limit=limit, data_root=data_root,
-                                    batch_size=batch_size, device=device, progress=on_event)
+            result = capture_slots(ckpt_file, split=split, clips=names, limit=limit, data_root=data_root,
+                                   batch_size=batch_size, device=device, progress=on_event)
         cap_path = save_capture(result, out)
-    rendered = splits.render_splits(cap_path, out, clips=names, threshold=threshold)
+    rendered = slots.render_slots(cap_path, out, clips=names, threshold=threshold)
     stats = rendered["stats"]
     if stats is not None:
-        cap = splits.load_capture(cap_path)
-        console.print(splits.statistics_markdown(stats, cap.meta), highlight=False, markup=False, soft_wrap=True)
+        cap = slots.load_capture(cap_path)
+        console.print(slots.statistics_markdown(stats, cap.meta), highlight=False, markup=False, soft_wrap=True)
     else:
         console.print("no ground truth in this capture (real clips): figures only, no split statistics")
     console.print(f"wrote {len(rendered['files'])} files to {out}/ (capture: {cap_path})", highlight=False)

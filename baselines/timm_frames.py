@@ -25,8 +25,10 @@ import torch
 from torch import nn
 
 from baselines.layers import InputNorm, check_clip, frames_of, input_norm, require, temporal_head
-from baselines.weights import WeightReport, check_file, check_fit, compare, log_report, read_state_dict, sha256_file
+from baselines.weights import check_file, check_fit, compare, log_report, read_state_dict
 from ifdd_bench.errors import CheckpointError, ConfigError, suggest
+from ifdd_bench.hashing import sha256_file
+from ifdd_bench.models.weight_report import WeightReport
 from ifdd_bench.registry import register_model
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # timm must never reach the network from here

@@ -14,10 +14,8 @@ Example::
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -25,6 +23,8 @@ import torch
 from torch import nn
 
 from ifdd_bench.errors import CheckpointError
+from ifdd_bench.hashing import sha256_file
+from ifdd_bench.models.weight_report import WeightReport
 
 log = logging.getLogger(__name__)
 
@@ -32,63 +32,6 @@ log = logging.getLogger(__name__)
 _CONTAINER_KEYS = ("state_dict", "model", "module", "net", "state_dict_ema", "model_state", "weights")
 #: prefixes left by DataParallel / DDP / torch.compile wrappers
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
-
-
-@dataclass
-class WeightReport:
-    """What happened when a weight file was loaded into a module."""
-
-    path: str
-    sha256: str
-    kind: str
-    matched: list[str] = field(default_factory=list)  # loaded tensors (target names)
-    missing: list[str] = field(default_factory=list)  # target tensors the file lacks (left at init)
-    unexpected: list[str] = field(default_factory=list)  # file tensors with no target
-    mismatched: list[str] = field(default_factory=list)  # "name: file (..) vs model (..)"
-    dropped: list[str] = field(default_factory=list)  # file tensors deliberately skipped (classifier)
-    adapted: list[str] = field(default_factory=list)  # shape differs but the loader adapts it (timm)
-    prefix: str = ""  # prefix stripped from the file's keys
-
-    @property
-    def fraction(self) -> float:
-        """Share of the target's tensors that the file provides."""
-        total = len(self.matched) + len(self.missing) + len(self.mismatched) + len(self.adapted)
-        return (len(self.matched) + len(self.adapted)) / max(total, 1)
-
-    def summary(self, limit: int = 8) -> str:
-        """Multi-line human report: counts plus the first ``limit`` names of each list."""
-
-        def names(items: list[str]) -> str:
-            more = f", ... (+{len(items) - limit})" if len(items) > limit else ""
-            return ", ".join(items[:limit]) + more
-
-        lines = [f"weights {self.path} (sha256 {self.sha256[:16]}, {self.kind}): "
-                 f"{len(self.matched) + len(self.adapted)} tensors match, {len(self.missing)} missing, "
-                 f"{len(self.unexpected)} unexpected, {len(self.mismatched)} shape mismatches"
-                 + (f", prefix {self.prefix!r} stripped" if self.prefix else "")]
-        for label, items in (("missing", self.missing), ("unexpected", self.unexpected),
-                             ("shape mismatch", self.mismatched), ("adapted", self.adapted),
-                             ("dropped", self.dropped)):
-            if items:
-                lines.append(f"  {label}: {names(items)}")
-        return "\n".join(lines)
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-ready record for the run folder (same keys as IFDD's ``LoadReport.as_dict`` plus
-        the kind and the deliberately dropped / adapted tensors)."""
-        return {"path": self.path, "sha256": self.sha256, "kind": self.kind,
-                "mapped": len(self.matched) + len(self.adapted), "missing": self.missing,
-                "unexpected": self.unexpected, "mismatched": self.mismatched, "dropped": self.dropped,
-                "adapted": self.adapted}
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def check_file(path: str | os.PathLike | None, key: str = "pretrained_path") -> Path:

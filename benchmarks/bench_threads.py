@@ -1,4 +1,4 @@
-"""What a sweep cell gains when it gets the cores of its finished partners (``sweep.CoreShare``).
+"""What a sweep cell gains when it gets the cores of its finished partners (``ifdd_bench.sweep.pool.CoreShare``).
 
 The default SynthDFER sweep runs two cells at a time with one torch thread each; when only one cell
 is left, the pool raises its thread count to all cores. This times one training step of that cell

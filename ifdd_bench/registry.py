@@ -28,7 +28,7 @@ from ifdd_bench.config import apply_overrides, from_dict, to_dict
 from ifdd_bench.errors import ConfigError, suggest, unknown
 
 #: modules whose import registers models; imported lazily on first registry access
-MODEL_MODULES = ("ifdd_bench.models", "baselines")
+MODEL_MODULES = ("ifdd_bench.models.ifdd", "baselines")
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,8 @@ RUNS_CSV = "runs.csv"
 PER_CLASS_CSV = "per_class.csv"
 PROFILE_CSV = "profile.csv"
 EVALS_CSV = "evals.csv"
+#: the published-numbers table shipped with the package (package data; columns in results/README.md)
+LITERATURE_CSV = Path(__file__).resolve().parent / "reports" / "literature.csv"
 
 
 @dataclass
@@ -178,6 +180,12 @@ def load(path: str | os.PathLike, *, required: Iterable[str] = ()):
             hint="is this a results CSV written by ifdd-bench?",
         )
     return frame
+
+
+def literature_rows(path: str | os.PathLike = LITERATURE_CSV) -> list[dict[str, str]]:
+    """Rows of the published-numbers table as dicts of strings (the report types them)."""
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
 
 
 def finished_run_ids(results_dir: str | os.PathLike) -> set[str]:

@@ -132,7 +132,7 @@ def test_call_sites_write_umask_mode(tmp_path, umask):
     import numpy as np
     import torch
 
-    from ifdd_bench import sweep
+    from ifdd_bench.sweep import executors, jobbook
     from ifdd_bench.data.holdout import write_holdout
     from ifdd_bench.data.records import ClipRecord
     from ifdd_bench.engine.capture import CaptureResult, save_capture
@@ -146,9 +146,9 @@ def test_call_sites_write_umask_mode(tmp_path, umask):
     rec = ClipRecord("c1", "c1.mp4", 0, 8)
     write_holdout(tmp_path / "holdout.csv", [rec], [])
     written.append(tmp_path / "holdout.csv")
-    sweep.JobBook(tmp_path / "sweep", "s1")._write([])
+    jobbook.JobBook(tmp_path / "sweep", "s1")._write([])
     written.append(tmp_path / "sweep" / "jobs.csv")
-    sweep._write_json(tmp_path / "sweep" / "sweep.json", {"a": 1})
+    executors._write_json(tmp_path / "sweep" / "sweep.json", {"a": 1})
     written.append(tmp_path / "sweep" / "sweep.json")
     arrays = {"clip_ids": np.array(["c1"]), "labels": np.array([0]), "preds": np.array([0]),
               "pos_a": np.zeros((1, 2)), "pos_d": np.zeros((1, 2))}

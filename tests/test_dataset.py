@@ -14,7 +14,8 @@ from ifdd_bench.config import DataConfig
 from ifdd_bench.data import build_datasets
 from ifdd_bench.data.fixtures import balanced_dfew_rows, write_dfew, write_frames, write_mafw
 from ifdd_bench.data.holdout import read_holdout, stratified_holdout
-from ifdd_bench.data.records import ClipRecord, DFEW_CLASSES
+from ifdd_bench.data.labels import DFEW_CLASSES
+from ifdd_bench.data.records import ClipRecord
 from ifdd_bench.errors import DataError
 
 

@@ -342,7 +342,7 @@ def test_pretrained_k400_mapping(tmp_path):
     assert len(rep.sha256) == 64 and not rep.mismatched
     assert set(rep.unexpected) == {k for k in shapes if k.startswith(("head.", *[f"blocks.{i}." for i in range(8, 14)]))}
     backbone_keys = {k for k in model.state_dict() if k.startswith(("backbone.", "embed."))}
-    assert backbone_keys <= set(rep.mapped)  # every backbone tensor came from the file
+    assert backbone_keys <= set(rep.matched)  # every backbone tensor came from the file
     assert not any(k.startswith(("backbone.", "embed.")) for k in rep.missing)
     assert torch.equal(model.backbone.blocks[8].attn.qkv.weight, source["blocks.14.attn.qkv.weight"])
     assert torch.equal(model.backbone.blocks[9].mlp[2].bias, source["blocks.15.mlp.3.bias"])
@@ -389,7 +389,7 @@ def test_incompatible_configs_raise_config_error(overrides, match):
 def test_unknown_key_and_variant_list_choices():
     with pytest.raises(ConfigError, match="unknown ifdd config key 'isssm'.*did you mean: issm"):
         registry.resolve_config("ifdd", overrides=["isssm=false"])
-    with pytest.raises(ConfigError, match="unknown variant 'no_isssm'.*valid: full"):
+    with pytest.raises(ConfigError, match="unknown variant 'no_isssm'.*did you mean: no_issm.*valid: gap, baseline, .*full"):
         registry.resolve_config("ifdd", "no_isssm")
     cfg = registry.resolve_config("ifdd_tiny", "baseline", overrides=["issm_grid=aligned", "frames=32"])
     assert cfg.frames == 32 and not cfg.issm and cfg.top_kind == "split_only"

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from ifdd_bench.engine.metrics import (ConfusionMatrix, classification_metrics, confusion_counts, format_mean_std,
-                                       mean_std, metrics_from_confusion)
+from ifdd_bench.engine.metrics import ConfusionMatrix, classification_metrics, confusion_counts, metrics_from_confusion
 
 
 def test_hand_computed_case_with_never_predicted_and_absent_class():
@@ -61,11 +60,3 @@ def test_empty_and_invalid_inputs():
         confusion_counts(torch.tensor([0, 3]), torch.tensor([0, 1]), 3)
     with pytest.raises(ValueError):
         confusion_counts(torch.tensor([0]), torch.tensor([0, 1]), 3)
-
-
-def test_fold_mean_std():
-    mean, std = mean_std([0.50, 0.52, 0.54, float("nan")])
-    assert mean == pytest.approx(0.52)
-    assert std == pytest.approx(0.02)  # sample std (ddof = 1) of the three numbers
-    assert mean_std([0.4]) == (0.4, 0.0)
-    assert format_mean_std([0.50, 0.52, 0.54]) == "52.00 ± 2.00"

@@ -69,7 +69,7 @@ def test_pretrain_writes_backbone_weights_that_load_strictly(tmp_path):
     for key, value in saved["state_dict"].items():
         assert torch.equal(state[key], value), key
     report = model.pretrained_report
-    assert report.mapped == sorted(saved["state_dict"]) and any(k.startswith("top.") for k in report.missing)
+    assert report.matched == sorted(saved["state_dict"]) and any(k.startswith("top.") for k in report.missing)
     assert state["head.fc.weight"].shape == fresh.state_dict()["head.fc.weight"].shape
 
     with pytest.raises(CheckpointError, match=r"another backbone \(widths: file \[16, 32, 64, 128\]"):
@@ -120,7 +120,7 @@ def test_shipped_weights_fit_ifdd_tiny():
     assert saved["model"] == "ifdd_tiny" and saved["pretext"]["data_seed"] >= 1000
     assert saved["history"][-1]["val_r2_mean"] > 0.5  # the backbone learnt the pretext, not noise
     model = registry.create_model("ifdd_tiny", "baseline", overrides={"pretrained": "synth-pretext"})
-    assert model.pretrained_report.sha256 and len(model.pretrained_report.mapped) == len(saved["state_dict"])
+    assert model.pretrained_report.sha256 and len(model.pretrained_report.matched) == len(saved["state_dict"])
 
 
 def test_pretrain_cli_writes_a_file_and_refuses_to_overwrite(tmp_path):
@@ -140,7 +140,7 @@ def test_k400_files_still_take_the_k400_path(tmp_path):
     path = tmp_path / "k.pth"
     torch.save({"conv_proj.weight": model.state_dict()["embed.proj.weight"] * 0 + 1.0}, path)
     report = load_pretrained(model, path)
-    assert report.mapped == ["embed.proj.weight"] and torch.all(model.state_dict()["embed.proj.weight"] == 1.0)
+    assert report.matched == ["embed.proj.weight"] and torch.all(model.state_dict()["embed.proj.weight"] == 1.0)
 
 
 def test_a_checkpoint_config_rebuilds_after_its_init_file_is_gone(tmp_path):

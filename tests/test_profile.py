@@ -109,7 +109,9 @@ def test_cuda_without_gpu_is_a_clear_error():
 
 
 def test_literature_file_and_reported_vs_measured_join():
-    literature = prof.load_literature()
+    from ifdd_bench.results import literature_rows
+
+    literature = literature_rows()
     columns = ["model_key", "method", "venue", "params_m", "gflops_reported", "gflops_unit_note", "input", "views",
                "dfew_uar", "dfew_war", "ferv39k_uar", "ferv39k_war", "mafw_uar", "mafw_war", "source", "note"]
     assert list(literature[0]) == columns

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 from ifdd_bench.data.decode import count_video_frames, frame_sort_key, list_frames, load_video_frames
-from ifdd_bench.data.fixtures import balanced_dfew_rows, write_dfew, write_ferv39k, write_frames, write_mafw
+from ifdd_bench.data.fixtures import write_dfew, write_ferv39k, write_frames, write_mafw
+from ifdd_bench.data.labels import (DFEW_CLASSES, FERV39K_CLASSES, MAFW_CLASSES, MAFW_CLASSES_DFERCLIP,
+                                    MAFW_OFFICIAL_TO_DFERCLIP)
 from ifdd_bench.data.lists import has_imported, import_lists, parse_list_file
-from ifdd_bench.data.readers import MAFW_OFFICIAL_TO_DFERCLIP, read_split
-from ifdd_bench.data.records import DFEW_CLASSES, FERV39K_CLASSES, MAFW_CLASSES, MAFW_CLASSES_DFERCLIP
+from ifdd_bench.data.readers import read_split
 from ifdd_bench.errors import ConfigError, DataError
 
 

@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from ifdd_bench.errors import BenchError, ConfigError, DataError
+from ifdd_bench import registry
 from ifdd_bench.reports import inputs, markup, stats, tables
 from ifdd_bench.reports.render import render_report
 
@@ -710,3 +711,17 @@ def test_cli_tables_print_bracketed_labels_as_text():
                                             str(ROOT / "runs"), "--out", out, "--no-plots"], env={"COLUMNS": "250"})
     assert res.exit_code == 0, res.output
     assert "GAP head [ifdd_tiny]" in res.output and "IFDD (full) [ifdd_tiny_pretext]" in res.output
+
+
+def test_report_variant_rows_come_from_the_models_ablation_table():
+    """One home: every IFDD variant's label and check marks are read from ABLATIONS, and the marks
+    agree with the config the registry builds for that variant."""
+    from ifdd_bench.models.ifdd_config import ABLATIONS
+
+    assert [v.key for v in inputs.IFDD_VARIANTS] == list(ABLATIONS)
+    for key, ablation in ABLATIONS.items():
+        info = inputs.VARIANTS_BY_KEY[key]
+        assert info.label == ablation.label and info.note == ablation.note
+        cfg = registry.resolve_config("ifdd_tiny", key)
+        assert (info.split == "issm") == cfg.issm and info.ladm == cfg.ladm
+        assert info.lift == (cfg.lambda_lift > 0) and (info.split == "none") == (cfg.top_kind == "gap")

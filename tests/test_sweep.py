@@ -11,14 +11,14 @@ from __future__ import annotations
 import csv
 import multiprocessing
 import os
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from ifdd_bench import registry, results, sweep, workers
+from ifdd_bench import registry, results, sweep
+from ifdd_bench.sweep import plan as sweep_plan, pool
 from ifdd_bench.spec import EMBEDDED_DATA, EMBEDDED_TRAIN
 from ifdd_bench.config import train_hash
 from ifdd_bench.errors import BenchError, ConfigError
@@ -83,6 +83,18 @@ def silent_runner(spec, progress=None, resume=True):
     return {}
 
 
+def resume_runner(spec, progress=None, resume=True):
+    """fake_runner that records the ``resume`` it was called with (``resume/<run_id>.<resume>``)."""
+    folder = Path(spec.results_dir) / "resume"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{spec.run_id}.{resume}").touch()
+    return fake_runner(spec, progress, resume)
+
+
+def _resumes(res: Path) -> set[str]:
+    return {p.suffix for p in (res / "resume").glob("*")} if (res / "resume").exists() else set()
+
+
 def _calls(res: Path) -> list[str]:
     return sorted(p.name.split(".")[0] for p in (res / "calls").glob("*")) if (res / "calls").exists() else []
 
@@ -138,10 +150,10 @@ def test_defaults_and_all_variants(tmp_path):
 def test_default_jobs_parallel_only_for_the_embedded_local_sweep(tmp_path, monkeypatch):
     plan = sweep.plan_sweep(model=TOY, runs_dir=tmp_path, results_dir=tmp_path)
     real = sweep.plan_sweep(model=TOY, dataset="dfew", data_root=str(tmp_path))
-    monkeypatch.setattr(sweep.os, "cpu_count", lambda: 16)
+    monkeypatch.setattr(sweep_plan.os, "cpu_count", lambda: 16)
     assert sweep.default_jobs(plan) == sweep.DEFAULT_SYNTH_JOBS == 2
     assert sweep.default_jobs(plan, "submitit") == 1 and sweep.default_jobs(real) == 1
-    monkeypatch.setattr(sweep.os, "cpu_count", lambda: 1)
+    monkeypatch.setattr(sweep_plan.os, "cpu_count", lambda: 1)
     assert sweep.default_jobs(plan) == 1
 
 
@@ -194,7 +206,7 @@ def test_skip_finished_cells(tmp_path):
     events = []
     first = sweep.run_sweep(plan, runner=fake_runner, progress=events.append)
     assert first.ok and len(first.done) == 4 and not first.skipped
-    assert any(e["event"] == "run" for e in events)  # engine progress is forwarded
+    assert any(e["kind"] == "run" for e in events)  # engine progress is forwarded
     again = sweep.run_sweep(plan, runner=fake_runner)
     assert again.done == [] and len(again.skipped) == 4
     assert len(_calls(tmp_path / "res")) == 4  # nothing was trained twice
@@ -268,6 +280,15 @@ def test_parallel_local_jobs(tmp_path):
     assert len(frame) == 3 and frame["run_id"].is_unique
 
 
+@pytest.mark.parametrize("jobs", [1, 2], ids=["inline", "pool"])
+@pytest.mark.parametrize("resume", [True, False])
+def test_resume_flag_reaches_the_runner(tmp_path, jobs, resume):
+    plan = _plan(tmp_path, folds="1")
+    outcome = sweep.run_sweep(plan, runner=resume_runner, jobs=jobs, resume=resume)
+    assert outcome.ok and len(outcome.done) == 2
+    assert _resumes(tmp_path / "res") == {f".{resume}"}
+
+
 def timed_runner(spec, progress=None, resume=True):
     """fake_runner that takes at least 0.4 s, measures its own run time, and records how many cells
     had finished when it started (``timed/<run_id>``: "<finished at start> <own seconds>")."""
@@ -289,7 +310,7 @@ def test_pooled_cells_record_their_own_run_time_not_the_queue(tmp_path):
     events = []
     outcome = sweep.run_sweep(plan, runner=timed_runner, jobs=2, progress=events.append)
     assert len(outcome.done) == 4
-    order = [(e["event"], e["run_id"]) for e in events if e.get("event") in ("cell_start", "cell_done")]
+    order = [(e["kind"], e["run_id"]) for e in events if e.get("kind") in ("cell_start", "cell_done")]
     # every cell is submitted (cell_start) before the first one is done: the later ones queue
     assert [kind for kind, _ in order] == ["cell_start"] * 4 + ["cell_done"] * 4, order
     timed = {p.name: p.read_text().split() for p in (tmp_path / "res" / "timed").iterdir()}
@@ -299,7 +320,7 @@ def test_pooled_cells_record_their_own_run_time_not_the_queue(tmp_path):
     assert len(queued) >= 2, timed
     # the reported seconds are the cell's own run time (rounded to 0.1 s), as the runner measured it
     # itself, not the time since submission: for a queued cell that would be >= 0.4 s more
-    done = {e["run_id"]: e["seconds"] for e in events if e.get("event") == "cell_done"}
+    done = {e["run_id"]: e["seconds"] for e in events if e.get("kind") == "cell_done"}
     assert set(done) == set(timed)
     off = {run_id: round(done[run_id] - float(timed[run_id][1]), 3) for run_id in done}
     assert all(abs(d) < 0.2 for d in off.values()), off
@@ -340,7 +361,7 @@ def epoch_runner(spec, progress=None, resume=True):
 
 
 def test_pool_gives_the_freed_cores_to_the_last_running_cell_and_relays_its_events(tmp_path, monkeypatch):
-    monkeypatch.setattr(workers.os, "cpu_count", lambda: 4)  # 2 workers x 2 threads, whatever the machine
+    monkeypatch.setattr(pool.os, "cpu_count", lambda: 4)  # 2 workers x 2 threads, whatever the machine
     plan = _plan(tmp_path, variants="full,no_issm,no_ladm", folds="1")
     events = []
     outcome = sweep.run_sweep(plan, runner=epoch_runner, jobs=2, progress=events.append)
@@ -356,13 +377,13 @@ def test_pool_gives_the_freed_cores_to_the_last_running_cell_and_relays_its_even
     # the workers' epoch events reached the parent's progress callback, tagged with their cell
     for cell in plan.cells():
         epochs = [e["data"]["epoch"] for e in events
-                  if e.get("event") == "run" and e["run_id"] == cell.run_id and e["data"]["kind"] == "epoch_start"]
+                  if e.get("kind") == "run" and e["run_id"] == cell.run_id and e["data"]["kind"] == "epoch_start"]
         assert epochs == list(range(len(seen[cell.spec.variant]))), (cell.run_id, epochs)
 
 
 def test_core_share_splits_cores_among_running_cells():
     active = multiprocessing.Value("i", 2)
-    share = workers.CoreShare(5, active)
+    share = pool.CoreShare(5, active)
     assert share.threads() == 2
     active.value = 1
     assert share.threads() == 5
@@ -391,11 +412,12 @@ def test_submitit_local_executor(tmp_path, monkeypatch):
     rows = sweep.JobBook(outcome.folder, plan.sweep_id).rows()
     assert all(r["executor"] == "submitit-local" and r["job_id"].isdigit() for r in rows)
     assert {r["status"] for r in rows} == {"done", "failed"}
-    # the failed cell is re-runnable: only it is submitted again
+    # the failed cell is re-runnable: only it is submitted again, here from scratch (resume=False)
     (res / f"fail_{ids[1]}").unlink()
-    rerun = sweep.run_sweep(plan, executor="submitit", runner=fake_runner,
+    rerun = sweep.run_sweep(plan, executor="submitit", runner=resume_runner, resume=False,
                             submitit_options={"cluster": "local", "timeout_min": 5})
     assert rerun.ok and rerun.done == [ids[1]] and rerun.skipped == [ids[0]]
+    assert [p.name for p in (res / "resume").glob("*")] == [f"{ids[1]}.False"]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -436,7 +458,7 @@ def test_end_to_end_with_the_engine(tmp_path):
     events = []
     outcome = sweep.run_sweep(plan, progress=events.append)
     assert outcome.ok and outcome.done == [cell.run_id], outcome.failed
-    assert any(e["event"] == "run" and e["data"].get("kind") == "epoch_end" for e in events)
+    assert any(e["kind"] == "run" and e["data"].get("kind") == "epoch_end" for e in events)
     frame = results.load(tmp_path / "res" / results.RUNS_CSV)
     row = frame.iloc[0]
     # the engine's row carries the same protocol hash the sweep computes: that is what skipping relies on
@@ -445,6 +467,7 @@ def test_end_to_end_with_the_engine(tmp_path):
     assert sweep.run_sweep(plan).skipped == [cell.run_id]
     (summary,) = sweep.summarize(plan)
     assert summary["variant"] == "full" and 0.0 <= summary["uar_mean"] <= 1.0
+    assert summary["n"] == 1 and summary["uar_std"] != summary["uar_std"]  # one run: no std (nan), as the report
 
 
 def test_cli_refuses_jobs_below_one_before_planning():
@@ -457,6 +480,26 @@ def test_cli_refuses_jobs_below_one_before_planning():
     assert "--jobs" in result.output and "x>=1" in result.output
 
 
+@pytest.mark.parametrize("flag, resume", [([], True), (["--restart"], False)])
+def test_cli_restart_trains_unfinished_cells_from_scratch(tmp_path, monkeypatch, flag, resume):
+    from click.testing import CliRunner
+
+    import cli
+
+    seen = {}
+
+    def run_sweep(plan, **kwargs):
+        seen.update(kwargs)
+        return sweep.SweepOutcome(plan.sweep_id, tmp_path, len(plan.cells()))
+
+    monkeypatch.setattr(sweep, "run_sweep", run_sweep)
+    result = CliRunner().invoke(cli.main, ["run", "ablation", "--model", TOY, "--variants", "full", "--no-report",
+                                           "--runs-dir", str(tmp_path / "runs"), "--results-dir",
+                                           str(tmp_path / "res"), *flag])
+    assert result.exit_code == 0, result.output
+    assert seen["resume"] is resume and "runner" not in seen
+
+
 def test_cli_progress_shows_one_line_per_training_cell():
     import io
 
@@ -467,15 +510,15 @@ def test_cli_progress_shows_one_line_per_training_cell():
 
     with Progress(console=Console(file=io.StringIO())) as progress:
         on_event = cli._sweep_progress(progress, total=3)
-        on_event({"event": "cell_start", "run_id": "a", "index": 0, "todo": 3})
-        on_event({"event": "cell_start", "run_id": "b", "index": 1, "todo": 3})  # queued cells show nothing yet
+        on_event({"kind": "cell_start", "run_id": "a", "index": 0, "todo": 3})
+        on_event({"kind": "cell_start", "run_id": "b", "index": 1, "todo": 3})  # queued cells show nothing yet
         assert len(progress.tasks) == 1
-        on_event({"event": "run", "run_id": "a", "data": {"kind": "epoch_start", "epoch": 0, "epochs": 5, "steps": 68}})
-        on_event({"event": "run", "run_id": "b", "data": {"kind": "step", "epoch": 1, "step": 9, "steps": 68,
+        on_event({"kind": "run", "run_id": "a", "data": {"kind": "epoch_start", "epoch": 0, "epochs": 5, "steps": 68}})
+        on_event({"kind": "run", "run_id": "b", "data": {"kind": "step", "epoch": 1, "step": 9, "steps": 68,
                                                            "loss": 1.5}})
         lines = {t.description.split()[0]: t for t in progress.tasks[1:]}
         assert lines["a"].description == "a epoch 1/5" and lines["b"].completed == 10
-        on_event({"event": "cell_done", "run_id": "a", "index": 0, "seconds": 3.0})
-        on_event({"event": "run", "run_id": "a", "data": {"kind": "epoch_end", "epoch": 4}})  # relayed late
+        on_event({"kind": "cell_done", "run_id": "a", "index": 0, "seconds": 3.0})
+        on_event({"kind": "run", "run_id": "a", "data": {"kind": "epoch_end", "epoch": 4}})  # relayed late
         assert [t.description.split()[0] for t in progress.tasks[1:]] == ["b"]
         assert progress.tasks[0].completed == 1

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from ifdd_bench.data.records import DFEW_CLASSES
+from ifdd_bench.data.labels import DFEW_CLASSES
 from ifdd_bench.data.synth import (
     EXPRESSION_PARAMS, class_counts, clip_folds, clip_labels, contact_sheet, ensure_dataset, generate,
     hue_bin, is_complete, load_truth, preset, render_clip_frames, sample_clip_params,

@@ -1,4 +1,4 @@
-"""Split visualiser: statistics and figures from a capture archive, and capture on a tiny checkpoint."""
+"""ISSM slot visualiser (`viz splits`): statistics and figures from a capture archive, and capture on a tiny checkpoint."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from ifdd_bench.errors import BenchError, DataError
-from ifdd_bench.reports import splits
+from ifdd_bench.reports import slots
 
 CLASSES = ["happy", "sad", "neutral", "angry", "surprise", "disgust", "fear"]
 
@@ -51,15 +51,15 @@ def _stat(stats, group, quantity="expression share"):
 
 
 def test_token_weights_interpolate_between_neighbours():
-    w = splits.token_weights(np.array([[4.25, 7.0, -0.3, 2.0]]), 8)[0]
+    w = slots.token_weights(np.array([[4.25, 7.0, -0.3, 2.0]]), 8)[0]
     assert w.shape == (4, 8) and np.allclose(w.sum(axis=1), 1)
     assert w[0, 4] == pytest.approx(0.75) and w[0, 5] == pytest.approx(0.25)
     assert w[1, 7] == 1 and w[2, 0] == 1 and w[3, 2] == 1
 
 
-def test_split_statistics_known_answer(tmp_path):
-    cap = splits.load_capture(make_capture(tmp_path / "c.npz"))
-    stats = splits.split_statistics(cap, n_boot=500)
+def test_slot_statistics_known_answer(tmp_path):
+    cap = slots.load_capture(make_capture(tmp_path / "c.npz"))
+    stats = slots.slot_statistics(cap, n_boot=500)
     assert stats.attrs["clips"] == 9 and stats.attrs["neutral_clips"] == 1
     assert _stat(stats, "ISSM detail group")["estimate"] == pytest.approx(1.0)  # slots on tokens 4, 5
     assert _stat(stats, "lazy odd split (detail)")["estimate"] == pytest.approx(0.25)  # only token 5 of 1,3,5,7
@@ -72,14 +72,14 @@ def test_split_statistics_known_answer(tmp_path):
     assert beats["estimate"] == 1.0 and 0.6 < beats["ci_low"] < 1.0 and beats["ci_high"] == 1.0
     attention = _stat(stats, "detail stream", "detail attention on expression tokens")
     assert attention["estimate"] == pytest.approx(1.0)
-    md = splits.statistics_markdown(stats, cap.meta)
+    md = slots.statistics_markdown(stats, cap.meta)
     assert "| expression share | ISSM detail group | 100.0% |" in md and "+75.0%" in md
 
 
 def test_fractional_positions_count_by_weight(tmp_path):
     # slots half-way between token 3 (no expression) and token 4 (expression): half their weight counts
-    cap = splits.load_capture(make_capture(tmp_path / "c.npz", pos_d=(3.5, 3.5, 3.5, 3.5), neutral=0))
-    stats = splits.split_statistics(cap, n_boot=200)
+    cap = slots.load_capture(make_capture(tmp_path / "c.npz", pos_d=(3.5, 3.5, 3.5, 3.5), neutral=0))
+    stats = slots.slot_statistics(cap, n_boot=200)
     assert _stat(stats, "ISSM detail group")["estimate"] == pytest.approx(0.5)
     apex = _stat(stats, "ISSM detail group", "apex token hit (a detail slot's nearest token)")
     assert apex["estimate"] == 0.0  # rint(3.5) = 4, the apex (frame 10) is token 5
@@ -87,15 +87,15 @@ def test_fractional_positions_count_by_weight(tmp_path):
 
 def test_zero_offset_grid_separates_learning_from_the_grid(tmp_path):
     # the grid alone puts the detail slots on tokens 4, 4, 6, 7 (share 2/4); ISSM's slots get 4/4
-    cap = splits.load_capture(make_capture(tmp_path / "c.npz", grid_d=(4.0, 4.0, 6.0, 7.0), neutral=0))
-    stats = splits.split_statistics(cap, n_boot=200)
+    cap = slots.load_capture(make_capture(tmp_path / "c.npz", grid_d=(4.0, 4.0, 6.0, 7.0), neutral=0))
+    stats = slots.slot_statistics(cap, n_boot=200)
     assert _stat(stats, "zero-offset grid (detail)")["estimate"] == pytest.approx(0.5)
     learned = _stat(stats, "ISSM detail - zero-offset grid (paired)", "expression share difference")
     assert learned["estimate"] == pytest.approx(0.5) and learned["p_value"] < 0.01
 
 
 def test_render_writes_figures_and_tables(tmp_path):
-    out = splits.render_splits(make_capture(tmp_path / "c.npz"), tmp_path / "viz")
+    out = slots.render_slots(make_capture(tmp_path / "c.npz"), tmp_path / "viz")
     names = {p.name for p in out["files"]}
     assert {"split_00001.png", "split_00001.pdf", "split_00002.png", "split_positions.png",
             "split_stats.csv", "split_stats.md"} <= names
@@ -106,22 +106,22 @@ def test_render_writes_figures_and_tables(tmp_path):
 
 def test_bad_capture_files(tmp_path):
     with pytest.raises(DataError, match="does not exist"):
-        splits.load_capture(tmp_path / "missing.npz")
+        slots.load_capture(tmp_path / "missing.npz")
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
     with pytest.raises(DataError, match="cannot be read"):
-        splits.load_capture(tmp_path / "junk.npz")
+        slots.load_capture(tmp_path / "junk.npz")
     np.savez(tmp_path / "foreign.npz", x=np.zeros(3))
     with pytest.raises(DataError, match="not an ifdd-bench split capture"):
-        splits.load_capture(tmp_path / "foreign.npz")
-    cap = splits.load_capture(make_capture(tmp_path / "c.npz", neutral=10))
+        slots.load_capture(tmp_path / "foreign.npz")
+    cap = slots.load_capture(make_capture(tmp_path / "c.npz", neutral=10))
     with pytest.raises(DataError, match="no clip with an expression"):
-        splits.split_statistics(cap)
+        slots.slot_statistics(cap)
     with pytest.raises(BenchError, match="99999"):
-        splits.plot_clip(cap, "99999", tmp_path / "x.png")
+        slots.plot_clip(cap, "99999", tmp_path / "x.png")
 
 
-def test_reports_splits_does_not_import_torch():
-    code = ("import sys; import ifdd_bench.reports.splits as s; "
+def test_reports_slots_does_not_import_torch():
+    code = ("import sys; import ifdd_bench.reports.slots as s; "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -158,9 +158,9 @@ def tiny_run(tmp_path_factory):
 
 
 def test_capture_on_tiny_checkpoint(tiny_run, tmp_path):
-    from ifdd_bench.engine.capture import capture_splits, save_capture
+    from ifdd_bench.engine.capture import capture_slots, save_capture
 
-    result = capture_splits(tiny_run, split="test", limit=6, strip_clips=1)
+    result = capture_slots(tiny_run, split="test", limit=6, strip_clips=1)
     a = result.arrays
     n = len(a["clip_ids"])
     assert n == 6 and a["pos_a"].shape == (n, 4) and a["pos_d"].shape == (n, 4)
@@ -174,7 +174,7 @@ def test_capture_on_tiny_checkpoint(tiny_run, tmp_path):
     assert a["strip"].shape == (1, 16, 32, 32, 3) and a["strip"].dtype == np.uint8
     assert result.meta["split_module"] == "issm" and result.meta["attention_source"] == "ladm_mhsa"
     path = save_capture(result, tmp_path / "viz")
-    cap = splits.load_capture(path)
+    cap = slots.load_capture(path)
     assert cap.n == n and cap.has_truth and cap.has("detail_token_mass")
     assert np.allclose(cap["detail_token_mass"].sum(axis=1), 1.0, atol=1e-5)
     assert (tmp_path / "viz" / "capture.csv").read_text().count("\n") == n + 1
@@ -192,7 +192,7 @@ def test_viz_splits_cli_on_tiny_checkpoint(tiny_run, tmp_path):
     assert "expression share" in res.output and "| ISSM detail group |" in res.output
     assert (out / "split_stats.md").exists() and (out / "split_00001.png").exists()
     # re-render from the capture alone (no checkpoint, no torch work)
-    clip = str(splits.load_capture(out / "capture.npz")["clip_ids"][1])
+    clip = str(slots.load_capture(out / "capture.npz")["clip_ids"][1])
     res = CliRunner().invoke(cli.main, ["viz", "splits", "--capture", str(out / "capture.npz"), "--clips", clip,
                                         "--out", str(tmp_path / "again")])
     assert res.exit_code == 0, res.output

@@ -1,12 +1,15 @@
 """Data: official DFEW / FERV39k / MAFW readers, list importers, sampling, augmentation, datasets.
 
-Modules: ``records`` (ClipRecord, SplitRecords, class orders), ``readers`` (official layouts),
-``lists`` (other repositories' list formats, ``data import``), ``decode`` (frames -> uint8 tensors),
+Modules: ``labels`` (class lists, label orders and words, fold counts), ``records`` (ClipRecord,
+SplitRecords), ``collect`` (clip resolution and problem collection shared by readers and lists),
+``readers`` (official layouts; ``read_split`` dispatches per dataset), ``lists`` (other
+repositories' list formats, ``data import``), ``decode`` (frames -> uint8 tensors),
 ``sampling`` (frame indices), ``transforms`` (clip-consistent augmentation), ``holdout`` (validation
 split), ``dataset`` (ClipDataset, build_datasets), ``check`` (``data check``), ``loader_bench``
 (``data bench``), ``synth`` (the SynthDFER generator).
 
-The names below are imported lazily so that ``import ifdd_bench.data.records`` stays torch-free.
+The names below are imported lazily so that ``import ifdd_bench.data.records`` (and ``labels``)
+stays torch-free.
 """
 
 from __future__ import annotations

@@ -25,7 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from ifdd_bench.data.decode import FrameDecodeError, decode_image_file, is_video, list_frames
-from ifdd_bench.data.readers import FATAL_PROBLEMS, NUM_FOLDS, read_split, resolve_frame_source
+from ifdd_bench.data.collect import FATAL_PROBLEMS
+from ifdd_bench.data.labels import NUM_FOLDS, classes_for
+from ifdd_bench.data.readers import read_split, resolve_frame_source
 from ifdd_bench.errors import ConfigError, DataError
 from ifdd_bench.events import Progress
 
@@ -157,8 +159,6 @@ def check_dataset(dataset: str, root: Path | str, *, folds: list[int] | None = N
     root = Path(root).expanduser()
     source = resolve_frame_source(dataset, frame_source)
     folds = folds or list(range(1, NUM_FOLDS[dataset] + 1))
-    from ifdd_bench.data.readers import classes_for
-
     report = CheckReport(dataset=dataset, root=str(root), classes=classes_for(dataset, label_order),
                          frame_source=source, clip_len=clip_len, image_scan=images)
     official = OFFICIAL.get(dataset)

@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from ifdd_bench.data.records import DFEW_CLASSES
+from ifdd_bench.data.labels import DFEW_CLASSES
 
 
 def frame_image(index: int, size: tuple[int, int] = (64, 64), seed: int = 0, mode: str = "RGB") -> Image.Image:

@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from ifdd_bench.atomic import write_text_atomic
+from ifdd_bench.data.collect import Collector, emit_progress, finish_split, resolve_clip
+from ifdd_bench.data.labels import LABEL_ORDERS, classes_for, label_index
 from ifdd_bench.data.records import ClipRecord, SplitRecords
-from ifdd_bench.data.readers import (LABEL_ORDERS, _Collector, _emit, _finish_split, classes_for,
-                                     label_index, resolve_clip)
 from ifdd_bench.errors import ConfigError, DataError
 from ifdd_bench.events import Progress
 
@@ -60,10 +60,10 @@ def _split_fields(line: str) -> list[str]:
 
 
 def parse_list_file(path: Path, dataset: str, *, label_order: str | None = None,
-                    collector: _Collector | None = None) -> list[tuple[str, int | None, int]]:
+                    collector: Collector | None = None) -> list[tuple[str, int | None, int]]:
     """Parse a clip list -> ``[(clip path text, num_frames or None, class index in the dataset's
     official order)]``. Malformed lines and unknown labels raise DataError naming ``path:line``."""
-    collector = collector or _Collector(True, str(path))
+    collector = collector or Collector(True, str(path))
     classes = classes_for(dataset)
     int_classes = int_label_classes(dataset, label_order)
     if not path.is_file():
@@ -132,7 +132,7 @@ def import_lists(dataset: str, root: Path | str, fold: int, lists: dict[str, Pat
     summary: dict[str, Any] = {}
     for split, list_path in lists.items():
         list_path = Path(list_path).expanduser()
-        collector = _Collector(True, f"{dataset} {split} list {list_path}")
+        collector = Collector(True, f"{dataset} {split} list {list_path}")
         rows = parse_list_file(list_path, dataset, label_order=label_order, collector=collector)
         where = base if base is not None else list_path.parent
         lines = []
@@ -144,7 +144,7 @@ def import_lists(dataset: str, root: Path | str, fold: int, lists: dict[str, Pat
                     collector.count("num_frames_differs")
                 lines.append((str(found[0].resolve()), found[1], classes[label]))
             if k % 256 == 0:
-                _emit(progress, f"import {split}", k, len(rows))
+                emit_progress(progress, f"import {split}", k, len(rows))
         collector.finish()
         if not lines:
             raise DataError(f"{list_path} lists no clip", hint="check the file")
@@ -187,7 +187,7 @@ def read_imported(root: Path, dataset: str, split: str, fold: int, *, label_orde
         raise DataError(f"imported list {annotation} not found",
                         hint=f"run `ifdd-bench data import` with a --{split} list for fold {fold}")
     classes = classes_for(dataset, label_order)
-    collector = _Collector(strict, f"{dataset} fold {fold} {split} ({annotation})")
+    collector = Collector(strict, f"{dataset} fold {fold} {split} ({annotation})")
     records: list[ClipRecord] = []
     with open(annotation, newline="", encoding="utf-8") as fh:
         rows = list(csv.reader(fh))
@@ -209,6 +209,6 @@ def read_imported(root: Path, dataset: str, split: str, fold: int, *, label_orde
         if found is not None:
             records.append(ClipRecord(clip_id=row[0], source=found[0], label=label, num_frames=found[1]))
         if lineno % 256 == 0:
-            _emit(progress, f"{dataset} fold {fold} {split} (imported)", lineno, len(rows))
+            emit_progress(progress, f"{dataset} fold {fold} {split} (imported)", lineno, len(rows))
     collector.count("imported_list", 1)
-    return _finish_split(dataset, split, fold, classes, records, annotation, collector, clip_len)
+    return finish_split(dataset, split, fold, classes, records, annotation, collector, clip_len)

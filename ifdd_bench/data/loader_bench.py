@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
+from ifdd_bench.data.collect import emit_progress
 from ifdd_bench.data.dataset import ClipDataset, FrameCache
 from ifdd_bench.data.fixtures import balanced_dfew_rows, write_dfew
 from ifdd_bench.data.readers import read_split
@@ -82,7 +83,7 @@ def run_loader_bench(*, clips: int = 42, workers: tuple[int, ...] = (0, 1, 2),
                     rows.append({"geometry": geometry, "stored": stored, "decoder": decoder, "workers": nw,
                                  "cached": False, "clips_per_s": rate})
                     done += 1
-                    _emit(progress, done, total)
+                    emit_progress(progress, "loader bench", done, total)
             start = time.perf_counter()
             cache = FrameCache.build(recs, size)
             build_s = time.perf_counter() - start
@@ -91,7 +92,7 @@ def run_loader_bench(*, clips: int = 42, workers: tuple[int, ...] = (0, 1, 2),
             rows.append({"geometry": geometry, "stored": stored, "decoder": "cache", "workers": 0, "cached": True,
                          "clips_per_s": len(ds) / secs, "cache_build_clips_per_s": len(recs) / build_s})
             done += 1
-            _emit(progress, done, total)
+            emit_progress(progress, "loader bench", done, total)
             for row in rows:
                 if row["geometry"] == geometry and row["stored"] == stored:
                     row["ratio"] = row["clips_per_s"] / base if base else float("nan")
@@ -131,8 +132,3 @@ def decode_microbench(*, frames: int = 16, rounds: int = 15, workdir: Path | Non
                              "ms_per_frame": best[decoder] / frames * 1e3,
                              "speedup_vs_pil": best["pil"] / best[decoder]})
     return rows
-
-
-def _emit(progress: Progress | None, done: int, total: int) -> None:
-    if progress is not None:
-        progress({"event": "data_progress", "stage": "loader bench", "done": done, "total": total})

@@ -2,6 +2,10 @@
 
 ``read_split(dataset, root, split, fold)`` returns a :class:`SplitRecords` for the official
 ``train`` or ``test`` list of a fold, with every clip's frame source resolved and its frames counted.
+It dispatches per dataset: lists imported with ``data import`` (:mod:`ifdd_bench.data.lists`)
+first, else the official layout below. Class orders, label words and fold counts come from
+:mod:`ifdd_bench.data.labels`; clip resolution and problem collection from
+:mod:`ifdd_bench.data.collect`.
 
 Layouts accepted (spec ``ifdd-reference.md`` 12, ``literature.md`` 5):
 
@@ -20,7 +24,7 @@ Layouts accepted (spec ``ifdd-reference.md`` 12, ``literature.md`` 5):
   lines ``03747.mp4 anger``; frames in ``frames/<stem>/`` (``frame_source="frames"``, default) or
   ``faces/<stem>/`` (``"faces"``), or the videos ``clips/<name>`` (``"video"``). Labels mapped by
   name to the official 11-class order, or with ``label_order="dferclip"`` to DFER-CLIP's order
-  (see :data:`MAFW_OFFICIAL_TO_DFERCLIP`).
+  (see :data:`ifdd_bench.data.labels.MAFW_OFFICIAL_TO_DFERCLIP`).
 
 Rules for defects real datasets contain (counted in ``SplitRecords.counts``):
 
@@ -42,12 +46,12 @@ import re
 from pathlib import Path
 from typing import Iterable
 
-from ifdd_bench.data.decode import VIDEO_EXTS, count_video_frames, is_video, list_frames
-from ifdd_bench.data.records import (DFEW_CLASSES, FERV39K_CLASSES, MAFW_CLASSES, MAFW_CLASSES_DFERCLIP,
-                                     ClipRecord, SplitRecords)
+from ifdd_bench.data import lists
+from ifdd_bench.data.collect import Collector, emit_progress, finish_split, resolve_clip
+from ifdd_bench.data.labels import DFEW_CLASSES, NUM_FOLDS, classes_for, label_index
+from ifdd_bench.data.records import ClipRecord, SplitRecords
 from ifdd_bench.errors import ConfigError, DataError, suggest
 from ifdd_bench.events import Progress
-
 
 READ_SPLITS = ("train", "test")
 FRAME_SOURCES = {
@@ -57,47 +61,10 @@ FRAME_SOURCES = {
     "mafw": ("frames", "faces", "video"),
 }
 DEFAULT_FRAME_SOURCE = {"synth": "16f", "dfew": "16f", "ferv39k": "facecrop", "mafw": "frames"}
-LABEL_ORDERS = {
-    "synth": {"official": DFEW_CLASSES},
-    "dfew": {"official": DFEW_CLASSES},
-    "ferv39k": {"official": FERV39K_CLASSES, "dfew": DFEW_CLASSES},
-    "mafw": {"official": MAFW_CLASSES, "dferclip": MAFW_CLASSES_DFERCLIP},
-}
-NUM_FOLDS = {"synth": 5, "dfew": 5, "ferv39k": 1, "mafw": 5}
-
-#: MAFW official index -> DFER-CLIP index (both orders share the 4 extra classes at 7..10).
-MAFW_OFFICIAL_TO_DFERCLIP = tuple(MAFW_CLASSES_DFERCLIP.index(name) for name in MAFW_CLASSES)
-
-#: kinds of problem that would break training (``data check`` exits non-zero on any of them)
-FATAL_PROBLEMS = ("missing_root", "missing_split_file", "missing_frame_folder", "layout", "malformed_line",
-                  "unknown_label", "missing_clip", "zero_frames", "unreadable_video", "empty_split")
-
-#: word variants seen in annotation files -> one canonical key per emotion
-_LABEL_ALIASES = {
-    "happy": "happy", "happiness": "happy", "sad": "sad", "sadness": "sad", "neutral": "neutral",
-    "angry": "angry", "anger": "angry", "surprise": "surprise", "surprised": "surprise",
-    "disgust": "disgust", "disgusted": "disgust", "fear": "fear", "fearful": "fear",
-    "contempt": "contempt", "anxiety": "anxiety", "helplessness": "helplessness",
-    "disappointment": "disappointment",
-}
-
-_MAX_LISTED = 5  # problems quoted in an error message before "... and N more"
 
 
 # --------------------------------------------------------------------------------------------
-# small shared helpers
-
-
-def classes_for(dataset: str, label_order: str = "official") -> tuple[str, ...]:
-    """Class names (index order) of ``dataset`` under ``label_order``."""
-    if dataset not in LABEL_ORDERS:
-        raise ConfigError(f"unknown dataset {dataset!r}{suggest(dataset, LABEL_ORDERS)}; "
-                          f"valid: {', '.join(LABEL_ORDERS)}")
-    orders = LABEL_ORDERS[dataset]
-    if label_order not in orders:
-        raise ConfigError(f"data.label_order={label_order!r} is not available for {dataset}; "
-                          f"valid: {', '.join(orders)}")
-    return orders[label_order]
+# layout helpers
 
 
 def resolve_frame_source(dataset: str, frame_source: str) -> str:
@@ -109,64 +76,6 @@ def resolve_frame_source(dataset: str, frame_source: str) -> str:
         raise ConfigError(f"data.frame_source={frame_source!r} is not available for {dataset}"
                           f"{suggest(frame_source, valid)}; valid: default, {', '.join(valid)}")
     return frame_source
-
-
-def label_index(word: str, classes: tuple[str, ...]) -> int | None:
-    """Index of the emotion ``word`` in ``classes`` (case-insensitive, common variants accepted)."""
-    key = _LABEL_ALIASES.get(word.strip().lower())
-    if key is None:
-        return None
-    for i, name in enumerate(classes):
-        if _LABEL_ALIASES.get(name) == key:
-            return i
-    return None
-
-
-class _Collector:
-    """Collects counts and problems of one split read; strict mode raises on fatal problems."""
-
-    def __init__(self, strict: bool, what: str):
-        self.strict = strict
-        self.what = what
-        self.counts: dict[str, int] = {}
-        self.problems: dict[str, list[str]] = {}
-
-    def count(self, key: str, n: int = 1) -> None:
-        self.counts[key] = self.counts.get(key, 0) + n
-
-    def line_error(self, kind: str, message: str, hint: str) -> None:
-        """A problem in an annotation line: raise at once when strict (the first bad line names it)."""
-        if self.strict:
-            raise DataError(message, hint=hint)
-        self.problems.setdefault(kind, []).append(message)
-
-    def clip_problem(self, kind: str, item: str) -> None:
-        """A problem with one clip: collected, raised together by :meth:`finish` when strict."""
-        self.problems.setdefault(kind, []).append(item)
-
-    def finish(self) -> None:
-        if not self.strict:
-            return
-        hints = {
-            "missing_clip": "check --data-root and data.frame_source, or run `ifdd-bench data check` "
-                            "for the full list",
-            "zero_frames": "re-extract those clips' frames or remove them from the split file",
-            "unreadable_video": "re-download those videos or extract their frames",
-            "empty_split": "check the split file",
-        }
-        for kind in ("missing_clip", "zero_frames", "unreadable_video", "empty_split"):
-            items = self.problems.get(kind)
-            if items:
-                shown = "; ".join(items[:_MAX_LISTED])
-                more = f" ... and {len(items) - _MAX_LISTED} more" if len(items) > _MAX_LISTED else ""
-                label = kind.replace("_", " ")
-                raise DataError(f"{self.what}: {len(items)} {label} problem(s): {shown}{more}",
-                                hint=hints[kind])
-
-
-def _emit(progress: Progress | None, stage: str, done: int, total: int) -> None:
-    if progress is not None:
-        progress({"event": "data_progress", "stage": stage, "done": done, "total": total})
 
 
 def _first_existing(candidates: Iterable[Path]) -> Path | None:
@@ -200,65 +109,6 @@ def _missing_split(dataset: str, split: str, fold: int, looked: list[Path], root
                         "(or import your own lists with `ifdd-bench data import`)")
 
 
-def resolve_clip(frame_dir: Path | None, video_stems: Iterable[Path], collector: _Collector,
-                 clip_label: str) -> tuple[Path, int] | None:
-    """Find a clip's frames: the folder ``frame_dir`` or, failing that, a video file.
-
-    ``video_stems`` are paths without extension (``clips/03747``) tried with each video
-    extension. Returns ``(source, num_frames)`` or ``None`` after recording the problem.
-    """
-    frames = None
-    if frame_dir is not None:
-        try:
-            frames = list_frames(frame_dir)
-        except (FileNotFoundError, NotADirectoryError):
-            frames = None
-        if frames:
-            return frame_dir, len(frames)
-    video = _find_video(video_stems)
-    if video is None:
-        if frames == []:
-            collector.clip_problem("zero_frames", f"{clip_label}: folder {frame_dir} has no image files")
-        else:
-            where = frame_dir if frame_dir is not None else next(iter(video_stems), None)
-            collector.clip_problem("missing_clip", f"{clip_label}: {where} not found")
-        return None
-    try:
-        n = count_video_frames(video)
-    except DataError as err:
-        collector.clip_problem("unreadable_video", f"{clip_label}: {err.message}")
-        return None
-    if n == 0:
-        collector.clip_problem("zero_frames", f"{clip_label}: video {video} has no frames")
-        return None
-    collector.count("video_sources")
-    return video, n
-
-
-def _find_video(stems: Iterable[Path]) -> Path | None:
-    for stem in stems:
-        if is_video(stem) and stem.is_file():  # the path already names the video file
-            return stem
-        for ext in VIDEO_EXTS:
-            for candidate in (stem.with_name(stem.name + ext), stem.with_name(stem.name + ext.upper())):
-                if candidate.is_file():
-                    return candidate
-    return None
-
-
-def _finish_split(dataset: str, split: str, fold: int, classes: tuple[str, ...], records: list[ClipRecord],
-                  annotation: Path, collector: _Collector, clip_len: int) -> SplitRecords:
-    short = sum(1 for r in records if r.num_frames < clip_len)
-    if short:
-        collector.count("short_clips", short)
-    if not records and "empty_split" not in collector.problems:
-        collector.clip_problem("empty_split", f"{annotation} lists no usable clip")
-    collector.finish()
-    return SplitRecords(dataset=dataset, split=split, fold=fold, classes=classes, records=records,
-                        annotation_file=annotation, counts=dict(collector.counts),
-                        problems={k: list(v) for k, v in collector.problems.items()})
-
-
 # --------------------------------------------------------------------------------------------
 # DFEW (and SynthDFER)
 
@@ -281,7 +131,7 @@ def read_dfew(root: Path, split: str, fold: int, *, frame_source: str = "16f", c
     if annotation is None:
         raise _missing_split(dataset, split, fold, looked, root)
     what = f"{dataset} fold {fold} {split} ({annotation})"
-    collector = _Collector(strict, what)
+    collector = Collector(strict, what)
     rows = _parse_dfew_csv(annotation, collector)
     classes = DFEW_CLASSES
     records: list[ClipRecord] = []
@@ -296,12 +146,12 @@ def read_dfew(root: Path, split: str, fold: int, *, frame_source: str = "16f", c
         if found is not None:
             records.append(ClipRecord(clip_id=name, source=found[0], label=label, num_frames=found[1]))
         if k % 256 == 0:
-            _emit(progress, f"{dataset} fold {fold} {split}", k, len(rows))
-    _emit(progress, f"{dataset} fold {fold} {split}", len(rows), len(rows))
-    return _finish_split(dataset, split, fold, classes, records, annotation, collector, clip_len)
+            emit_progress(progress, f"{dataset} fold {fold} {split}", k, len(rows))
+    emit_progress(progress, f"{dataset} fold {fold} {split}", len(rows), len(rows))
+    return finish_split(dataset, split, fold, classes, records, annotation, collector, clip_len)
 
 
-def _parse_dfew_csv(path: Path, collector: _Collector) -> list[tuple[int, int]]:
+def _parse_dfew_csv(path: Path, collector: Collector) -> list[tuple[int, int]]:
     """``(clip number, 0-based label)`` rows of a DFEW split CSV; label-0 rows counted and skipped."""
     rows: list[tuple[int, int]] = []
     seen_content = False
@@ -357,7 +207,7 @@ def read_ferv39k(root: Path, split: str, fold: int = 1, *, frame_source: str = "
         raise _missing_split("ferv39k", split, fold, looked, root)
     classes = classes_for("ferv39k", label_order)
     what = f"ferv39k {split} ({annotation})"
-    collector = _Collector(strict, what)
+    collector = Collector(strict, what)
     frame_root = root / "2_ClipsforFaceCrop"
     if not frame_root.is_dir():
         frame_root = root
@@ -374,12 +224,12 @@ def read_ferv39k(root: Path, split: str, fold: int = 1, *, frame_source: str = "
         if found is not None:
             records.append(ClipRecord(clip_id=clip_id, source=found[0], label=label, num_frames=found[1]))
         if k % 256 == 0:
-            _emit(progress, f"ferv39k {split}", k, len(rows))
-    _emit(progress, f"ferv39k {split}", len(rows), len(rows))
-    return _finish_split("ferv39k", split, 1, classes, records, annotation, collector, clip_len)
+            emit_progress(progress, f"ferv39k {split}", k, len(rows))
+    emit_progress(progress, f"ferv39k {split}", len(rows), len(rows))
+    return finish_split("ferv39k", split, 1, classes, records, annotation, collector, clip_len)
 
 
-def _parse_word_list(path: Path, collector: _Collector, classes: tuple[str, ...],
+def _parse_word_list(path: Path, collector: Collector, classes: tuple[str, ...],
                      expected: str) -> list[tuple[str, int]]:
     """``(first field, class index)`` for whitespace-separated lines whose LAST field is a label word."""
     rows: list[tuple[str, int]] = []
@@ -436,7 +286,7 @@ def read_mafw(root: Path, split: str, fold: int, *, frame_source: str = "frames"
     if annotation is None:
         raise _missing_split("mafw", split, fold, looked, root)
     classes = classes_for("mafw", label_order)
-    collector = _Collector(strict, f"mafw fold {fold} {split} ({annotation})")
+    collector = Collector(strict, f"mafw fold {fold} {split} ({annotation})")
     rows = _parse_word_list(annotation, collector, classes, "03747.mp4 anger")
     frame_root = None
     if frame_source != "video":
@@ -455,9 +305,9 @@ def read_mafw(root: Path, split: str, fold: int, *, frame_source: str = "frames"
         if found is not None:
             records.append(ClipRecord(clip_id=stem, source=found[0], label=label, num_frames=found[1]))
         if k % 256 == 0:
-            _emit(progress, f"mafw fold {fold} {split}", k, len(rows))
-    _emit(progress, f"mafw fold {fold} {split}", len(rows), len(rows))
-    return _finish_split("mafw", split, fold, classes, records, annotation, collector, clip_len)
+            emit_progress(progress, f"mafw fold {fold} {split}", k, len(rows))
+    emit_progress(progress, f"mafw fold {fold} {split}", len(rows), len(rows))
+    return finish_split("mafw", split, fold, classes, records, annotation, collector, clip_len)
 
 
 # --------------------------------------------------------------------------------------------
@@ -487,8 +337,6 @@ def read_split(dataset: str, root: Path | str, split: str, fold: int, *, frame_s
         if NUM_FOLDS[dataset] == 1:
             raise ConfigError(f"{dataset} has one official train/test split; data.fold must be 1, got {fold}")
         raise ConfigError(f"data.fold={fold} is out of range for {dataset} (1..{NUM_FOLDS[dataset]})")
-    from ifdd_bench.data import lists  # lists imports this module
-
     if lists.has_imported(root, fold):
         return lists.read_imported(root, dataset, split, fold, label_order=label_order, clip_len=clip_len,
                                    strict=strict, progress=progress)

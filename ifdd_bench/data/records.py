@@ -1,24 +1,14 @@
-"""Plain records shared by every dataset reader, the SynthDFER generator and the engine.
+"""Plain records shared by every dataset reader, the list importers and the engine.
 
-A reader turns an official annotation layout into a list of :class:`ClipRecord` per split; the
-clip dataset turns records into tensors. Class orders are fixed per dataset (0-based indices).
+A reader turns an official annotation layout into a list of :class:`ClipRecord` per split (helpers
+in :mod:`ifdd_bench.data.collect`); the clip dataset turns records into tensors. Class orders live
+in :mod:`ifdd_bench.data.labels`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-
-#: DFEW (and SynthDFER, which is written in the DFEW layout): official 1-based labels minus one.
-DFEW_CLASSES = ("happy", "sad", "neutral", "angry", "surprise", "disgust", "fear")
-#: FERV39k as the IFDD reference maps it (alphabetical).
-FERV39K_CLASSES = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
-#: MAFW official 11-class order (MAE-DFER and IFDD use it).
-MAFW_CLASSES = ("anger", "disgust", "fear", "happiness", "neutral", "sadness", "surprise",
-                "contempt", "anxiety", "helplessness", "disappointment")
-#: MAFW order used by DFER-CLIP / MMA-DFER list files.
-MAFW_CLASSES_DFERCLIP = ("happiness", "sadness", "neutral", "anger", "surprise", "disgust", "fear",
-                         "contempt", "anxiety", "helplessness", "disappointment")
 
 
 @dataclass(frozen=True)

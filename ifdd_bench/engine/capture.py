@@ -1,4 +1,9 @@
-"""Capture what IFDD's split did on real or synthetic clips, for the split visualiser.
+"""Capture where IFDD's ISSM put its slots on real or synthetic clips, for the slot visualiser.
+
+The helpers say "slots" (ISSM's approximation / detail sampling slots) so that "split" keeps one
+meaning in the code: the dataset split captured (``split="test"``). The command stays
+``ifdd-bench viz splits`` and writes to ``results/splits/`` as before (users and committed files
+depend on those names).
 
 A trained IFDD checkpoint runs in eval mode over one split; forward hooks on the model's split
 module (``model.top.split``: ISSM or the lazy split) and on the detail refinement self-attention
@@ -17,7 +22,7 @@ module (``model.top.split``: ISSM or the lazy split) and on the detail refinemen
 
 plus labels, predictions, the source frame each input frame shows, the input frames of the clips
 to draw, and on SynthDFER the generator's ground truth (intensity per frame, onset/apex/offset).
-:func:`save_capture` writes ``capture.npz`` (read by :mod:`ifdd_bench.reports.splits`, which
+:func:`save_capture` writes ``capture.npz`` (read by :mod:`ifdd_bench.reports.slots`, which
 needs no torch) and a readable ``capture.csv``.
 
 No change to the model is needed: the split module already returns its positions and similarity
@@ -26,7 +31,7 @@ the module's own ``qkv`` weights.
 
 Example::
 
-    >>> cap = capture_splits("runs/ifdd_tiny-full-synth-f1-s0-unified", split="test")   # doctest: +SKIP
+    >>> cap = capture_slots("runs/ifdd_tiny-full-synth-f1-s0-unified", split="test")   # doctest: +SKIP
     >>> save_capture(cap, "viz/")                                                        # doctest: +SKIP
 """
 
@@ -60,7 +65,7 @@ DEFAULT_STRIP_CLIPS = 4
 
 @dataclass
 class CaptureResult:
-    """Arrays over the captured clips (keys as in :mod:`ifdd_bench.reports.splits`) and metadata."""
+    """Arrays over the captured clips (keys as in :mod:`ifdd_bench.reports.slots`) and metadata."""
 
     arrays: dict[str, np.ndarray]
     meta: dict[str, Any] = field(default_factory=dict)
@@ -99,7 +104,7 @@ def _require_ifdd(ckpt: dict, file: Path) -> None:
 # hooks
 
 
-class SplitRecorder:
+class SlotRecorder:
     """Forward hooks that keep the split extras and the detail attention of each batch."""
 
     def __init__(self, model: nn.Module):
@@ -109,7 +114,7 @@ class SplitRecorder:
         self.handles: list[Any] = []
         self.attention_source = "ladm_mhsa" if hasattr(self.top, "attn") else "compress_weights"
 
-    def __enter__(self) -> "SplitRecorder":
+    def __enter__(self) -> "SlotRecorder":
         self.handles.append(self.top.split.register_forward_hook(self._on_split))
         if self.attention_source == "ladm_mhsa":
             self.handles.append(self.top.attn.register_forward_pre_hook(self._on_attention))
@@ -204,7 +209,7 @@ def _source_frames(record: Any) -> int:
 
 
 @torch.inference_mode()
-def capture_splits(
+def capture_slots(
     checkpoint: str | os.PathLike,
     *,
     split: str = "test",
@@ -216,9 +221,9 @@ def capture_splits(
     device: str = "cpu",
     progress: Progress | None = None,
 ) -> CaptureResult:
-    """Run an IFDD checkpoint over a split and record what its split module did.
+    """Run an IFDD checkpoint over a dataset split and record where its split module put the slots.
 
-    Every clip of ``split`` is captured (or the first ``limit``), so split statistics cover the
+    Every clip of ``split`` is captured (or the first ``limit``), so slot statistics cover the
     whole split; input frames are kept for the clips named in ``clips`` (unknown ids raise) or,
     without names, for the first ``strip_clips`` clips (on SynthDFER: clips with an expression).
     ``data_root`` replaces the dataset folder recorded in the checkpoint (moved data).
@@ -246,7 +251,7 @@ def capture_splits(
     out: dict[str, list[np.ndarray]] = {k: [] for k in ("pos_a", "pos_d", "similarity", "detail_spatial",
                                                          "labels", "preds", "frame_index")}
     strips: dict[str, np.ndarray] = {}
-    with SplitRecorder(model) as rec:
+    with SlotRecorder(model) as rec:
         for start in range(0, len(order), batch_size):
             chunk = order[start:start + batch_size]
             items = [ds[i] for i in chunk]

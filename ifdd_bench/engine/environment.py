@@ -7,7 +7,6 @@ config points to, the precision actually used and the data set description.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import platform
 import socket
@@ -20,6 +19,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import torch
+
+from ifdd_bench.hashing import sha256_file
 
 _REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -42,15 +43,6 @@ def git_sha() -> str:
     """Commit of the source checkout, suffixed ``+dirty`` when tracked files were modified."""
     sha, dirty = git_state()
     return f"{sha}+dirty" if dirty and sha != "unknown" else sha
-
-
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def weight_files(model_cfg: Any) -> dict[str, str]:

@@ -311,7 +311,7 @@ def history_row(epoch: int, lr: float, stats: Mapping[str, Any], val: Mapping[st
         "train_s": stats["wall"],
         "eval_s": eval_s,
         "epoch_s": epoch_s,
-        # the thread count at the epoch's end: a sweep's pool may change it between epochs (workers.CoreShare)
+        # the thread count at the epoch's end: a sweep's pool may change it between epochs (sweep.pool.CoreShare)
         "torch_threads": torch.get_num_threads(),
     }
 

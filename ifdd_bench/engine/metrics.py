@@ -100,21 +100,3 @@ def classification_metrics(preds: Sequence[int] | torch.Tensor, targets: Sequenc
     preds_t = torch.as_tensor(preds, dtype=torch.long)
     targets_t = torch.as_tensor(targets, dtype=torch.long)
     return metrics_from_confusion(confusion_counts(preds_t, targets_t, num_classes))
-
-
-def mean_std(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (ddof=1; 0.0 for one value) ignoring nans.
-
-    Used for fold means (``UAR = 54.1 ± 1.2`` over 5 folds). Empty input gives ``(nan, nan)``.
-    """
-    arr = np.asarray([v for v in values if v is not None and not math.isnan(float(v))], dtype=float)
-    if arr.size == 0:
-        return math.nan, math.nan
-    std = float(arr.std(ddof=1)) if arr.size > 1 else 0.0
-    return float(arr.mean()), std
-
-
-def format_mean_std(values: Sequence[float], *, scale: float = 100.0, digits: int = 2) -> str:
-    """``"54.12 ± 1.20"`` (percent by default) for a list of per-fold values."""
-    mean, std = mean_std(values)
-    return f"{mean * scale:.{digits}f} ± {std * scale:.{digits}f}"

@@ -27,19 +27,17 @@ Example::
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import math
 import os
-import subprocess
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from ifdd_bench.engine.environment import git_sha
 from ifdd_bench.errors import ConfigError
+from ifdd_bench.results import literature_rows
 
-LITERATURE_CSV = Path(__file__).resolve().parents[1] / "reports" / "literature.csv"
 MEASURES = ("complexity", "latency", "throughput", "train_step")
 
 #: every column of results/profile.csv, in order (empty cells where a column does not apply)
@@ -125,14 +123,6 @@ def resolve_models(request: ProfileRequest) -> list[tuple[str, str]]:
 
 # ------------------------------------------------------------------------------------------
 # complexity of one model at one input
-
-
-def _git_sha() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=Path(__file__).resolve().parents[2],
-                              capture_output=True, text=True, timeout=10, check=True).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def _shape_error(name: str, frames: int | None, size: int | None, err: Exception) -> ConfigError:
@@ -274,7 +264,7 @@ def profile(request: ProfileRequest, *, progress: Callable[[str], None] | None =
     _check_options(request)
     pairs = resolve_models(request)
     stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    sha = _git_sha()
+    sha = git_sha()
     rows: list[dict[str, Any]] = []
     for name, variant in pairs:
         progress(f"{name}:{variant} complexity")
@@ -333,12 +323,6 @@ def authors_comparison(row: Mapping[str, Any]) -> dict[str, Any] | None:
 # reported vs measured (torch-free)
 
 
-def load_literature(path: str | os.PathLike = LITERATURE_CSV) -> list[dict[str, str]]:
-    """Rows of ``literature.csv`` as dicts of strings."""
-    with open(path, newline="") as fh:
-        return list(csv.DictReader(fh))
-
-
 def _float(text: Any) -> float | None:
     try:
         value = float(text)
@@ -357,7 +341,7 @@ def add_missing_complexity(measured: Iterable[Mapping[str, Any]], literature: It
     have = {r.get("model") for r in rows if str(r.get("native_input", "")).lower() in ("true", "1")
             and r.get("variant", "full") == "full" and _float(r.get("gmacs_per_clip")) is not None}
     registered = set(registry.list_models())
-    keys = [lit.get("model_key") for lit in (load_literature() if literature is None else literature)]
+    keys = [lit.get("model_key") for lit in (literature_rows() if literature is None else literature)]
     missing = [k for k in dict.fromkeys(keys) if k and k in registered and k not in have]
     if missing:
         rows += profile(ProfileRequest(models=tuple(missing), timing=False), progress=progress)
@@ -375,7 +359,7 @@ def reported_vs_measured(measured: Iterable[Mapping[str, Any]], literature: Iter
     figure, and the sources. Literature rows without a ``model_key`` are skipped unless
     ``implemented_only`` is false.
     """
-    literature = list(load_literature() if literature is None else literature)
+    literature = list(literature_rows() if literature is None else literature)
     ours: dict[str, Mapping[str, Any]] = {}
     for row in measured:
         native = str(row.get("native_input", "")).lower() in ("true", "1")

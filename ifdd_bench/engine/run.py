@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 from ifdd_bench.config import DATASETS, PROTOCOLS, RunSpec
-from ifdd_bench.data.readers import NUM_FOLDS
+from ifdd_bench.data.labels import NUM_FOLDS
 from ifdd_bench.engine import distributed as D
 from ifdd_bench.engine import runfiles as F
 from ifdd_bench.engine.checkpoint import check_resumable, run_identity

@@ -1,4 +1,6 @@
-"""Model families of the toolkit. Importing this package registers every model."""
+"""Model families of the toolkit: shared layers, the MViT backbone, IFDD.
 
-from ifdd_bench.models.output import ModelOutput, unpack_output  # noqa: F401
-import ifdd_bench.models.ifdd  # noqa: F401,E402  (registers ifdd, ifdd_tiny)
+Importing this package imports nothing, so torch-free code (the report) can read
+``ifdd_bench.models.ifdd_config``; the registry imports ``ifdd_bench.models.ifdd`` to register the
+IFDD presets.
+"""

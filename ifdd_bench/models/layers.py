@@ -30,7 +30,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-ATTN_IMPLS = ("sdpa", "explicit")
 THW = tuple  # (T, H, W) token grid
 
 

@@ -19,17 +19,15 @@ Mapping (the authors' loading helpers, which the published runs never call):
 Inside a block torchvision's names differ from ours only in a few places
 (``attn.project.0`` -> ``attn.project``, ``pool_*.pool`` -> ``pool_*.conv``,
 ``pool_*.norm_act.0`` -> ``pool_*.norm``, ``mlp.3`` -> ``mlp.2``). The load is non-strict: the
-returned :class:`LoadReport` lists mapped keys, model keys left at their initialisation
+returned :class:`~ifdd_bench.models.weight_report.WeightReport` lists matched keys, model keys left at their initialisation
 (pyramid, ISSM, LADM, head), unused file keys and shape mismatches (e.g. at ``ifdd_tiny`` size),
 plus the file's SHA-256 for the run record.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
@@ -37,6 +35,8 @@ import torch
 from torch import nn
 
 from ifdd_bench.errors import CheckpointError
+from ifdd_bench.hashing import sha256_file
+from ifdd_bench.models.weight_report import WeightReport
 
 log = logging.getLogger(__name__)
 
@@ -55,41 +55,6 @@ _INNER_RENAMES = (
     (re.compile(r"^attn\.(pool_[qkv])\.norm_act\.0\."), r"attn.\1.norm."),
     (re.compile(r"^mlp\.3\."), "mlp.2."),
 )
-
-
-@dataclass
-class LoadReport:
-    """Outcome of a non-strict load; ``str(report)`` is a short human-readable summary."""
-
-    path: str
-    sha256: str
-    mapped: list[str] = field(default_factory=list)  # model keys filled from the file
-    missing: list[str] = field(default_factory=list)  # model keys the file did not provide
-    unexpected: list[str] = field(default_factory=list)  # file keys with no place in the model
-    mismatched: list[str] = field(default_factory=list)  # "key: file shape vs model shape"
-
-    def __str__(self) -> str:
-        def short(keys: list[str], n: int = 6) -> str:
-            return ", ".join(keys[:n]) + (f", ... (+{len(keys) - n})" if len(keys) > n else "")
-
-        return (f"pretrained {self.path} (sha256 {self.sha256[:12]}): {len(self.mapped)} tensors mapped, "
-                f"{len(self.missing)} model keys missing [{short(self.missing)}], "
-                f"{len(self.unexpected)} file keys unused [{short(self.unexpected)}], "
-                f"{len(self.mismatched)} shape mismatches [{short(self.mismatched)}]")
-
-    def as_dict(self) -> dict:
-        """JSON-ready record for the run folder."""
-        return {"path": self.path, "sha256": self.sha256, "mapped": len(self.mapped),
-                "missing": self.missing, "unexpected": self.unexpected, "mismatched": self.mismatched}
-
-
-def sha256_file(path: str | Path) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def map_key(key: str) -> str | None:
@@ -119,7 +84,7 @@ def _read_state_dict(path: Path) -> Mapping[str, torch.Tensor]:
     return obj
 
 
-def load_k400_mvit_v2_s(model: nn.Module, path: str | Path) -> LoadReport:
+def load_k400_mvit_v2_s(model: nn.Module, path: str | Path) -> WeightReport:
     """Copy the matching tensors of a local K400 ``mvit_v2_s`` state dict into an IFDD model.
 
     Non-strict: keys that do not map, or map to a tensor of another shape, are reported and
@@ -127,7 +92,7 @@ def load_k400_mvit_v2_s(model: nn.Module, path: str | Path) -> LoadReport:
     """
     path = Path(path)
     source = _read_state_dict(path)
-    report = LoadReport(path=str(path), sha256=sha256_file(path))
+    report = WeightReport(path=str(path), sha256=sha256_file(path), kind="k400_mvit_v2_s")
     target = model.state_dict()
     update: dict[str, torch.Tensor] = {}
     for key, value in source.items():
@@ -138,12 +103,12 @@ def load_k400_mvit_v2_s(model: nn.Module, path: str | Path) -> LoadReport:
             report.mismatched.append(f"{key}: {tuple(value.shape)} vs {ours}: {tuple(target[ours].shape)}")
         else:
             update[ours] = value
-    report.mapped = sorted(update)
+    report.matched = sorted(update)
     report.missing = sorted(set(target) - set(update))
     with torch.no_grad():
         for key, value in update.items():
             target[key].copy_(value.to(target[key].dtype))
-    log.info("%s", report)
+    log.info("%s", report.summary())
     return report
 
 
@@ -177,7 +142,7 @@ def _read_file(path: Path) -> object:
         raise CheckpointError(f"pretrained file {str(path)!r} cannot be read as a torch state dict: {err}") from None
 
 
-def load_pretrained(model: nn.Module, name_or_path: str | Path) -> LoadReport:
+def load_pretrained(model: nn.Module, name_or_path: str | Path) -> WeightReport:
     """Initialise ``model`` from a pretext weight file (strict) or a K400 state dict (non-strict)."""
     path = resolve_weights(name_or_path)
     obj = _read_file(path)
@@ -186,7 +151,7 @@ def load_pretrained(model: nn.Module, name_or_path: str | Path) -> LoadReport:
     return load_k400_mvit_v2_s(model, path)
 
 
-def load_pretext_backbone(model: nn.Module, path: str | Path, obj: Mapping | None = None) -> LoadReport:
+def load_pretext_backbone(model: nn.Module, path: str | Path, obj: Mapping | None = None) -> WeightReport:
     """Copy a pretext file's embedding + backbone into ``model``; every other key stays as initialised.
 
     Strict where it matters: the file's backbone geometry must equal the model's, and every
@@ -206,7 +171,7 @@ def load_pretext_backbone(model: nn.Module, path: str | Path, obj: Mapping | Non
                                    "from scratch (e.g. --model ifdd_tiny), or pre-train for this geometry with "
                                    "`ifdd-bench run pretrain`")
     source, target = obj["state_dict"], model.state_dict()
-    report = LoadReport(path=str(path), sha256=sha256_file(path))
+    report = WeightReport(path=str(path), sha256=sha256_file(path), kind="ifdd_pretext")
     wanted = [k for k in target if k.startswith(("embed.", "backbone."))]
     absent = [k for k in wanted if k not in source]
     report.mismatched = [f"{k}: {tuple(source[k].shape)} vs {tuple(target[k].shape)}" for k in wanted
@@ -218,7 +183,7 @@ def load_pretext_backbone(model: nn.Module, path: str | Path, obj: Mapping | Non
     with torch.no_grad():
         for key in wanted:
             target[key].copy_(source[key].to(target[key].dtype))
-    report.mapped = sorted(wanted)
+    report.matched = sorted(wanted)
     report.missing = sorted(set(target) - set(wanted))
-    log.info("%s", report)
+    log.info("%s", report.summary())
     return report

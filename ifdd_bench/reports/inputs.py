@@ -33,7 +33,9 @@ import numpy as np
 import pandas as pd
 
 from ifdd_bench import results
+from ifdd_bench.results import LITERATURE_CSV
 from ifdd_bench.errors import ConfigError, DataError, suggest
+from ifdd_bench.models.ifdd_config import ABLATIONS, Ablation
 
 #: columns a runs.csv must have for any table
 RUN_REQUIRED = ("run_id", "model", "variant", "dataset", "fold", "seed", "protocol", "uar", "war")
@@ -47,7 +49,6 @@ RUN_OPTIONAL_NUMBERS = ("epochs", "selected_epoch", "val_uar", "val_war", "last_
 #: metric columns whose values must be fractions in [0, 1]
 FRACTION_COLUMNS = ("uar", "war", "val_uar", "val_war", "last_uar", "last_war", "best_test_uar", "best_test_war")
 
-LITERATURE_CSV = Path(__file__).with_name("literature.csv")
 
 DATASET_NAMES = {"synth": "SynthDFER", "dfew": "DFEW", "ferv39k": "FERV39k", "mafw": "MAFW"}
 
@@ -58,14 +59,14 @@ def dataset_name(key: str) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# IFDD variants: the one table that maps variant names to component switches
+# IFDD variants: read from the model's own table (ifdd_bench.models.ifdd_config.ABLATIONS)
 
 
 @dataclass(frozen=True)
 class VariantInfo:
-    """One IFDD ablation variant and the components it switches on."""
+    """One IFDD ablation variant as a report row: its label and the components it switches on."""
 
-    key: str  # the ABLATIONS name in ifdd_bench/models/ifdd.py
+    key: str  # the ABLATIONS name
     label: str  # paper-style row label (plain text)
     label_tex: str  # the same label in LaTeX
     split: str  # "issm" (content-aware) | "lazy" (even/odd) | "none" (no split at all)
@@ -75,33 +76,14 @@ class VariantInfo:
     note: str  # one line saying what the row changes
 
 
-LIFT_TEX = r"$\mathcal{L}_{\mathrm{lift}}$"
+def _variant_info(key: str, ablation: Ablation) -> VariantInfo:
+    switches = ablation.switches()
+    return VariantInfo(key, ablation.label, ablation.label_tex or ablation.label, switches["split"],
+                       switches["ladm"], switches["lift"], ablation.block, ablation.note)
+
 
 #: rows in the order of an IFDD paper ablation table (component combinations, then knobs)
-IFDD_VARIANTS: tuple[VariantInfo, ...] = (
-    VariantInfo("gap", "GAP head", "GAP head", "none", False, False, 0,
-                "mean over the pyramid tokens -> head; no split, no LADM"),
-    VariantInfo("baseline", "Baseline (lazy split)", "Baseline (lazy split)", "lazy", False, False, 0,
-                "even/odd split, split-only top"),
-    VariantInfo("no_ladm", "+ISSM", "+ISSM", "issm", False, False, 0,
-                "content-aware split, split-only top"),
-    VariantInfo("no_issm_no_lift", "+LADM", "+LADM", "lazy", True, False, 0,
-                "even/odd split, LADM, lambda_lift = 0"),
-    VariantInfo("no_issm", "+LADM +L_lift", "+LADM +" + LIFT_TEX, "lazy", True, True, 0,
-                "even/odd split, LADM with the lifting loss"),
-    VariantInfo("no_lift", "+ISSM +LADM", "+ISSM +LADM", "issm", True, False, 0,
-                "ISSM and LADM, lambda_lift = 0"),
-    VariantInfo("full", "IFDD (full)", "IFDD (full)", "issm", True, True, 0,
-                "ISSM + LADM + lifting loss"),
-    VariantInfo("predict_first", "full, predict-first", "full, predict-first", "issm", True, True, 1,
-                "lifting order: predict before update"),
-    VariantInfo("no_wavenorm", "full, no WaveNorm", "full, no WaveNorm", "issm", True, True, 1,
-                "no LayerNorm on the two groups before lifting"),
-    VariantInfo("aligned_grid", "full, aligned ISSM grid", "full, aligned ISSM grid", "issm", True, True, 1,
-                "ISSM sampling grid with aligned corners"),
-    VariantInfo("lift_mean", "full, mean L_lift", "full, mean " + LIFT_TEX, "issm", True, True, 1,
-                "lifting loss reduced by mean instead of sum"),
-)
+IFDD_VARIANTS: tuple[VariantInfo, ...] = tuple(_variant_info(k, a) for k, a in ABLATIONS.items())
 VARIANTS_BY_KEY = {v.key: v for v in IFDD_VARIANTS}
 VARIANT_ORDER = {v.key: i for i, v in enumerate(IFDD_VARIANTS)}
 
@@ -199,7 +181,7 @@ def _validate_names(frame: pd.DataFrame, path: Path, known_models: Iterable[str]
                 raise ConfigError(
                     f"{path}, line {_line(idx)}: unknown IFDD variant {variant!r}"
                     f"{suggest(variant, VARIANTS_BY_KEY)}; valid: {', '.join(VARIANTS_BY_KEY)}",
-                    hint="add the variant to IFDD_VARIANTS in ifdd_bench/reports/inputs.py "
+                    hint="add the variant to ABLATIONS in ifdd_bench/models/ifdd_config.py "
                          "if it is a new ablation row",
                 )
         elif known and model not in known:

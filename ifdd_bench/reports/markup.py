@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from ifdd_bench.reports.inputs import LIFT_TEX
+from ifdd_bench.models.ifdd_config import LIFT_TEX
 
 
 @dataclass

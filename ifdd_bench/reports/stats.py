@@ -240,7 +240,7 @@ def add_holm(frame: pd.DataFrame, family: Sequence[str]) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------------------------
-# resampling helpers for samples of many values (used by reports.splits over test clips)
+# resampling helpers for samples of many values (used by reports.slots over test clips)
 
 #: up to this many values the sign-flip test enumerates every sign pattern exactly
 EXACT_LIMIT = 16
@@ -250,7 +250,7 @@ def bootstrap_ci(diffs: np.ndarray, *, n_resamples: int = 10_000, confidence: fl
                  seed: int = 0) -> tuple[float, float]:
     """Percentile bootstrap confidence interval of the mean of ``diffs`` (NaNs for fewer than 2).
 
-    For samples of many values (the per-clip quantities of :mod:`ifdd_bench.reports.splits`); not
+    For samples of many values (the per-clip quantities of :mod:`ifdd_bench.reports.slots`); not
     used across runs, where 2-5 values make a percentile bootstrap far too narrow (:func:`paired_t`).
     """
     diffs = np.asarray(diffs, dtype=float)

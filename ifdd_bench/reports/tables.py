@@ -41,7 +41,7 @@ import pandas as pd
 
 from ifdd_bench.reports import stats
 from ifdd_bench.reports.markup import Block, Cell, ReportTable, tex_escape
-from ifdd_bench.reports.inputs import (LIFT_TEX, DATASET_NAMES, VARIANT_ORDER, VARIANTS_BY_KEY, dataset_name,
+from ifdd_bench.reports.inputs import (DATASET_NAMES, VARIANT_ORDER, VARIANTS_BY_KEY, dataset_name,
                                        entry_key, is_ifdd_model)
 
 CHECK, CROSS = "✓", "✗"

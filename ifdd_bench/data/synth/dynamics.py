@@ -23,13 +23,12 @@ from functools import lru_cache
 
 import numpy as np
 
-from ifdd_bench.data.records import DFEW_CLASSES
+from ifdd_bench.data.labels import DFEW_CLASSES, NUM_FOLDS
 from ifdd_bench.data.synth.config import DFEW_CLASS_TOTALS, SynthConfig
 
 #: The 7 expression parameters, each in [-1, 1] (0 = relaxed).
 EXPRESSION_PARAMS = ("brow_raise", "brow_furrow", "eye_open", "mouth_corner", "mouth_open",
                      "lip_stretch", "nose_wrinkle")
-NUM_FOLDS = 5
 
 #: Class prototype displacements (rows: DFEW_CLASSES order; columns: EXPRESSION_PARAMS), loosely
 #: following action units: happy AU6+12, sad AU1+4+15, angry AU4+5+23, surprise AU1+2+5+26,
@@ -168,7 +167,7 @@ def _folds(seed: int, clips: int, class_weights: str) -> np.ndarray:
     labels = _labels(seed, clips, class_weights)
     folds = np.zeros(clips, dtype=int)
     order = np.argsort(labels, kind="stable")  # class by class, clip index order inside a class
-    folds[order] = np.arange(clips) % NUM_FOLDS + 1
+    folds[order] = np.arange(clips) % NUM_FOLDS["synth"] + 1
     return folds
 
 

@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from ifdd_bench.atomic import atomic_path
-from ifdd_bench.data.records import DFEW_CLASSES
+from ifdd_bench.data.labels import DFEW_CLASSES
 from ifdd_bench.data.synth.config import SynthConfig
 from ifdd_bench.data.synth.dynamics import clip_labels, sample_clip_params
 from ifdd_bench.data.synth.face import render_clip

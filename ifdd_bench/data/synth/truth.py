@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ifdd_bench.data.records import DFEW_CLASSES
+from ifdd_bench.data.labels import DFEW_CLASSES
 from ifdd_bench.errors import DataError
 
 META_FILE = "synth.json"

@@ -36,9 +36,9 @@ import numpy as np
 from PIL import Image
 
 from ifdd_bench.config import to_dict
-from ifdd_bench.data.records import DFEW_CLASSES
+from ifdd_bench.data.labels import DFEW_CLASSES, NUM_FOLDS
 from ifdd_bench.data.synth.config import GENERATOR_VERSION, SynthConfig, config_hash, preset
-from ifdd_bench.data.synth.dynamics import NUM_FOLDS, clip_folds, clip_identity, clip_labels, sample_clip_params
+from ifdd_bench.data.synth.dynamics import clip_folds, clip_identity, clip_labels, sample_clip_params
 from ifdd_bench.data.synth.face import render_clip
 from ifdd_bench.data.synth.truth import META_FILE, TRUTH_FILE, ClipTruth, load_meta, truth_csv_text
 from ifdd_bench.errors import DataError
@@ -193,7 +193,7 @@ def _split_csv(rows: list[ClipTruth]) -> str:
 def _write_lists(root: Path, truths: list[ClipTruth]) -> dict[str, dict[str, int]]:
     """Write the 5 train/test split CSVs; return {fold: {train: n, test: n}}."""
     sizes = {}
-    for fold in range(1, NUM_FOLDS + 1):
+    for fold in range(1, NUM_FOLDS["synth"] + 1):
         train = [r for r in truths if r.role in ("both", "train") and r.fold != fold]
         test = [r for r in truths if r.role in ("both", "test") and r.fold == fold]
         for sub, rows in ((TRAIN_LIST_DIR, train), (TEST_LIST_DIR, test)):

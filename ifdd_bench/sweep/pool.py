@@ -10,7 +10,8 @@ adds two things to a plain process pool:
   epochs, steps, warnings) on a queue that the parent passes to the sweep's progress callback
   while it waits.
 
-The sweep (:mod:`ifdd_bench.sweep`) owns the bookkeeping (job book, result rows, failures).
+The executors (:mod:`ifdd_bench.sweep.executors`) own the bookkeeping (job book, result rows,
+failures).
 """
 
 from __future__ import annotations
@@ -39,8 +40,11 @@ def default_runner() -> Runner:
 
 
 def run_cell(spec: RunSpec, runner: Runner | None = None, threads: int | None = None,
-             progress: Progress | None = None) -> dict[str, Any]:
+             progress: Progress | None = None, resume: bool = True) -> dict[str, Any]:
     """Train one cell (a worker-side entry point: picklable, sets the torch thread count).
+
+    ``runner(spec, progress=, resume=)`` trains it (default: the engine's ``train_run``);
+    ``resume=False`` trains from scratch instead of resuming the cell's ``last.pt``.
 
     In a worker of a :class:`CellPool` the thread count follows the pool's
     :class:`CoreShare` instead of ``threads``, and the engine's progress events are sent to the
@@ -58,7 +62,7 @@ def run_cell(spec: RunSpec, runner: Runner | None = None, threads: int | None = 
         _set_torch_threads(threads)
     runner = runner or default_runner()
     start = time.perf_counter()
-    out = dict(runner(spec, progress=progress, resume=True) or {})
+    out = dict(runner(spec, progress=progress, resume=resume) or {})
     out[CELL_SECONDS] = time.perf_counter() - start  # the cell's own time, without queueing
     return out
 
@@ -81,13 +85,13 @@ FORWARDED_FIELDS = ("kind", "event", "epoch", "epochs", "step", "steps", "loss",
 def _forwarder(events: Any, run_id: str, progress: Progress | None) -> Progress:
     """A progress callback for a pool worker: puts the engine's progress events (epochs, steps,
     warnings, data preparation) of cell ``run_id`` on the parent's ``events`` queue as
-    ``{"event": "run", "run_id", "data"}``, keeping only small fields, then calls ``progress``."""
+    ``{"kind": "run", "run_id", "data"}``, keeping only small fields, then calls ``progress``."""
 
     def forward(event: dict[str, Any]) -> None:
         if isinstance(event, dict) and (event.get("kind") in FORWARDED_KINDS
                                         or event.get("event") == "data_progress"):
             data = {key: event[key] for key in FORWARDED_FIELDS if key in event}
-            events.put({"event": "run", "run_id": run_id, "data": data})
+            events.put({"kind": "run", "run_id": run_id, "data": data})
         if progress is not None:
             progress(event)
 
@@ -167,9 +171,9 @@ class CellPool:
         self.executor = cf.ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx, initializer=_worker_init,
                                                initargs=(self.threads, cores, self.active, self.events))
 
-    def submit(self, spec: RunSpec, runner: Runner | None) -> cf.Future:
+    def submit(self, spec: RunSpec, runner: Runner | None, resume: bool = True) -> cf.Future:
         """Queue one cell; its future returns :func:`run_cell`'s dict."""
-        return self.executor.submit(run_cell, spec, runner, self.threads)
+        return self.executor.submit(run_cell, spec, runner, self.threads, resume=resume)
 
     def as_completed(self, futures: list[cf.Future], emit: Progress, poll_s: float = 0.2) -> Iterable[cf.Future]:
         """Yield ``futures`` as they finish, passing the workers' queued events to ``emit`` meanwhile;

@@ -1,4 +1,10 @@
-"""The ISSM split visualiser and split statistics, rendered from a capture archive (no torch).
+"""The ISSM slot visualiser and slot statistics, rendered from a capture archive (no torch).
+
+Named after ISSM's approximation / detail *slots* so that "split" keeps one meaning in the code:
+the train / val / test split of a dataset. The command (``ifdd-bench viz splits``), the output
+folder (``results/splits/``) and the file names it writes (``split_<clip>.png``,
+``split_positions.png``, ``split_stats.csv/.md``) keep their published names, since users and
+committed files depend on them.
 
 :mod:`ifdd_bench.engine.capture` runs a trained IFDD checkpoint over clips and saves what the
 inter-frame static-dynamic splitting module (ISSM) did to ``capture.npz``. This module turns that
@@ -8,7 +14,7 @@ archive into
   intensity and apex (SynthDFER), the fractional token positions ISSM chose for the approximation
   and detail groups against the lazy even/odd lattice, the inter-frame similarity matrix, and where
   the detail stream attends (per token and per detail slot in space);
-* the split statistics over a whole split (:func:`split_statistics`): how much of the detail
+* the slot statistics over a whole split (:func:`slot_statistics`): how much of the detail
   group's sampling weight lands on expression tokens, against the lazy odd split it replaces and
   against chance, with bootstrap confidence intervals and a paired sign-flip test - a quantitative
   check of IFDD's claim that ISSM routes emotion-related dynamics into the detail group.
@@ -30,7 +36,7 @@ input frame ``j`` shows source frame ``frame_index[j]`` of the clip.
 Example::
 
     >>> cap = load_capture("viz/capture.npz")                     # doctest: +SKIP
-    >>> split_statistics(cap)[["quantity", "estimate", "ci_low", "ci_high"]]   # doctest: +SKIP
+    >>> slot_statistics(cap)[["quantity", "estimate", "ci_low", "ci_high"]]   # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -85,7 +91,7 @@ class Capture:
         return int(self.arrays["frame_index"].shape[-1])
 
     @property
-    def split_name(self) -> str:
+    def splitter_name(self) -> str:
         """How the groups are named in tables: ``ISSM`` or ``lazy-split model``."""
         return "ISSM" if self.meta.get("split_module", "issm") == "issm" else "lazy-split model"
 
@@ -208,7 +214,7 @@ def _rate_row(quantity: str, group: str, hits: np.ndarray) -> dict[str, Any]:
             "method": f"rate over clips, {int(CONFIDENCE * 100)}% Wilson interval"}
 
 
-def split_statistics(cap: Capture, *, threshold: float = EXPRESSION_THRESHOLD, n_boot: int = N_BOOT,
+def slot_statistics(cap: Capture, *, threshold: float = EXPRESSION_THRESHOLD, n_boot: int = N_BOOT,
                      seed: int = 0) -> pd.DataFrame:
     """How often ISSM's groups land on expression tokens, against the lazy split and chance.
 
@@ -242,7 +248,7 @@ def split_statistics(cap: Capture, *, threshold: float = EXPRESSION_THRESHOLD, n
     issm_d, issm_a = share(cap["pos_d"][valid]), share(cap["pos_a"][valid])
     odd, even = share(lazy_d), share(lazy_a)
     chance = m.mean(axis=1)
-    name = cap.split_name
+    name = cap.splitter_name
     rows = [
         _mean_row("expression share", f"{name} detail group", issm_d, seed, n_boot),
         _mean_row("expression share", "lazy odd split (detail)", odd, seed, n_boot),
@@ -288,7 +294,7 @@ def split_statistics(cap: Capture, *, threshold: float = EXPRESSION_THRESHOLD, n
 
 
 def statistics_markdown(stats: pd.DataFrame, meta: dict[str, Any] | None = None) -> str:
-    """The split-statistics table as Markdown (percentages, CI, p-value) with a protocol note."""
+    """The slot-statistics table as Markdown (percentages, CI, p-value) with a protocol note."""
     lines = ["| quantity | group | estimate | 95% CI | n | p |", "|---|---|---:|---|---:|---:|"]
     for r in stats.itertuples():
         ci = "-" if math.isnan(r.ci_low) else f"[{100 * r.ci_low:.1f}, {100 * r.ci_high:.1f}]"
@@ -321,7 +327,7 @@ def _pyplot():
 
 
 def plot_clip(cap: Capture, clip_id: str, path: str | os.PathLike) -> list[Path]:
-    """Draw the split figure of one clip to ``path`` (PNG) and the same name ``.pdf``.
+    """Draw the slot figure of one clip to ``path`` (PNG) and the same name ``.pdf``.
 
     Rows: (1) frame strip, token boundaries, apex frame outlined, intensity bar; (2) token axis with
     ISSM approximation/detail positions, the lazy lattice, the true intensity per token and the
@@ -406,9 +412,9 @@ def plot_clip(cap: Capture, clip_id: str, path: str | os.PathLike) -> list[Path]
                 ax.annotate("", xy=(pos, y), xytext=(lazy, y),
                             arrowprops=dict(arrowstyle="->", color=colour, lw=0.9, shrinkA=5, shrinkB=5))
     ax.scatter(cap["pos_a"][i], np.full(slots, y_a), marker="o", s=45, color="tab:blue", zorder=3,
-               label=f"{cap.split_name} approximation slots")
+               label=f"{cap.splitter_name} approximation slots")
     ax.scatter(cap["pos_d"][i], np.full(slots, y_d), marker="D", s=45, color="tab:red", zorder=3,
-               label=f"{cap.split_name} detail slots")
+               label=f"{cap.splitter_name} detail slots")
     ax.set_xlim(-0.5, tokens - 0.5), ax.set_ylim(0, 1.65)
     ax.set_xticks(xs, [f"token {t}\n(f{t * ratio}-{t * ratio + ratio - 1})" for t in xs], fontsize=7)
     ax.set_yticks([0, 0.5, 1.0, y_a, y_d], ["0", "0.5", "1", "approx.", "detail"], fontsize=7)
@@ -462,9 +468,9 @@ def plot_positions(cap: Capture, path: str | os.PathLike) -> list[Path]:
         _, valid = expression_tokens(cap)
         apex = apex_token(cap)[valid][:, None]
         axes[0].hist((cap["pos_d"][valid] - apex).ravel(), bins=bins, alpha=0.6, color="tab:red",
-                     label=f"{cap.split_name} detail")
+                     label=f"{cap.splitter_name} detail")
         axes[0].hist((cap["pos_a"][valid] - apex).ravel(), bins=bins, alpha=0.5, color="tab:blue",
-                     label=f"{cap.split_name} approximation")
+                     label=f"{cap.splitter_name} approximation")
         axes[0].hist((np.broadcast_to(cap["lazy_d"], cap["pos_d"][valid].shape) - apex).ravel(), bins=bins,
                      histtype="step", color="black", label="lazy odd")
         axes[0].axvline(0, color="crimson", ls="--")
@@ -476,7 +482,7 @@ def plot_positions(cap: Capture, path: str | os.PathLike) -> list[Path]:
     for slot in range(cap["pos_d"].shape[1]):
         axes[1].hist(cap["pos_d"][:, slot], bins=np.arange(-0.125, tokens, 0.25), alpha=0.5, label=f"detail {slot}")
     axes[1].set_xlabel("detail slot position (token axis)")
-    axes[1].set_title(f"{cap.split_name} detail positions over the split", fontsize=9)
+    axes[1].set_title(f"{cap.splitter_name} detail positions over the split", fontsize=9)
     axes[1].legend(fontsize=7)
     if np.isfinite(cap["similarity"]).all():
         im = axes[2].imshow(cap["similarity"].mean(axis=0), cmap="viridis")
@@ -501,9 +507,9 @@ def _save(fig: Any, path: Path) -> list[Path]:
     return out
 
 
-def render_splits(capture: str | os.PathLike | Capture, out_dir: str | os.PathLike, *,
+def render_slots(capture: str | os.PathLike | Capture, out_dir: str | os.PathLike, *,
                   clips: Sequence[str] | None = None, threshold: float = EXPRESSION_THRESHOLD) -> dict[str, Any]:
-    """Render every split figure and the split statistics of a capture into ``out_dir``.
+    """Render every slot figure and the slot statistics of a capture into ``out_dir``.
 
     Writes ``split_<clip>.png/.pdf`` for each clip in ``clips`` (default: the clips whose frames
     the capture holds), ``split_positions.png/.pdf`` and, when the capture has ground truth,
@@ -519,7 +525,7 @@ def render_splits(capture: str | os.PathLike | Capture, out_dir: str | os.PathLi
     files += plot_positions(cap, out / "split_positions.png")
     stats = None
     if cap.has_truth:
-        stats = split_statistics(cap, threshold=threshold)
+        stats = slot_statistics(cap, threshold=threshold)
         csv_path = out / "split_stats.csv"
         write_text_atomic(csv_path, stats.to_csv(index=False))
         md_path = out / "split_stats.md"

@@ -1,0 +1,84 @@
+"""Which cells of a sweep are finished, and their results.
+
+A cell is *finished* when ``<results_dir>/runs.csv`` holds a row with the cell's ``run_id`` and
+the same ``train_hash`` (and, where the row records them, the same input frames and size), so
+re-running an interrupted or partly failed sweep trains only the missing cells.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import statistics
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from ifdd_bench.results import RUNS_CSV
+from ifdd_bench.sweep.plan import Cell, SweepPlan
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    """The rows of a CSV file as dicts (none for a missing or empty file)."""
+    if not path.exists() or path.stat().st_size == 0:
+        return []
+    with path.open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _row_matches(row: Mapping[str, str], cell: Cell) -> bool:
+    if row.get("run_id") != cell.run_id or row.get("train_hash") != cell.train_hash:
+        return False
+    for col, want in (("frames", cell.spec.data.frames), ("size", cell.spec.data.size)):
+        have = row.get(col)
+        if have not in (None, "") and str(have) != str(want):
+            return False
+    return True
+
+
+def partition_finished(cells: Sequence[Cell], results_dir: str | os.PathLike) -> tuple[list[Cell], list[Cell]]:
+    """Return ``(todo, finished)``: a cell is finished when runs.csv has its run_id + train_hash."""
+    rows = read_rows(Path(results_dir) / RUNS_CSV)
+    by_id: dict[str, list[dict[str, str]]] = {}
+    for row in rows:
+        by_id.setdefault(row.get("run_id", ""), []).append(row)
+    todo, done = [], []
+    for cell in cells:
+        (done if any(_row_matches(r, cell) for r in by_id.get(cell.run_id, [])) else todo).append(cell)
+    return todo, done
+
+
+def result_rows(plan: SweepPlan) -> list[dict[str, str]]:
+    """The runs.csv rows that belong to the plan's cells (latest row per cell)."""
+    cells = plan.cells()
+    rows = read_rows(Path(plan.results_dir) / RUNS_CSV)
+    out = {}
+    for row in rows:
+        for cell in cells:
+            if _row_matches(row, cell):
+                out[cell.run_id] = row
+    return [out[c.run_id] for c in cells if c.run_id in out]
+
+
+def summarize(plan: SweepPlan) -> list[dict[str, Any]]:
+    """Mean and std (over folds x seeds) of test UAR/WAR per (model, variant), in plan order.
+
+    Rows: ``{"model", "variant", "role", "n", "uar_mean", "uar_std", "war_mean", "war_std"}``
+    with metrics as fractions; std is the sample std, ``nan`` for a single run (no spread is
+    measured), as in the report's tables.
+    """
+    rows = result_rows(plan)
+    order = [(plan.model, v, "variant") for v in plan.variants] + [(m, v, "baseline") for m, v in plan.baselines]
+    out = []
+    for model, variant, role in order:
+        mine = [r for r in rows if r["model"] == model and r["variant"] == variant]
+        if not mine:
+            continue
+        uar = [float(r["uar"]) for r in mine]
+        war = [float(r["war"]) for r in mine]
+        out.append({
+            "model": model, "variant": variant, "role": role, "n": len(mine),
+            "uar_mean": statistics.fmean(uar), "uar_std": statistics.stdev(uar) if len(uar) > 1 else math.nan,
+            "war_mean": statistics.fmean(war), "war_std": statistics.stdev(war) if len(war) > 1 else math.nan,
+        })
+    return out

@@ -1,0 +1,319 @@
+"""The grid of an ablation sweep: its defaults, the axis parsers and :func:`plan_sweep`.
+
+A sweep is the product ``variants x folds x seeds`` of one model (plus optional baseline models
+trained under the same protocol). Each product element is a :class:`Cell`, i.e. one
+:class:`~ifdd_bench.config.RunSpec` built by :func:`ifdd_bench.spec.build_run_spec`. Planning
+validates every argument and builds every cell's spec; it trains nothing and imports no torch.
+
+Example::
+
+    >>> plan = plan_sweep(variants="full,no_issm", folds="1", seeds="0", epochs=1)
+    >>> [c.run_id for c in plan.cells()][:1]
+    ['ifdd_tiny_pretext-full-synth-f1-s0-unified-61ce8c09']
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+from ifdd_bench import registry
+from ifdd_bench.config import DataConfig, RunSpec, TrainConfig, parse_overrides, to_dict, train_hash
+from ifdd_bench.data.labels import NUM_FOLDS
+from ifdd_bench.errors import ConfigError, suggest
+from ifdd_bench.spec import build_run_spec, check_dataset, is_embedded, shared_overrides
+
+
+# --------------------------------------------------------------------------------------------
+# defaults of ``ifdd-bench run ablation`` with no arguments
+#
+# The no-argument sweep must finish in <= 15 minutes on the 2-core CPU machine the toolkit is
+# developed on and still separate the IFDD variants measurably on the embedded SynthDFER preset.
+# These numbers are tuned together with SynthDFER's difficulty; change them here (and in the
+# README section that quotes them), nowhere else.
+
+#: model of the default ablation: CPU-sized IFDD whose embedding + backbone start from the shipped
+#: facial-motion pretext (the CPU stand-in for the paper's K400 initialisation; from scratch,
+#: ifdd_tiny stays near chance within this budget -- README, "Default ablation on SynthDFER")
+DEFAULT_MODEL = "ifdd_tiny_pretext"
+#: model used when ``--data-root`` points at a real dataset (paper geometry, GPU-sized)
+DEFAULT_REAL_MODEL = "ifdd"
+#: the IFDD ablation rows (spec 10.2) in table order, plus the GAP control
+DEFAULT_VARIANTS = ("baseline", "no_ladm", "no_issm_no_lift", "no_issm", "no_lift", "full", "gap")
+DEFAULT_DATASET = "synth"
+DEFAULT_PROTOCOL = "unified"
+#: folds / seeds of the embedded CPU sweep (real datasets default to every official fold)
+DEFAULT_FOLDS = (1,)
+DEFAULT_SEEDS = (0,)
+#: the embedded benchmark's train/data recipe lives in ifdd_bench.spec (EMBEDDED_TRAIN, EMBEDDED_DATA),
+#: so ``run train`` and every sweep cell get the same one
+#: cells run at once for the embedded CPU sweep: one torch thread each beats two threads per cell
+#: for op-overhead-bound tiny models (real datasets default to one cell at a time)
+DEFAULT_SYNTH_JOBS = 2
+# Budget behind these numbers (one torch thread per cell, torch 2.14, 2-core AVX2-only EPYC): a
+# training step of ifdd_tiny(_pretext) at 16x64x64 costs ~34 ms per clip; fold 1 of the default
+# preset has 1,081 train / 119 val / 300 test clips, so one epoch of one cell is ~33 s of training
+# plus ~4 s of evaluation; 5 epochs with two cells at a time, the last one taking both cores once its
+# partner finishes (pool.CoreShare), fit the 15-minute budget (docs/notebook/default-ablation.md
+# has the measured times). Re-measure when SynthDFER or the tiny geometry change.
+
+
+# --------------------------------------------------------------------------------------------
+# parsing the grid axes
+
+
+def parse_int_set(text: str | Iterable[int] | int | None, what: str) -> tuple[int, ...]:
+    """Parse ``"1-5"``, ``"0,1,2"``, ``"1,3-4"`` (or an int / iterable) into sorted unique ints.
+
+    Malformed items raise :class:`ConfigError` naming ``what`` (``--folds``, ``--seeds``).
+    """
+    if text is None:
+        return ()
+    if isinstance(text, int):
+        return (text,)
+    if not isinstance(text, str):
+        return tuple(sorted({int(v) for v in text}))
+    values: set[int] = set()
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        lo, dash, hi = part.partition("-")
+        try:
+            if dash and lo.strip():
+                start, stop = int(lo), int(hi)
+                if stop < start:
+                    raise ConfigError(f"{what}: range {part!r} runs backwards; write {stop}-{start}")
+                values.update(range(start, stop + 1))
+            else:
+                values.add(int(part))
+        except ValueError:
+            raise ConfigError(f"{what}: {part!r} is not an integer or a range like 1-5") from None
+    return tuple(sorted(values))
+
+
+def parse_folds(text: str | Iterable[int] | int | None, dataset: str) -> tuple[int, ...]:
+    """Folds of ``dataset`` to sweep; ``None`` -> every official fold; out-of-range folds raise."""
+    count = NUM_FOLDS[dataset]
+    folds = parse_int_set(text, "--folds") if text is not None else tuple(range(1, count + 1))
+    bad = [f for f in folds if not 1 <= f <= count]
+    if bad:
+        valid = "1" if count == 1 else f"1-{count}"
+        raise ConfigError(f"--folds: {dataset} has folds {valid}; got {', '.join(map(str, bad))}")
+    if not folds:
+        raise ConfigError("--folds selects no fold; give e.g. --folds 1 or --folds 1-5")
+    return folds
+
+
+def parse_seeds(text: str | Iterable[int] | int | None) -> tuple[int, ...]:
+    """Seeds to sweep (``None`` -> :data:`DEFAULT_SEEDS`); negative or empty selections raise."""
+    seeds = parse_int_set(text, "--seeds") if text is not None else DEFAULT_SEEDS
+    if not seeds:
+        raise ConfigError("--seeds selects no seed; give e.g. --seeds 0 or --seeds 0,1,2")
+    if any(s < 0 for s in seeds):
+        raise ConfigError(f"--seeds must be >= 0, got {', '.join(map(str, seeds))}")
+    return seeds
+
+
+def _split_names(text: str | Sequence[str] | None) -> list[str]:
+    if text is None:
+        return []
+    items = text.split(",") if isinstance(text, str) else list(text)
+    return [i.strip() for i in items if i and i.strip()]
+
+
+def resolve_variants(model: str, text: str | Sequence[str] | None) -> tuple[str, ...]:
+    """Variant names of ``model`` to sweep: a comma list, ``"all"``, or ``None`` for the defaults.
+
+    The defaults are :data:`DEFAULT_VARIANTS` for IFDD models and ``("full",)`` otherwise.
+    Unknown names raise :class:`ConfigError` listing the model's variants.
+    """
+    available = list(registry.ablations(model))
+    if text is None:
+        wanted = [v for v in DEFAULT_VARIANTS if v in available] or available[:1]
+    else:
+        names = _split_names(text)
+        wanted = available if names == ["all"] else names
+    if not wanted:
+        raise ConfigError("--variants selects no variant; give e.g. --variants full,no_issm or --variants all")
+    for name in wanted:
+        if name not in available:
+            raise ConfigError(f"--variants: unknown variant {name!r} for model {model!r}"
+                              f"{suggest(name, available)}; valid: {', '.join(available)}, all")
+    return tuple(dict.fromkeys(wanted))  # drop repeats, keep order
+
+
+def resolve_baselines(text: str | Sequence[str] | None) -> tuple[tuple[str, str], ...]:
+    """Parse ``"former_dfer_tiny,r3d_18:full"`` into ``(model, variant)`` pairs (variant ``full``)."""
+    pairs = []
+    for item in _split_names(text):
+        name, _, variant = item.partition(":")
+        entry = registry.get_entry(name.strip())  # raises on unknown model names
+        variant = variant.strip() or ("full" if "full" in entry.ablations else next(iter(entry.ablations)))
+        if variant not in entry.ablations:
+            raise ConfigError(f"--baselines: unknown variant {variant!r} for model {name!r}"
+                              f"{suggest(variant, entry.ablations)}; valid: {', '.join(entry.ablations)}")
+        pairs.append((entry.name, variant))
+    return tuple(dict.fromkeys(pairs))
+
+
+# --------------------------------------------------------------------------------------------
+# the plan
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One run of a sweep: its spec and whether it is an ablation variant or a baseline."""
+
+    spec: RunSpec
+    role: str = "variant"  # variant | baseline
+
+    @property
+    def run_id(self) -> str:
+        return self.spec.run_id
+
+    @property
+    def train_hash(self) -> str:
+        return train_hash(self.spec.train)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """What a result row must match for this cell to count as finished."""
+        return (self.run_id, self.train_hash)
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """The grid of a sweep, as asked; :meth:`cells` expands it in table order (variant, fold, seed)
+    and builds every cell's spec with :func:`ifdd_bench.spec.build_run_spec`."""
+
+    model: str
+    variants: tuple[str, ...]
+    folds: tuple[int, ...]
+    seeds: tuple[int, ...]
+    dataset: str = DEFAULT_DATASET
+    data_root: str | None = None
+    protocol: str = DEFAULT_PROTOCOL
+    epochs: int | None = None
+    overrides: tuple[str, ...] = ()  # key=value strings for every variant cell
+    baselines: tuple[tuple[str, str], ...] = ()
+    runs_dir: str = "runs"
+    results_dir: str = "results"
+
+    def spec(self, model: str, variant: str, fold: int, seed: int, role: str = "variant") -> RunSpec:
+        """The spec of one cell; baseline cells take the train and data overrides only."""
+        overrides = self.overrides if role == "variant" else shared_overrides(self.overrides, self.model,
+                                                                              self.variants[0])
+        return build_run_spec(model, variant, dataset=self.dataset, data_root=self.data_root, fold=fold, seed=seed,
+                              protocol=self.protocol, epochs=self.epochs, overrides=overrides,
+                              runs_dir=self.runs_dir, results_dir=self.results_dir)
+
+    def cells(self) -> list[Cell]:
+        """Every cell: variants first, then baselines, each over folds x seeds."""
+        models = [(self.model, v, "variant") for v in self.variants]
+        models += [(m, v, "baseline") for m, v in self.baselines]
+        return [Cell(self.spec(model, variant, fold, seed, role), role)
+                for model, variant, role in models for fold in self.folds for seed in self.seeds]
+
+    @property
+    def first(self) -> RunSpec:
+        """The spec of the first variant cell: the sweep's protocol, recipe and geometry as shown."""
+        return self.spec(self.model, self.variants[0], self.folds[0], self.seeds[0])
+
+    @property
+    def data(self) -> DataConfig:
+        """Data config of the first variant cell (baselines keep their own native geometry)."""
+        return self.first.data
+
+    @property
+    def train(self) -> TrainConfig:
+        """Train config of the first variant cell (every cell shares it, up to the seed)."""
+        return self.first.train
+
+    @property
+    def model_overrides(self) -> tuple[tuple[str, Any], ...]:
+        """Typed model-config overrides of the variant cells."""
+        return self.first.model_overrides
+
+    @property
+    def sweep_id(self) -> str:
+        """Stable id of the grid: the same command always lands in the same sweep folder."""
+        desc = self.describe()
+        desc.pop("runs_dir"), desc.pop("results_dir")
+        digest = hashlib.sha256(json.dumps(desc, sort_keys=True, default=str).encode()).hexdigest()[:8]
+        return f"{self.model}-{self.dataset}-{digest}"
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-ready description of the grid (written to ``sweep.json``)."""
+        first = self.first
+        data = to_dict(first.data)
+        data.pop("fold")
+        train = to_dict(first.train)
+        train.pop("seed")
+        return {
+            "model": self.model, "variants": list(self.variants),
+            "baselines": [f"{m}:{v}" for m, v in self.baselines],
+            "dataset": self.dataset, "folds": list(self.folds), "seeds": list(self.seeds),
+            "train_hash": train_hash(first.train), "recipe_hash": first.recipe_hash, "train": train, "data": data,
+            "model_overrides": [[k, v] for k, v in first.model_overrides],
+            "runs_dir": self.runs_dir, "results_dir": self.results_dir,
+        }
+
+
+def plan_sweep(
+    model: str | None = None,
+    variants: str | Sequence[str] | None = None,
+    *,
+    baselines: str | Sequence[str] | None = None,
+    dataset: str = DEFAULT_DATASET,
+    data_root: str | None = None,
+    folds: str | Iterable[int] | int | None = None,
+    seeds: str | Iterable[int] | int | None = None,
+    epochs: int | None = None,
+    protocol: str = DEFAULT_PROTOCOL,
+    overrides: Sequence[str] = (),
+    runs_dir: str | os.PathLike = "runs",
+    results_dir: str | os.PathLike = "results",
+) -> SweepPlan:
+    """Validate the sweep arguments and build its :class:`SweepPlan` (no training, no torch).
+
+    Without ``data_root`` on ``dataset="synth"`` the model defaults to :data:`DEFAULT_MODEL` and
+    fold :data:`DEFAULT_FOLDS` is swept; with a real dataset the model defaults to
+    :data:`DEFAULT_REAL_MODEL` and every official fold is swept. Each cell's spec comes from
+    :func:`ifdd_bench.spec.build_run_spec` (native geometry, protocol data recipe, embedded CPU
+    recipe on SynthDFER); every cell is built here once, so a bad override fails before training.
+    ``overrides`` are ``key=value`` strings routed to the train, data or model config
+    (``epochs=3``, ``data.size=224``, ``model.drop_path=0.1``).
+    """
+    check_dataset(dataset, data_root)
+    embedded = is_embedded(dataset, data_root)
+    model = model or (DEFAULT_MODEL if embedded else DEFAULT_REAL_MODEL)
+    registry.get_entry(model)  # unknown model -> clear error
+    axes = {key.split(".")[-1] for key, _ in parse_overrides(overrides)}
+    if "fold" in axes:
+        raise ConfigError("set folds with --folds, not data.fold=")
+    if "seed" in axes:
+        raise ConfigError("set seeds with --seeds, not seed=")
+    plan = SweepPlan(
+        model=model, variants=resolve_variants(model, variants),
+        folds=parse_folds(folds if folds is not None else (DEFAULT_FOLDS if embedded else None), dataset),
+        seeds=parse_seeds(seeds), dataset=dataset, data_root=str(data_root) if data_root else None,
+        protocol=protocol, epochs=epochs, overrides=tuple(overrides), baselines=resolve_baselines(baselines),
+        runs_dir=str(runs_dir), results_dir=str(results_dir),
+    )
+    plan.cells()  # every variant must accept the overrides; refusals surface now
+    return plan
+
+
+def default_jobs(plan: SweepPlan, executor: str = "local") -> int:
+    """Cells to run at once when ``--jobs`` is not given.
+
+    The embedded SynthDFER sweep on the local executor runs :data:`DEFAULT_SYNTH_JOBS` cells at
+    once (capped at the CPU count, one torch thread each); everything else one cell at a time.
+    """
+    if executor == "local" and is_embedded(plan.dataset, plan.data_root):
+        return max(1, min(DEFAULT_SYNTH_JOBS, os.cpu_count() or 1))
+    return 1
+
