@@ -4,7 +4,7 @@ Measures, at paper geometry by default (16x224x224, K=7, CPU, torch's default th
 
 * ``train``: one training step, the engine's (``ifdd_bench.engine.step.train_step``): forward
   (train mode), cross-entropy (+ the model's auxiliary losses), ``zero_grad``, backward, AdamW
-  step; batch ``--batch`` (2).
+  step, then the gradients freed; batch ``--batch`` (2).
 * ``infer``: one eval-mode forward under ``torch.inference_mode``; batch ``--infer-batch`` (1).
 
 Time: all configurations are built in ONE process and their steps are interleaved round by
@@ -119,6 +119,7 @@ class Runner:
         t0, c0 = time.perf_counter(), time.process_time()
         if self.spec["mode"] == "train":
             train_step(self.model, self.x, self.y, self.opt, F.cross_entropy)
+            self.opt.zero_grad(set_to_none=True)  # gradients freed after the step, as before the shared step
         else:
             with torch.inference_mode():
                 self.model(self.x)

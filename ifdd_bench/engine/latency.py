@@ -6,8 +6,8 @@ batch ``(B, 3, T, H, W)`` in [0, 1] and times either
 * ``mode="infer"``: ``model.eval()`` + ``torch.inference_mode()`` forward passes, or
 * ``mode="train"``: a full training step, the engine's own
   (:func:`~ifdd_bench.engine.step.train_step`: forward, cross-entropy + the model's auxiliary
-  losses, ``zero_grad``, backward, AdamW step; so the gradients of one step are still held during
-  the next forward, as in training),
+  losses, ``zero_grad``, backward, AdamW step), after which the gradients are freed again, so the
+  peak memory is one step's and stays comparable with the committed rows,
 
 after ``warmup`` untimed repetitions. On CPU every repetition is timed with ``perf_counter``; on
 CUDA with a pair of CUDA events per repetition (read after one synchronize at the end). The result
@@ -315,7 +315,9 @@ def _train_step(model: nn.Module, clip: torch.Tensor, num_classes: int, spec: Be
     amp = autocast_for(spec.precision, device)
 
     def step() -> Any:
-        return train_step(model, clip, targets, optimizer, nn.functional.cross_entropy, autocast=amp, scaler=scaler)
+        out = train_step(model, clip, targets, optimizer, nn.functional.cross_entropy, autocast=amp, scaler=scaler)
+        optimizer.zero_grad(set_to_none=True)  # free the gradients: a step's peak, as the committed rows
+        return out
 
     return step
 
