@@ -116,7 +116,7 @@ def models_cmd(as_json: bool) -> None:
 
 
 class _DataBar:
-    """Rich progress bar fed by ``{"event": "data_progress", "stage", "done", "total"}`` events."""
+    """Rich progress bar fed by ``{"kind": "data_progress", "stage", "done", "total"}`` events."""
 
     def __init__(self, out: Console):
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -133,7 +133,7 @@ class _DataBar:
         self.bar.__exit__(*exc)
 
     def __call__(self, event: dict) -> None:
-        if event.get("event") != "data_progress":
+        if event.get("kind") != "data_progress":
             return
         stage = str(event.get("stage", "data"))
         if stage not in self.tasks:
@@ -435,7 +435,7 @@ class _TrainDisplay:
         self.selection = ""
 
     def __call__(self, event: dict) -> None:
-        kind = event.get("kind") or event.get("event")
+        kind = event.get("kind")
         out = self.progress.console
         if kind == "data_progress":
             if self.data_task is None:
@@ -617,7 +617,7 @@ def pretrain_cmd(out: Path, model: str, clips: int, val_clips: int, epochs: int,
         tasks: dict[str, Any] = {}
 
         def on_event(event: dict) -> None:
-            kind = event["event"]
+            kind = event["kind"]
             if kind == "render":
                 if "render" not in tasks:
                     tasks["render"] = bar.add_task("render pretext clips", total=event["total"], info="")
@@ -790,7 +790,7 @@ def _sweep_progress(progress: Any, total: int) -> Callable[[dict], None]:
                                 f"test UAR {100 * data.get('test_uar', float('nan')):.1f}")
             elif stage == "warning":
                 err_console.print(f"[yellow]warning[/] {run_id}: {data.get('message')}", highlight=False)
-            elif data.get("event") == "data_progress":
+            elif data.get("kind") == "data_progress":
                 progress.update(line(run_id), description=f"{run_id} data: {data.get('stage', '')}",
                                 completed=data.get("done", 0), total=data.get("total"))
 

@@ -85,7 +85,7 @@ def test_pretrain_resumes_after_an_interruption_to_the_same_weights(tmp_path):
     cut = tmp_path / "cut.pt"
 
     def stop_after_first_epoch(event):
-        if event["event"] == "step" and event["epoch"] == 1:
+        if event["kind"] == "step" and event["epoch"] == 1:
             raise _Stop
 
     with pytest.raises(_Stop):
@@ -95,7 +95,7 @@ def test_pretrain_resumes_after_an_interruption_to_the_same_weights(tmp_path):
     with pytest.raises(CheckpointError, match=r"other settings \(pretext.lr: 0.001 there vs 0.0005 now\)"):
         pretrain(_tiny(lr=5e-4), cut, threads=1)
     pretrain(_tiny(), cut, progress=events.append, threads=1)
-    assert {"event": "resumed", "epoch": 1} in events
+    assert {"kind": "resumed", "epoch": 1} in events
     a, b = torch.load(whole, weights_only=True), torch.load(cut, weights_only=True)
     for key in a["state_dict"]:
         assert torch.equal(a["state_dict"][key], b["state_dict"][key]), key

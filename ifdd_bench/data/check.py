@@ -277,5 +277,5 @@ def _scan_images(report: CheckReport, sources: dict[str, tuple[str, int]], mode:
                 for item in bad:
                     report.add(report.warnings, "unreadable_frame", item)
             if progress is not None and (k % 128 == 0 or k == len(items) - 1):
-                progress({"event": "data_progress", "stage": f"scanning frames ({mode})", "done": k + 1,
+                progress({"kind": "data_progress", "stage": f"scanning frames ({mode})", "done": k + 1,
                           "total": len(items)})

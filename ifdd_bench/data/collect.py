@@ -70,7 +70,7 @@ class Collector:
 def emit_progress(progress: Progress | None, stage: str, done: int, total: int) -> None:
     """Report ``done`` of ``total`` items of ``stage`` as a ``data_progress`` event (if anyone listens)."""
     if progress is not None:
-        progress({"event": "data_progress", "stage": stage, "done": done, "total": total})
+        progress({"kind": "data_progress", "stage": stage, "done": done, "total": total})
 
 
 def resolve_clip(frame_dir: Path | None, video_stems: Iterable[Path], collector: Collector,

@@ -138,7 +138,7 @@ class FrameCache:
                 clips[key] = frames
                 replaced += rep
                 if progress is not None and (k % 64 == 0 or k == len(items) - 1):
-                    progress({"event": "data_progress", "stage": f"caching clips at {size}px",
+                    progress({"kind": "data_progress", "stage": f"caching clips at {size}px",
                               "done": k + 1, "total": len(items)})
         return cls(size, clips, replaced)
 
@@ -299,7 +299,7 @@ def _resolve_root(cfg: DataConfig, progress: Progress | None) -> Path:
 
     def synth_progress(done: int, total: int) -> None:  # the generator reports (done, total)
         if progress is not None:
-            progress({"event": "data_progress", "stage": f"generating SynthDFER {cfg.synth_preset}",
+            progress({"kind": "data_progress", "stage": f"generating SynthDFER {cfg.synth_preset}",
                       "done": done, "total": total})
 
     return Path(ensure_dataset(cfg.synth_preset, progress=synth_progress))
@@ -323,7 +323,7 @@ def build_datasets(data_cfg: DataConfig, *, seed: int, protocol: str, run_dir: P
       exists. ``protocol="reference"``: ``val`` is ``None``.
     * ``train`` uses the ``train_aug`` preset and random sampling; ``val`` / ``test`` the evaluation
       transform and deterministic sampling with ``eval_views`` views.
-    * ``progress`` receives ``{"event": "data_progress", "stage", "done", "total"}`` dicts.
+    * ``progress`` receives ``{"kind": "data_progress", "stage", "done", "total"}`` dicts.
     """
     cfg = data_cfg
     if cfg.dataset not in DATASETS:

@@ -151,9 +151,9 @@ def _render(synth: Any, size: int, emit: Progress) -> tuple[torch.Tensor, torch.
     def rendered(n: int) -> None:
         nonlocal done
         done += n
-        emit({"event": "render", "done": done, "total": synth.clips})
+        emit({"kind": "render", "done": done, "total": synth.clips})
 
-    emit({"event": "render", "done": 0, "total": synth.clips})
+    emit({"kind": "render", "done": 0, "total": synth.clips})
     return render_pretext_clips(synth, size, on_chunk=rendered)
 
 
@@ -223,7 +223,7 @@ def pretrain(cfg: PretextConfig, out: str | Path, *, progress: Progress | None =
         sched.load_state_dict(state["scheduler"])
         history, first_epoch = list(state["history"]), int(state["epoch"]) + 1
         rng_restore(state["rng"])  # dropout / stochastic depth continue as in an uninterrupted run
-        emit({"event": "resumed", "epoch": first_epoch})
+        emit({"kind": "resumed", "epoch": first_epoch})
     gen = torch.Generator().manual_seed(cfg.seed)
     for _ in range(first_epoch):  # same shuffles as an uninterrupted run
         torch.randperm(cfg.clips, generator=gen)
@@ -232,11 +232,11 @@ def pretrain(cfg: PretextConfig, out: str | Path, *, progress: Progress | None =
         t0 = time.perf_counter()
         batches = _batches(cfg.clips, cfg.batch_size, gen)
         train_mse = _train_epoch(model, optim, sched, train_x, train_y, batches,
-                                 lambda info: emit({"event": "step", "epoch": epoch, "epochs": cfg.epochs, **info}))
+                                 lambda info: emit({"kind": "step", "epoch": epoch, "epochs": cfg.epochs, **info}))
         val = evaluate(model, val_x, val_y, cfg.batch_size)
         history.append({"epoch": epoch, "train_mse": train_mse, "val_mse": val["mse"], "val_r2_mean": val["r2_mean"],
                         "val_r2": val["r2"], "seconds": time.perf_counter() - t0})
-        emit({"event": "epoch", **history[-1]})
+        emit({"kind": "epoch", **history[-1]})
         save_atomic({"format": STATE_FORMAT, "setup": setup, "epoch": epoch, "history": history,
                      "model": model.state_dict(), "optimizer": optim.state_dict(), "scheduler": sched.state_dict(),
                      "rng": rng_snapshot()},

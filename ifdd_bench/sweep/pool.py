@@ -77,8 +77,8 @@ def _set_torch_threads(threads: int) -> None:
 
 
 #: engine events a pool worker sends to the parent's progress display, and the fields it keeps
-FORWARDED_KINDS = ("epoch_start", "step", "epoch_end", "warning")
-FORWARDED_FIELDS = ("kind", "event", "epoch", "epochs", "step", "steps", "loss", "lr", "val_uar", "test_uar",
+FORWARDED_KINDS = ("epoch_start", "step", "epoch_end", "warning", "data_progress")
+FORWARDED_FIELDS = ("kind", "epoch", "epochs", "step", "steps", "loss", "lr", "val_uar", "test_uar",
                     "message", "stage", "done", "total")
 
 
@@ -88,8 +88,7 @@ def _forwarder(events: Any, run_id: str, progress: Progress | None) -> Progress:
     ``{"kind": "run", "run_id", "data"}``, keeping only small fields, then calls ``progress``."""
 
     def forward(event: dict[str, Any]) -> None:
-        if isinstance(event, dict) and (event.get("kind") in FORWARDED_KINDS
-                                        or event.get("event") == "data_progress"):
+        if isinstance(event, dict) and event.get("kind") in FORWARDED_KINDS:
             data = {key: event[key] for key in FORWARDED_FIELDS if key in event}
             events.put({"kind": "run", "run_id": run_id, "data": data})
         if progress is not None:
