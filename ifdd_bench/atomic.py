@@ -26,10 +26,12 @@ may import it.
 from __future__ import annotations
 
 import contextlib
+import json
+import math
 import os
 import tempfile
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any, Iterator, Mapping
 
 __all__ = ["current_umask", "default_file_mode", "atomic_path", "atomic_open", "write_text_atomic",
            "write_bytes_atomic"]
@@ -135,3 +137,19 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes, *, fsync: bool = Fa
     with atomic_open(path, "wb", fsync=fsync) as fh:
         fh.write(data)
     return Path(path)
+
+
+def json_text(data: Any) -> str:
+    """Pretty JSON text of ``data`` with a final newline, as every JSON file of the toolkit is written:
+    nan and inf become null, other non-JSON values their ``str``."""
+    return json.dumps(_json_safe(data), indent=2, default=str) + "\n"
+
+
+def _json_safe(obj: Any) -> Any:
+    if isinstance(obj, float) and (math.isnan(obj) or math.isinf(obj)):
+        return None
+    if isinstance(obj, Mapping):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    return obj

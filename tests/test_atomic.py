@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from ifdd_bench.atomic import (atomic_open, atomic_path, current_umask, default_file_mode, write_bytes_atomic,
+from ifdd_bench.atomic import (atomic_open, atomic_path, current_umask, default_file_mode, json_text, write_bytes_atomic,
                                write_text_atomic)
 
 
@@ -132,7 +132,7 @@ def test_call_sites_write_umask_mode(tmp_path, umask):
     import numpy as np
     import torch
 
-    from ifdd_bench.sweep import executors, jobbook
+    from ifdd_bench.sweep import jobbook
     from ifdd_bench.data.holdout import write_holdout
     from ifdd_bench.data.records import ClipRecord
     from ifdd_bench.engine.capture import CaptureResult, save_capture
@@ -148,7 +148,7 @@ def test_call_sites_write_umask_mode(tmp_path, umask):
     written.append(tmp_path / "holdout.csv")
     jobbook.JobBook(tmp_path / "sweep", "s1")._write([])
     written.append(tmp_path / "sweep" / "jobs.csv")
-    executors._write_json(tmp_path / "sweep" / "sweep.json", {"a": 1})
+    write_text_atomic(tmp_path / "sweep" / "sweep.json", json_text({"a": 1}))  # how run_sweep writes sweep.json
     written.append(tmp_path / "sweep" / "sweep.json")
     arrays = {"clip_ids": np.array(["c1"]), "labels": np.array([0]), "preds": np.array([0]),
               "pos_a": np.zeros((1, 2)), "pos_d": np.zeros((1, 2))}
@@ -160,3 +160,11 @@ def test_call_sites_write_umask_mode(tmp_path, umask):
     assert torch.equal(load_checkpoint(tmp_path / "run" / "last.pt")["w"], torch.zeros(2))
     assert [p.name for p in written if _mode(p) != 0o644] == []
     assert sorted(p.name for p in tmp_path.rglob(".*")) == []  # no temp file left anywhere
+
+
+def test_json_text_is_the_one_json_format():
+    """nan/inf become null (JSON has no nan), tuples lists, other values their str; one trailing newline."""
+    import json
+
+    text = json_text({"a": float("nan"), "b": (1, float("inf")), "c": Path("x/y"), 3: "k"})
+    assert text.endswith("}\n") and json.loads(text) == {"a": None, "b": [1, None], "c": "x/y", "3": "k"}

@@ -23,11 +23,11 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from ifdd_bench.atomic import json_text
 from ifdd_bench.engine.checkpoint import BEST, LAST, atomic_write_text, load_checkpoint, save_atomic
 from ifdd_bench.errors import BenchError, CheckpointError
 from ifdd_bench.results import PER_CLASS_CSV, RUNS_CSV, append_rows
@@ -42,18 +42,8 @@ ENVIRONMENT = "environment.json"
 
 
 def write_json(path: Path, data: Any) -> None:
-    """Atomic pretty JSON (nan becomes null)."""
-    atomic_write_text(path, json.dumps(_json_safe(data), indent=2, sort_keys=False) + "\n")
-
-
-def _json_safe(obj: Any) -> Any:
-    if isinstance(obj, float) and (math.isnan(obj) or math.isinf(obj)):
-        return None
-    if isinstance(obj, Mapping):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    return obj
+    """Atomic pretty JSON (:func:`ifdd_bench.atomic.json_text`); failures raise CheckpointError."""
+    atomic_write_text(path, json_text(data))
 
 
 def csv_text(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> str:

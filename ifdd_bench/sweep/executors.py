@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from ifdd_bench import registry
-from ifdd_bench.atomic import write_text_atomic
+from ifdd_bench.atomic import json_text, write_text_atomic
 from ifdd_bench.errors import ConfigError, suggest
 from ifdd_bench.events import Progress
 from ifdd_bench.results import PER_CLASS_CSV, RUNS_CSV, append_rows
@@ -127,7 +127,7 @@ def run_sweep(
         raise ConfigError("the sweep grid is empty; check --variants, --folds and --seeds")
     folder = Path(plan.runs_dir) / "sweeps" / plan.sweep_id
     folder.mkdir(parents=True, exist_ok=True)
-    _write_json(folder / "sweep.json", plan.describe())
+    write_text_atomic(folder / "sweep.json", json_text(plan.describe()))
     todo, finished = partition_finished(cells, plan.results_dir)
     outcome = SweepOutcome(plan.sweep_id, folder, len(cells), skipped=[c.run_id for c in finished])
     emit = progress or (lambda event: None)
@@ -319,7 +319,3 @@ def _submitit_error(exc: BaseException) -> str:
             return lines[-1][:500]
     first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
     return f"{type(exc).__name__}: {first}"[:500]
-
-
-def _write_json(path: Path, data: Any) -> None:
-    write_text_atomic(path, json.dumps(data, indent=2, default=str) + "\n")
