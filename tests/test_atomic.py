@@ -166,5 +166,7 @@ def test_json_text_is_the_one_json_format():
     """nan/inf become null (JSON has no nan), tuples lists, other values their str; one trailing newline."""
     import json
 
-    text = json_text({"a": float("nan"), "b": (1, float("inf")), "c": Path("x/y"), 3: "k"})
+    from pathlib import PurePosixPath
+
+    text = json_text({"a": float("nan"), "b": (1, float("inf")), "c": PurePosixPath("x/y"), 3: "k"})
     assert text.endswith("}\n") and json.loads(text) == {"a": None, "b": [1, None], "c": "x/y", "3": "k"}
