@@ -33,271 +33,24 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
 from ifdd_bench.reports import stats
 from ifdd_bench.reports.markup import Block, Cell, ReportTable, tex_escape
-from ifdd_bench.reports.inputs import (DATASET_NAMES, VARIANT_ORDER, VARIANTS_BY_KEY, dataset_name,
-                                       entry_key, is_ifdd_model)
+from ifdd_bench.reports.inputs import VARIANTS_BY_KEY, dataset_name, entry_key, is_ifdd_model
+from ifdd_bench.reports.tables.cells import (NOT_DEFINED, bold_best, distinct_texts, fmt_compute, fmt_params,
+                                             fmt_percent, pm_cell)
+from ifdd_bench.reports.tables.compute import ProfileMatch, compute_notes, find_profile
+from ifdd_bench.reports.tables.labels import (DATASET_ORDER, entry_label, entry_sort_key, method_names,
+                                              ordered_datasets, short_source, short_venue, source_legend)
+from ifdd_bench.reports.tables.protocol import protocol_notes
 
 CHECK, CROSS = "✓", "✗"
 CHECK_TEX, CROSS_TEX = r"\checkmark", r"$\times$"
-DATASET_ORDER = tuple(DATASET_NAMES)  # synth, dfew, ferv39k, mafw, then anything else
 LITERATURE_DATASETS = ("dfew", "ferv39k", "mafw")
-SELECTION_TEXT = {
-    "val_uar": "best validation UAR (stratified 10% hold-out of the train fold); test evaluated once there",
-    "test_war": "best test WAR over epochs (the IFDD reference rule: selection on the test fold, optimistic)",
-}
-
-
-# --------------------------------------------------------------------------------------------
-# names, ordering, formatting
-
-
-def entry_sort_key(model: str, variant: str) -> tuple:
-    """IFDD variants in paper order first, then other models alphabetically."""
-    if is_ifdd_model(model):
-        return (0, model, VARIANT_ORDER.get(variant, 99), variant)
-    return (1, model, 0 if variant == "full" else 1, variant)
-
-
-def method_names(literature: pd.DataFrame | None) -> dict[str, str]:
-    """Published method name of each registry key in ``literature.csv`` (``former_dfer`` -> ``Former-DFER``)."""
-    if literature is None:
-        return {}
-    names = {}
-    for row in literature.itertuples(index=False):
-        if row.model_key and row.model_key not in names:
-            names[row.model_key] = re.sub(r"\s*\(.*\)$", "", str(row.method)).strip() or row.model_key
-    return names
-
-
-def entry_label(model: str, variant: str, *, names: dict[str, str] | None = None, with_model: bool = False,
-                tex: bool = False) -> str:
-    """Row label: the paper-style IFDD label, or the baseline's method name (variant if not full)."""
-    if is_ifdd_model(model):
-        info = VARIANTS_BY_KEY.get(variant)
-        label = (info.label_tex if tex else info.label) if info else (tex_escape(variant) if tex else variant)
-        if with_model:
-            label += f" [{tex_escape(model) if tex else model}]"
-        return label
-    names = names or {}
-    if model in names:
-        name = names[model]
-    elif model.endswith("_tiny") and model[:-5] in names:
-        name = names[model[:-5]] + "-tiny"
-    else:
-        name = model
-    if variant != "full":
-        name += f" ({variant})"
-    return tex_escape(name) if tex else name
-
-
-def ordered_datasets(datasets: Iterable[str]) -> list[str]:
-    """Known datasets in a fixed order (synth, dfew, ferv39k, mafw), others alphabetically after."""
-    datasets = set(datasets)
-    known = [d for d in DATASET_ORDER if d in datasets]
-    return known + sorted(datasets - set(known))
-
-
-def fmt_params(params: float) -> str:
-    """Parameter count in millions: two decimals, three below 1 M; empty for NaN."""
-    if params is None or (isinstance(params, float) and math.isnan(params)):
-        return ""
-    millions = float(params) / 1e6
-    return f"{millions:.2f}" if millions >= 1 else f"{millions:.3f}"
-
-
-def fmt_compute(value: float) -> str:
-    """GMACs / GFLOPs with precision by magnitude (36.0, 8.32, 0.412); empty for NaN."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    value = float(value)
-    if value >= 10:
-        return f"{value:.1f}"
-    if value >= 1:
-        return f"{value:.2f}"
-    return f"{value:.3f}"
-
-
-def fmt_percent(value: float, digits: int = 2) -> str:
-    """A reported percentage (already in %) or empty."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    return f"{float(value):.{digits}f}"
-
-
-def pm_cell(mean: float, std: float, *, digits: int = 2, scale: float = 100.0) -> Cell:
-    """``mean ± std`` cell (fractions -> percent)."""
-    text = stats.format_pm(mean, std, scale=scale, digits=digits)
-    return Cell(text, tex_escape(text))
-
-
-def _bold_best(rows: list[list[Cell]], columns: Iterable[int], values: dict[tuple[int, int], float],
-               digits: int = 2, higher: bool = True) -> None:
-    """Bold the best value per column (``values[(row, col)]`` are fractions), compared as printed (percent)."""
-    for col in columns:
-        vals = {r: round(v * 100, digits)
-                for (r, c), v in values.items() if c == col and v is not None and not np.isnan(v)}
-        if len(vals) < 2:
-            continue
-        best = max(vals.values()) if higher else min(vals.values())
-        for r, v in vals.items():
-            if v == best:
-                rows[r][col].bold = True
-
-
-def _single(values: Iterable[object]) -> list[str]:
-    """Distinct non-empty values as text (order kept)."""
-    out = []
-    for v in values:
-        if v is None or (isinstance(v, float) and math.isnan(v)) or str(v) == "":
-            continue
-        text = str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
-        if text not in out:
-            out.append(text)
-    return out
-
-
-#: what the source keys of literature.csv stand for (the public pages the numbers were read from)
-SOURCE_KEYS = {
-    "DC": "DFER-CLIP README comparison table (zengqunzhao/DFER-CLIP)",
-    "MD": "MAE-DFER README result tables 12-14 for DFEW, FERV39k, MAFW (sunlicai/MAE-DFER)",
-    "MDR": "MAE-DFER README text on its released per-fold checkpoints",
-    "SV": "SurveyFER README table of video-based DFER methods (wangyanckxx/SurveyFER)",
-    "FV": "FERV39k README model zoo (wangyanckxx/FERV39k)",
-    "DW": "official DFEW repository README (jiangxingxun/DFEW)",
-    "FD": "Former-DFER README (zengqunzhao/Former-DFER)",
-    "S2D": "S2D README (MSA-LMC/S2D)",
-    "DK": "README of the DK-VLP release (ACM MM 2024)",
-    "UL": "UniLearn abstract, arXiv 2409.06154",
-    "CE": "CLAIP-Emo abstract, arXiv 2509.14527",
-}
-_SOURCE_KEY = re.compile(r"\b(DC|MDR|MD(?=\d)|SV|FV|DW|FD|S2D|DK|UL|CE)")
-
-
-def short_source(text: str) -> str:
-    """Source keys of a literature.csv source cell: ``"literature.md §1 (DC, FV); ..."`` -> ``"DC, FV"``."""
-    groups = re.findall(r"\(([^()]*)\)", str(text))
-    keys = [k.strip() for g in groups for k in g.split(",") if _SOURCE_KEY.match(k.strip())]
-    return ", ".join(dict.fromkeys(keys)) if keys else str(text)
-
-
-def source_legend(cells: Iterable[str]) -> str:
-    """One footnote naming every source key that occurs in ``cells``."""
-    found = []
-    for cell in cells:
-        for key in _SOURCE_KEY.findall(str(cell)):
-            if key not in found:
-                found.append(key)
-    if not found:
-        return ""
-    return "Sources: " + "; ".join(f"{'MD12-14' if k == 'MD' else k} = {SOURCE_KEYS[k]}" for k in found) + "."
-
-
-# --------------------------------------------------------------------------------------------
-# profile lookup
-
-
-@dataclass(frozen=True)
-class ProfileMatch:
-    """The profile.csv row used for one table row's compute column, and how it was matched."""
-
-    gmacs: float
-    gflops: float
-    params: float
-    counter: str
-    counter_version: str
-    unit: str
-    shape: str  # "1x3x16x112x112"
-    views: str
-    exact_geometry: bool
-
-
-def find_profile(profile: pd.DataFrame | None, model: str, variant: str, frames: float | None = None,
-                 size: float | None = None) -> ProfileMatch | None:
-    """The profile row of (model, variant) for a compute column, preferring the run's input geometry.
-
-    Rows whose MACs are per clip (``gmacs_per_clip``) are all usable; otherwise only batch-1 rows
-    (their MACs could be per batch). Rows with a GMACs value and fp32 rows are preferred.
-    Returns ``None`` when nothing matches.
-    """
-    if profile is None:
-        return None
-    rows = profile[(profile["model"] == model) & (profile["variant"] == variant)]
-    rows = rows[rows["per_clip"] | rows["batch"].isna() | (rows["batch"] == 1)]
-    per_clip = rows["per_clip"].astype(bool)
-    rows = rows[per_clip | rows["mode"].isin(["", "infer", "inference", "eval"])]  # per-clip MACs: any mode
-    if rows.empty:
-        return None
-    exact = rows
-    if frames is not None and not np.isnan(frames):
-        exact = exact[exact["frames"] == frames]
-    if size is not None and not np.isnan(size):
-        exact = exact[exact["height"] == size]
-    chosen = exact if not exact.empty else rows
-    order = chosen.assign(_has=chosen["gmacs"].notna(), _fp32=chosen["precision"].isin(["", "fp32", "float32"]))
-    row = order.sort_values(["_has", "_fp32"], ascending=False).iloc[0]
-    dims = [row.get(k) for k in ("batch", "channels", "frames", "height", "width")]
-    dims = [1 if (k == 0 and (d is None or np.isnan(d))) else d for k, d in enumerate(dims)]
-    shape = "x".join(str(int(d)) if d is not None and not np.isnan(d) else "?" for d in dims)
-    return ProfileMatch(
-        gmacs=float(row["gmacs"]), gflops=float(row["gflops"]), params=float(row["params"]),
-        counter=str(row.get("counter", "")), counter_version=str(row.get("counter_version", "")),
-        unit=str(row.get("unit", "")), shape=shape, views=_single([row.get("views")])[0] if _single([row.get("views")]) else "1",
-        exact_geometry=not exact.empty,
-    )
-
-
-def _compute_note(matches: dict[str, ProfileMatch | None], missing_hint: str) -> list[str]:
-    """Footnotes stating counter, unit, input and views of the GMACs column (or why it is empty)."""
-    found = {k: m for k, m in matches.items() if m is not None and not math.isnan(m.gmacs)}
-    notes = []
-    if found:
-        counters = _single(f"{m.counter} {m.counter_version}".strip() for m in found.values())
-        units = _single(m.unit for m in found.values())
-        shapes = _single(m.shape for m in found.values())
-        views = _single(m.views for m in found.values())
-        notes.append(
-            f"GMACs: {', '.join(counters) or 'counter not recorded'} count of multiply-accumulates per clip "
-            f"(unit: {', '.join(units) or 'not recorded'}), input B×C×T×H×W = {', '.join(shapes)}, "
-            f"{', '.join(views)} view(s), from profile.csv; FLOPs ≈ 2 × MACs.")
-        off = [k for k, m in found.items() if not m.exact_geometry]
-        if off:
-            notes.append(f"GMACs of {', '.join(off)} were profiled at a different input than the runs.")
-    missing = [k for k, m in matches.items() if m is None or math.isnan(m.gmacs)]
-    if missing:
-        notes.append(f"GMACs empty for {', '.join(missing)}: no usable row in profile.csv ({missing_hint}).")
-    return notes
-
-
-# --------------------------------------------------------------------------------------------
-# protocol footnotes
-
-
-def protocol_notes(runs: pd.DataFrame, datasets: Sequence[str]) -> list[str]:
-    """One footnote per dataset: protocol, train hash, epochs, selection rule, views, input size."""
-    notes = []
-    for dataset in datasets:
-        part = runs[runs["dataset"] == dataset]
-        protocols = _single(part["protocol"])
-        hashes = _single(part["train_hash"])
-        epochs = _single(part["epochs"])
-        selections = _single(part["selection"])
-        views = _single(part["views"])
-        frames, sizes = _single(part["frames"]), _single(part["size"])
-        sel = "; ".join(SELECTION_TEXT.get(s, s) for s in selections) or "not recorded"
-        geometry = (f"{'/'.join(frames) or '?'}×{'/'.join(sizes) or '?'}×{'/'.join(sizes) or '?'}"
-                    if frames or sizes else "not recorded")
-        notes.append(
-            f"{dataset_name(dataset)}: protocol {'/'.join(protocols)} (TrainConfig hash {'/'.join(hashes) or '?'}, "
-            f"{'/'.join(epochs) or '?'} epoch(s)), checkpoint = {sel}; {'/'.join(views) or '?'} test view(s), "
-            f"input T×H×W = {geometry}.")
-    return notes
 
 
 def _count_note(agg: pd.DataFrame, marked: set[str]) -> str:
@@ -309,10 +62,6 @@ def _count_note(agg: pd.DataFrame, marked: set[str]) -> str:
     if n < 2:
         text += " Single runs have no std."
     return text
-
-
-# --------------------------------------------------------------------------------------------
-# builders
 
 
 def ablation_table(runs: pd.DataFrame, *, model: str | None = None, profile: pd.DataFrame | None = None,
@@ -378,8 +127,8 @@ def ablation_table(runs: pd.DataFrame, *, model: str | None = None, profile: pd.
         rows_mv = part[(part["model"] == m) & (part["variant"] == v)]
         first_dataset = next(d for d in datasets if d in set(rows_mv["dataset"]))
         first = rows_mv[rows_mv["dataset"] == first_dataset]
-        params = _single(first["params"])
-        if len(_single(rows_mv["params"])) > 1:
+        params = distinct_texts(first["params"])
+        if len(distinct_texts(rows_mv["params"])) > 1:
             params_vary.append(label)
         match = find_profile(profile, m, v, first["frames"].iloc[0], first["size"].iloc[0])
         matches[entry_key(m, v)] = match
@@ -392,20 +141,20 @@ def ablation_table(runs: pd.DataFrame, *, model: str | None = None, profile: pd.
         blocks[block].rows.append(row)
 
     metric_cols = [c for c in range(4, 4 + 2 * len(datasets))]
-    _bold_best(flat_rows, metric_cols, values)
+    bold_best(flat_rows, metric_cols, values)
 
     notes = [_count_note(agg, marked)]
     notes += protocol_notes(part, datasets)
     notes.append("ISSM ✓: content-aware inter-frame split (✗: lazy even/odd split); LADM: lifting-based "
                  "aggregation-disentanglement module; L_lift: lifting loss. GAP head: no split, mean over the "
                  "pyramid tokens.")
-    classes = _single(part["num_classes"])
+    classes = distinct_texts(part["num_classes"])
     notes.append("Params: Σ numel of every parameter of the trained model"
                  + (f" (K = {'/'.join(classes)} classes)" if classes else "") + ", from runs.csv"
                  + (f"; {', '.join(params_vary)}: differs across datasets or runs, the first dataset's value shown."
                     if params_vary else "."))
     hint = "run `ifdd-bench profile " + " ".join(sorted({f'{m}:{v}' for m, v in entries})[:3]) + " ...`"
-    notes += _compute_note(matches, hint)
+    notes += compute_notes(matches, hint)
     if runs.attrs.get("duplicates"):
         notes.append(f"{runs.attrs['duplicates']} duplicate row(s) of the same run and train hash were dropped "
                      "(the last one kept).")
@@ -457,7 +206,7 @@ def comparison_table(runs: pd.DataFrame, literature: pd.DataFrame | None, *, ref
         label = entry_label(m, v, names=names, with_model=is_ifdd_model(m))
         match = find_profile(profile, m, v, rows_mv["frames"].iloc[0], rows_mv["size"].iloc[0])
         matches[entry_key(m, v)] = match
-        params = _single(rows_mv["params"])
+        params = distinct_texts(rows_mv["params"])
         row = [Cell(label, entry_label(m, v, names=names, with_model=is_ifdd_model(m), tex=True)),
                Cell("ours"), Cell(fmt_params(float(params[0])) if params else ""),
                Cell(fmt_compute(match.gmacs) if match else "")]
@@ -470,7 +219,7 @@ def comparison_table(runs: pd.DataFrame, literature: pd.DataFrame | None, *, ref
             values[(len(flat), len(row))] = a["uar_mean"]
             values[(len(flat), len(row) + 1)] = a["war_mean"]
             row += [pm_cell(a["uar_mean"], a["uar_std"]), pm_cell(a["war_mean"], a["war_std"])]
-        protocols = "/".join(_single(rows_mv["protocol"]))
+        protocols = "/".join(distinct_texts(rows_mv["protocol"]))
         row.append(Cell(f"this run ({protocols}, n={len(rows_mv)})"))
         flat.append(row)
         ours_block.rows.append(row)
@@ -504,7 +253,7 @@ def comparison_table(runs: pd.DataFrame, literature: pd.DataFrame | None, *, ref
             flat.append(row)
             lit_block.rows.append(row)
     metric_cols = list(range(4, 4 + 2 * len(datasets)))
-    _bold_best(flat, metric_cols, values)
+    bold_best(flat, metric_cols, values)
 
     notes = ["Ours: UAR / WAR in %, mean ± sample std over folds × seeds (n runs in the Source column); "
              "reported rows: as published (DFEW and MAFW are 5-fold means), most of them select the checkpoint "
@@ -513,7 +262,7 @@ def comparison_table(runs: pd.DataFrame, literature: pd.DataFrame | None, *, ref
         notes.append(f"IFDD rows omitted: no run of the variant {reference!r} this table compares with the "
                      "literature (choose another with --reference).")
     notes += protocol_notes(ours, [d for d in datasets if d in set(ours["dataset"])])
-    notes += _compute_note(matches, "run `ifdd-bench profile`")
+    notes += compute_notes(matches, "run `ifdd-bench profile`")
     if literature is not None:
         notes.append("* Reported compute as published, mostly multiply-accumulates per clip/view counted with "
                      "thop or fvcore and called 'GFLOPs'; counters and views differ per paper (see the "
@@ -603,7 +352,7 @@ def per_class_table(per_class: pd.DataFrame, runs: pd.DataFrame, dataset: str, *
             row.append(pm_cell(a["mean"].iloc[0], a["std"].iloc[0], digits=1))
         flat.append(row)
         block.rows.append(row)
-    _bold_best(flat, range(1, len(columns)), values, digits=1)
+    bold_best(flat, range(1, len(columns)), values, digits=1)
     blocks = [block]
     if "support" in part.columns and part["support"].notna().any():
         support = part.groupby("class_index")["support"].mean()
@@ -636,11 +385,6 @@ def _unit_cell(note: str, letters: dict[str, str]) -> Cell:
         return Cell("")
     letter = letters.setdefault(note, "abcdefghijklmnopqrstuvwxyz"[len(letters) % 26])
     return Cell(f"({letter})")
-
-
-def short_venue(venue: str) -> str:
-    """Venue without its parenthesised remark: ``"CVPR'17 (DFEW-paper baseline)"`` -> ``"CVPR'17"``."""
-    return re.sub(r"\s*\(.*\)\s*$", "", str(venue)).strip() or str(venue)
 
 
 _SHAPE = re.compile(r"(\d+)\s*[x×]\s*(\d+)(?:\s*[x×]\s*(\d+)|²)?")
@@ -694,8 +438,9 @@ def complexity_table(literature: pd.DataFrame | None, profile: pd.DataFrame | No
             Cell(fmt_compute(match.gflops) if match else ""),
             Cell(match.shape if match else ""),
         ])
-    flop_counters = _single(f"{c} {v}".strip() for c, v in zip(profile["flop_counter"], profile["flop_counter_version"])) \
-        if profile is not None else []
+    flop_counters = (distinct_texts(f"{c} {v}".strip()
+                                    for c, v in zip(profile["flop_counter"], profile["flop_counter_version"]))
+                     if profile is not None else [])
     notes = ["Reported: literature.csv (as published, with its unit note). Measured: profile.csv, per clip at "
              "batch 1 in eval mode; GMACs = multiply-accumulates counted by " + (", ".join(sorted(counters)) or "-") +
              "; GFLOPs = FLOPs (2 per multiply-accumulate) counted by " + (", ".join(flop_counters) or "-") + "."]
@@ -717,10 +462,6 @@ def complexity_table(literature: pd.DataFrame | None, profile: pd.DataFrame | No
 def _signed(value: float) -> str:
     """``+1.25`` / ``−0.50`` with a typographic minus."""
     return f"{value:+.2f}".replace("-", "−")
-
-
-#: the cell of an interval that is not given (too few pairs) and of a recall that is undefined
-NOT_DEFINED = "—"
 
 
 def _p_text(p: float) -> str:
