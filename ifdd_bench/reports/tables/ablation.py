@@ -10,7 +10,7 @@ import pandas as pd
 from ifdd_bench.reports import stats
 from ifdd_bench.reports.markup import Block, Cell, ReportTable
 from ifdd_bench.reports.inputs import VARIANTS_BY_KEY, dataset_name, entry_key, is_ifdd_model
-from ifdd_bench.reports.tables.cells import bold_best, distinct_texts, fmt_compute, fmt_params, pm_cell
+from ifdd_bench.reports.tables.cells import append_uar_war, bold_best, distinct_texts, fmt_compute, fmt_params
 from ifdd_bench.reports.tables.compute import ProfileMatch, compute_notes, find_profile
 from ifdd_bench.reports.tables.labels import entry_label, entry_sort_key, method_names, ordered_datasets
 from ifdd_bench.reports.tables.protocol import protocol_notes
@@ -76,16 +76,8 @@ def ablation_table(runs: pd.DataFrame, *, model: str | None = None, profile: pd.
             row = [Cell(label, label_tex)] + [Cell("", "") for _ in range(3)]
         short = False
         for d in datasets:
-            a = agg[(agg["model"] == m) & (agg["variant"] == v) & (agg["dataset"] == d)]
-            if a.empty:
-                row += [Cell(""), Cell("")]
-                continue
-            a = a.iloc[0]
-            col = len(row)
-            values[(len(flat_rows), col)] = a["uar_mean"]
-            values[(len(flat_rows), col + 1)] = a["war_mean"]
-            row += [pm_cell(a["uar_mean"], a["uar_std"]), pm_cell(a["war_mean"], a["war_std"])]
-            if a["n"] < max_n.get(d, 0):
+            a = append_uar_war(row, values, len(flat_rows), agg, m, v, d)
+            if a is not None and a["n"] < max_n.get(d, 0):
                 short = True
                 marked.add(f"{label} n={int(a['n'])} on {dataset_name(d)}")
         if short:

@@ -11,6 +11,7 @@ import math
 from typing import Iterable
 
 import numpy as np
+import pandas as pd
 
 from ifdd_bench.reports import stats
 from ifdd_bench.reports.markup import Cell, tex_escape
@@ -50,6 +51,25 @@ def pm_cell(mean: float, std: float, *, digits: int = 2, scale: float = 100.0) -
     """``mean ± std`` cell (fractions -> percent)."""
     text = stats.format_pm(mean, std, scale=scale, digits=digits)
     return Cell(text, tex_escape(text))
+
+
+def append_uar_war(row: list[Cell], values: dict[tuple[int, int], float], row_index: int, agg: pd.DataFrame,
+                   model: str, variant: str, dataset: str) -> pd.Series | None:
+    """Append the UAR and WAR ``mean ± std`` cells of (model, variant, dataset) to ``row``.
+
+    ``agg`` is :func:`ifdd_bench.reports.stats.aggregate`'s frame; the means go into
+    ``values[(row_index, column)]`` for :func:`bold_best`. Without a row two empty cells are
+    appended. Returns the aggregate row, or ``None``.
+    """
+    a = agg[(agg["model"] == model) & (agg["variant"] == variant) & (agg["dataset"] == dataset)]
+    if a.empty:
+        row += [Cell(""), Cell("")]
+        return None
+    a = a.iloc[0]
+    values[(row_index, len(row))] = a["uar_mean"]
+    values[(row_index, len(row) + 1)] = a["war_mean"]
+    row += [pm_cell(a["uar_mean"], a["uar_std"]), pm_cell(a["war_mean"], a["war_std"])]
+    return a
 
 
 def bold_best(rows: list[list[Cell]], columns: Iterable[int], values: dict[tuple[int, int], float],

@@ -10,7 +10,8 @@ import pandas as pd
 from ifdd_bench.reports import stats
 from ifdd_bench.reports.markup import Block, Cell, ReportTable
 from ifdd_bench.reports.inputs import dataset_name, entry_key, is_ifdd_model
-from ifdd_bench.reports.tables.cells import bold_best, distinct_texts, fmt_compute, fmt_params, fmt_percent, pm_cell
+from ifdd_bench.reports.tables.cells import (append_uar_war, bold_best, distinct_texts, fmt_compute, fmt_params,
+                                             fmt_percent)
 from ifdd_bench.reports.tables.compute import ProfileMatch, compute_notes, find_profile
 from ifdd_bench.reports.tables.labels import (entry_label, entry_sort_key, method_names, ordered_datasets,
                                               short_source, short_venue, source_legend)
@@ -61,14 +62,7 @@ def comparison_table(runs: pd.DataFrame, literature: pd.DataFrame | None, *, ref
                Cell("ours"), Cell(fmt_params(float(params[0])) if params else ""),
                Cell(fmt_compute(match.gmacs) if match else "")]
         for d in datasets:
-            a = agg[(agg["model"] == m) & (agg["variant"] == v) & (agg["dataset"] == d)]
-            if a.empty:
-                row += [Cell(""), Cell("")]
-                continue
-            a = a.iloc[0]
-            values[(len(flat), len(row))] = a["uar_mean"]
-            values[(len(flat), len(row) + 1)] = a["war_mean"]
-            row += [pm_cell(a["uar_mean"], a["uar_std"]), pm_cell(a["war_mean"], a["war_std"])]
+            append_uar_war(row, values, len(flat), agg, m, v, d)
         protocols = "/".join(distinct_texts(rows_mv["protocol"]))
         row.append(Cell(f"this run ({protocols}, n={len(rows_mv)})"))
         flat.append(row)
