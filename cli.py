@@ -333,7 +333,6 @@ def ablation_cmd(model, variants, baselines, dataset, data_root, folds, seeds, e
     ending with the summary table and the rendered report in the results folder.
     """
     from ifdd_bench import sweep
-    from ifdd_bench.reports.render import render_sweep_report
     plan = sweep.plan_sweep(model, variants, baselines=baselines, dataset=dataset, data_root=data_root,
                             folds=folds, seeds=seeds, epochs=epochs, protocol=protocol, overrides=overrides,
                             runs_dir=runs_dir, results_dir=results_dir)
@@ -346,6 +345,7 @@ def ablation_cmd(model, variants, baselines, dataset, data_root, folds, seeds, e
     with show.sweep_bar(len(status.todo)) as progress:
         outcome = sweep.run_sweep(plan, executor=executor, jobs=status.jobs, submitit_options=options,
                                   resume=not restart, progress=progress)
+    from ifdd_bench.reports.render import render_sweep_report  # pandas: not needed for --dry-run
     command_line = "ifdd-bench " + " ".join(sys.argv[1:]) if len(sys.argv) > 1 else "ifdd-bench run ablation"
     show.sweep_report(render_sweep_report(plan, sweep.summarize(plan), command=command_line, render=not no_report))
     show.sweep_outcome(outcome)
