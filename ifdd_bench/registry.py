@@ -187,6 +187,16 @@ def create_model(name: str, variant: str | None = None, **kwargs: Any) -> Any:
     return build_from_config(name, cfg)
 
 
+def describe_models() -> list[dict[str, Any]]:
+    """One JSON-ready row per registered model (``ifdd-bench models``): name, family, variants, description."""
+    rows = []
+    for name in list_models():
+        entry = get_entry(name)
+        rows.append({"model": name, "family": entry.family, "variants": list(entry.ablations),
+                     "description": entry.description})
+    return rows
+
+
 def describe(name: str, variant: str | None = None) -> dict[str, Any]:
     """JSON-ready description: name, family, variant and the resolved config."""
     entry = get_entry(name)

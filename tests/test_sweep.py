@@ -506,10 +506,10 @@ def test_cli_progress_shows_one_line_per_training_cell():
     from rich.console import Console
     from rich.progress import Progress
 
-    import cli
+    from ifdd_bench.console import sweep_progress
 
     with Progress(console=Console(file=io.StringIO())) as progress:
-        on_event = cli._sweep_progress(progress, total=3)
+        on_event = sweep_progress(progress, total=3)
         on_event({"kind": "cell_start", "run_id": "a", "index": 0, "todo": 3})
         on_event({"kind": "cell_start", "run_id": "b", "index": 1, "todo": 3})  # queued cells show nothing yet
         assert len(progress.tasks) == 1

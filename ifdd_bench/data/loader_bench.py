@@ -33,11 +33,27 @@ from ifdd_bench.data.fixtures import balanced_dfew_rows, write_dfew
 from ifdd_bench.data.readers import read_split
 from ifdd_bench.data.sampling import SamplingSpec
 from ifdd_bench.data.transforms import ClipTransform, augment_spec
+from ifdd_bench.errors import ConfigError
 from ifdd_bench.events import Progress
 
 #: (stored frame size, clip size): the two clip sizes of the issue, DFEW's 224 frames fed at 112, and
 #: SynthDFER's default 112 frames fed to the tiny CPU models at 64
 GEOMETRIES = ((112, 112), (224, 224), (224, 112), (112, 64))
+
+
+def parse_bench_options(workers: str, decoders: str) -> tuple[tuple[int, ...], tuple[str, ...]]:
+    """``"0,1,2"``, ``"pil,auto"`` -> ``((0, 1, 2), ("pil", "auto"))``; the ratios need Pillow and 0 workers
+    (the baseline) in the grid, so a list without them raises :class:`ConfigError`."""
+    try:
+        counts = tuple(int(w) for w in workers.split(",") if w.strip())
+    except ValueError:
+        raise ConfigError(f"--workers expects comma-separated integers, got {workers!r}") from None
+    names = tuple(d.strip() for d in decoders.split(",") if d.strip())
+    bad = [d for d in names if d not in ("pil", "torchvision", "auto")]
+    if bad or "pil" not in names or 0 not in counts:
+        raise ConfigError("--decoders must name pil (the baseline) and only pil|torchvision|auto; "
+                          "--workers must include 0")
+    return counts, names
 
 
 def _time_pass(dataset: ClipDataset, workers: int, batch: int) -> float:

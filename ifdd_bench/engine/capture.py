@@ -33,6 +33,8 @@ Example::
 
     >>> cap = capture_slots("runs/ifdd_tiny-full-synth-f1-s0-unified", split="test")   # doctest: +SKIP
     >>> save_capture(cap, "viz/")                                                        # doctest: +SKIP
+
+:func:`capture_to` does both for ``ifdd-bench viz splits``; :func:`capture_target` names its files.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ import torch.nn as nn
 
 from ifdd_bench.atomic import atomic_path, write_text_atomic
 from ifdd_bench.config import DataConfig, from_dict
-from ifdd_bench.engine.checkpoint import load_model
+from ifdd_bench.engine.checkpoint import load_model, resolve_checkpoint
 from ifdd_bench.errors import CheckpointError, ConfigError, DataError, suggest
 from ifdd_bench.events import Progress
 from ifdd_bench.registry import get_entry
@@ -345,3 +347,20 @@ def save_capture(result: CaptureResult, out_dir: str | os.PathLike) -> Path:
     csv_path = out / "capture.csv"
     write_text_atomic(csv_path, "\n".join(lines) + "\n")
     return target
+
+
+def capture_target(checkpoint: str | os.PathLike, out_dir: str | os.PathLike | None = None) -> tuple[Path, Path]:
+    """The checkpoint file of a run folder (``best.pt``, else ``last.pt``) or file, and the folder
+    its capture goes to (``out_dir``, default ``<run folder>/splits``)."""
+    file = resolve_checkpoint(checkpoint)
+    return file, Path(out_dir) if out_dir else file.parent / "splits"
+
+
+def capture_to(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, *, split: str = "test",
+               clips: Sequence[str] | None = None, limit: int | None = None, data_root: str | None = None,
+               batch_size: int = 16, device: str = "cpu", progress: Progress | None = None) -> Path:
+    """:func:`capture_slots` of ``checkpoint`` saved to ``out_dir`` (:func:`save_capture`); returns
+    the path of ``capture.npz``."""
+    result = capture_slots(checkpoint, split=split, clips=clips, limit=limit, data_root=data_root,
+                           batch_size=batch_size, device=device, progress=progress)
+    return save_capture(result, out_dir)

@@ -20,7 +20,9 @@ class Reporter:
 
     Events: ``start``, ``resume``, ``warning`` {message}, ``epoch_start`` {epoch, epochs, steps, lr},
     ``step`` {epoch, step, steps, loss, lr, clips_per_s}, ``epoch_end`` {history row, best_epoch,
-    best_metric, selection}, ``done`` {row, run_dir, history, per_class, cached}.
+    best_metric, selection}, ``done`` {row, run_dir, history, per_class, confusion, classes, cached}
+    (a finished run returned from its folder sends ``done`` with ``cached`` true, no history, and the
+    per-class recall, confusion matrix and classes stored in its ``result.json``).
     """
 
     def __init__(self, callback: Progress | None):

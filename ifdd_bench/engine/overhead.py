@@ -16,7 +16,8 @@ engine overhead share ``(data wait + bookkeeping) / step`` and the ratio of the 
 time to the bare step time. Timings are wall clock and depend on what else the machine runs.
 
 :func:`model_consumption` (``ifdd-bench data bench --model``) times the same step on random clips:
-the training clips/s a model eats, to set beside the loader's clips/s.
+the training clips/s a model eats, to set beside the loader's clips/s; :func:`data_bench` is the
+whole ``data bench`` command (loader, decode and that model).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import json
 import os
 import statistics
 import time
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
@@ -38,6 +40,8 @@ from ifdd_bench.engine.seeding import seed_everything, worker_init_fn
 from ifdd_bench.engine.events import Reporter
 from ifdd_bench.engine.loop import build_optimizer, train_one_epoch
 from ifdd_bench.engine.step import train_step
+from ifdd_bench.errors import BenchError
+from ifdd_bench.events import Progress
 from ifdd_bench.registry import build_from_config, resolve_config
 
 
@@ -123,6 +127,38 @@ def model_consumption(model: str = "ifdd_tiny", *, size: int | None = None, fram
     return {"model": model, "variant": variant, "geometry": f"{frames}x{size}x{size}", "batch": batch,
             "train_clips_per_s": batch / secs, "step_s": secs, "torch_threads": torch.get_num_threads(),
             "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset")}
+
+
+@dataclass
+class DataBench:
+    """What ``ifdd-bench data bench`` measured: loader rows, decode rows, the model's consumption
+    (``None`` when skipped) and why it was skipped (``""`` when it was not)."""
+
+    loader: list[dict[str, Any]]
+    decode: list[dict[str, Any]]
+    model: list[dict[str, Any]] | None = None
+    model_skipped: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"loader": self.loader, "decode": self.decode, "model": self.model}
+
+
+def data_bench(*, clips: int = 42, workers: tuple[int, ...] = (0, 1, 2),
+               decoders: tuple[str, ...] = ("pil", "torchvision", "auto"), repeats: int = 1,
+               model: str | None = "ifdd_tiny", progress: Progress | None = None) -> DataBench:
+    """Loader throughput (:func:`~ifdd_bench.data.loader_bench.run_loader_bench`), the decode
+    micro-benchmark and, unless ``model`` is ``None`` or ``"none"``, that model's training clips/s at
+    its own geometry (:func:`model_consumption`; an unknown model is skipped with the reason)."""
+    from ifdd_bench.data.loader_bench import decode_microbench, run_loader_bench
+
+    rows = run_loader_bench(clips=clips, workers=workers, decoders=decoders, repeats=repeats, progress=progress)
+    result = DataBench(rows, decode_microbench())
+    if model not in (None, "none"):
+        try:
+            result.model = [model_consumption(model)]  # at the model's own geometry
+        except BenchError as err:
+            result.model_skipped = err.message
+    return result
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -36,7 +36,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from ifdd_bench.engine.environment import git_sha
 from ifdd_bench.errors import ConfigError
-from ifdd_bench.results import literature_rows
+from ifdd_bench.results import literature_rows, load
 
 MEASURES = ("complexity", "latency", "throughput", "train_step")
 
@@ -82,7 +82,7 @@ class ProfileRequest:
     compile: bool = False
     timing: bool = True  # False -> complexity rows only
     throughput: bool | None = None  # None -> on for CUDA, off for CPU
-    max_batch: int = 8  # cap of the throughput sweep (CPU default; raise it on a GPU)
+    max_batch: int | None = None  # cap of the throughput sweep; None -> 8 on device "cpu", else 4096
     warmup: int | None = None
     iterations: int | None = None
     max_seconds: float | None = None
@@ -216,6 +216,13 @@ def _check_options(request: ProfileRequest) -> None:
         raise ConfigError("--compile needs torch >= 2.0")
 
 
+def max_batch(request: ProfileRequest) -> int:
+    """Cap of the throughput sweep: ``request.max_batch``, else 8 for ``device="cpu"`` and 4096 otherwise."""
+    if request.max_batch is not None:
+        return request.max_batch
+    return 8 if request.device == "cpu" else 4096
+
+
 def _timed_rows(name: str, variant: str, request: ProfileRequest, base: dict[str, Any],
                 progress: Callable[[str], None]) -> list[dict[str, Any]]:
     from ifdd_bench.engine.latency import BenchSpec, measure, measure_isolated, resolve_device, throughput_sweep
@@ -245,7 +252,7 @@ def _timed_rows(name: str, variant: str, request: ProfileRequest, base: dict[str
                 progress(f"{name}:{variant} throughput {precision_spec.precision} batch {batch}")
                 return run(dataclasses.replace(precision_spec, mode="infer", batch=batch))
 
-            for point in throughput_sweep(at, max_batch=request.max_batch):
+            for point in throughput_sweep(at, max_batch=max_batch(request)):
                 if point["status"] == "oom":
                     point = {"mode": "infer", "precision": precision, "batch": point["batch"], "status": "oom",
                              "device": device.type,
@@ -258,7 +265,9 @@ def profile(request: ProfileRequest, *, progress: Callable[[str], None] | None =
     """Measure every model of ``request``; returns row dicts with :data:`PROFILE_COLUMNS` keys.
 
     Per-module breakdowns (``by_module``) are returned under the row key ``"_modules"`` of the
-    first row of each model (not a CSV column; :func:`write_rows` drops keys starting with ``_``).
+    first row of each model, and the ratios of the one row that repeats the authors' IFDD
+    measurement under ``"_authors"`` (:func:`authors_comparison`); neither is a CSV column
+    (:func:`write_rows` writes :data:`PROFILE_COLUMNS` only).
     """
     progress = progress or (lambda message: None)
     _check_options(request)
@@ -287,6 +296,10 @@ def profile(request: ProfileRequest, *, progress: Callable[[str], None] | None =
                 row["input_shape"] = "x".join(str(d) for d in (row["batch"], *shape[1:]))
         if modules is not None and model_rows:
             model_rows[0]["_modules"] = modules
+        for row in model_rows:
+            comparison = authors_comparison(row)
+            if comparison:
+                row["_authors"] = comparison
         rows.extend(model_rows)
     return rows
 
@@ -314,7 +327,7 @@ def authors_comparison(row: Mapping[str, Any]) -> dict[str, Any] | None:
     return {
         "ours_seconds": seconds, "authors_seconds": ref["seconds"], "speedup": ref["seconds"] / seconds,
         "ours_peak_rss_gb": peak_gb, "authors_peak_rss_gb": ref["peak_rss_gb"],
-        "memory_fraction": peak_gb / ref["peak_rss_gb"], "target": "speedup >= 1.3 and memory_fraction <= 0.75",
+        "memory_fraction": peak_gb / ref["peak_rss_gb"],
         "source": ref["source"],
     }
 
@@ -346,6 +359,20 @@ def add_missing_complexity(measured: Iterable[Mapping[str, Any]], literature: It
     if missing:
         rows += profile(ProfileRequest(models=tuple(missing), timing=False), progress=progress)
     return rows
+
+
+def load_measured(path: str | os.PathLike | None) -> list[dict[str, Any]]:
+    """The rows of a profile CSV as dicts (``[]`` when ``path`` is ``None`` or absent)."""
+    if not path or not os.path.exists(path):
+        return []
+    return load(path, required=["model", "gmacs_per_clip"]).to_dict("records")
+
+
+def reported_rows(measured: Iterable[Mapping[str, Any]], *,
+                  progress: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+    """Reported-vs-measured rows (:func:`reported_vs_measured`) of ``measured`` plus every registered
+    literature model they lack, counted now (:func:`add_missing_complexity`; needs torch then)."""
+    return reported_vs_measured(add_missing_complexity(measured, progress=progress))
 
 
 def reported_vs_measured(measured: Iterable[Mapping[str, Any]], literature: Iterable[Mapping[str, Any]] | None = None,

@@ -52,8 +52,9 @@ def train_run(spec: RunSpec, *, progress: Progress | None = None, resume: bool =
             raise error or CheckpointError(f"rank 0 rejected the finished run in {run_dir}")
         stored = D.broadcast_object(stored)
         if stored is not None:
-            if ctx.is_main and progress:
-                progress({"kind": "done", "cached": True, "row": stored["row"], "run_dir": str(run_dir)})
+            if ctx.is_main and progress:  # what a finished run's done event carries, from its result.json
+                progress({"kind": "done", "cached": True, "row": stored["row"], "run_dir": str(run_dir),
+                          **{key: stored.get(key) for key in ("per_class", "confusion", "classes")}})
             return dict(stored["row"])
         bundle = build_run_data(spec, ctx, run_dir, progress)
         return fit(spec, bundle, ctx=ctx, progress=progress, resume=resume)

@@ -31,6 +31,7 @@ from ifdd_bench.engine.seeding import rng_restore, rng_snapshot, seed_everything
 from ifdd_bench.engine.step import train_step
 from ifdd_bench.errors import CheckpointError, ConfigError
 from ifdd_bench.events import Progress
+from ifdd_bench.hashing import sha256_file
 from ifdd_bench.models.ifdd import TOKEN_FRAMES
 from ifdd_bench.models.pretrained import PRETEXT_FORMAT, backbone_geometry
 from ifdd_bench.pretext.data import PRETEXT_SEED, TARGET_NAMES, pretext_synth_config, render_pretext_clips
@@ -174,9 +175,18 @@ def _train_epoch(model: PretextModel, optim: torch.optim.Optimizer, sched: Any, 
     return total / seen
 
 
+def pretext_config(*, threads: int | None = None, **fields: Any) -> PretextConfig:
+    """The :class:`PretextConfig` of ``ifdd-bench run pretrain``'s options, refusing ``threads`` < 1
+    (the torch threads :func:`pretrain` is given) before the fields are checked."""
+    if threads is not None and threads < 1:
+        raise ConfigError(f"--threads must be >= 1, got {threads}")
+    return PretextConfig(**fields)
+
+
 def pretrain(cfg: PretextConfig, out: str | Path, *, progress: Progress | None = None,
              threads: int | None = None) -> dict[str, Any]:
-    """Run the pretext pre-training and write the weight file ``out``; returns its metadata.
+    """Run the pretext pre-training and write the weight file ``out``; returns its metadata (as
+    stored in the file) plus ``sha256``, the file's SHA-256.
 
     Resumes from ``<out>.state.pt`` when it exists with the same settings.
     """
@@ -249,4 +259,4 @@ def pretrain(cfg: PretextConfig, out: str | Path, *, progress: Progress | None =
             "torch": str(torch.__version__)}
     save_atomic({**meta, "state_dict": weights}, out)
     state_file.unlink(missing_ok=True)
-    return meta
+    return {**meta, "sha256": sha256_file(out)}

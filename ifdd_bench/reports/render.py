@@ -35,7 +35,7 @@ import pandas as pd
 
 from ifdd_bench import results
 from ifdd_bench.atomic import write_text_atomic
-from ifdd_bench.errors import ConfigError, suggest
+from ifdd_bench.errors import BenchError, ConfigError, suggest
 from ifdd_bench.reports import inputs, markup, stats, tables
 from ifdd_bench.reports.inputs import VARIANTS_BY_KEY, is_ifdd_model
 
@@ -57,6 +57,7 @@ class RenderResult:
     #: runs (or which --reference) they need. Also the first entry of ``skipped``.
     reference_note: str = ""
     seconds: float = 0.0
+    out_dir: Path | None = None  # the folder the files were written to
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:
@@ -188,7 +189,7 @@ def render_report(
     formats = parse_formats(formats)
     results_dir = Path(results_dir)
     out_dir = Path(out_dir) if out_dir is not None else results_dir / "report"
-    result = RenderResult()
+    result = RenderResult(out_dir=out_dir)
 
     runs = inputs.load_runs(results_dir / results.RUNS_CSV, filters=filters, known_models=known_models)
     mixed_notes = inputs.check_mixed(runs, allow_mixed=allow_mixed)
@@ -257,6 +258,38 @@ def render_report(
         result.files.append(write_text(out_dir / "report.md", _report_page(result, figures, out_dir, command)))
     result.seconds = time.perf_counter() - start
     return result
+
+
+@dataclass
+class SweepReport:
+    """What ``run ablation`` shows at its end: the sweep's summary rows (mean and std per variant) and
+    the report rendered for it, or why it was not rendered."""
+
+    summary: list[dict[str, Any]]
+    result: RenderResult | None = None
+    error: str = ""  # why rendering failed ("" when it was not tried or succeeded)
+
+
+def render_sweep_report(plan: Any, summary: list[dict[str, Any]], *, command: str,
+                        render: bool = True) -> SweepReport:
+    """Render ``<plan.results_dir>/report`` for a finished sweep, restricted to its train hash.
+
+    Only the rows of the sweep's own protocol (``train_hash`` of ``plan.train``) are read, so older
+    rows of other protocols in the same runs.csv do not block it. Nothing is rendered without
+    ``summary`` rows or with ``render=False``; a report that cannot be rendered leaves the reason in
+    :attr:`SweepReport.error` (the summary is shown instead).
+    """
+    from ifdd_bench.config import train_hash
+
+    report = SweepReport(summary)
+    if not summary or not render:
+        return report
+    try:
+        report.result = render_report(plan.results_dir, plan.runs_dir, Path(plan.results_dir) / "report",
+                                      filters=[f"train_hash={train_hash(plan.train)}"], command=command)
+    except BenchError as err:
+        report.error = str(err)
+    return report
 
 
 def _paired_tables(runs: pd.DataFrame, predictions: pd.DataFrame | None, reference: str, ifdd_models: list[str],

@@ -532,3 +532,29 @@ def render_slots(capture: str | os.PathLike | Capture, out_dir: str | os.PathLik
         write_text_atomic(md_path, statistics_markdown(stats, cap.meta))
         files += [csv_path, md_path]
     return {"files": files, "stats": stats}
+
+
+def check_split_options(checkpoint: str | None, capture: str | None, clips: str | None,
+                        threshold: float) -> list[str] | None:
+    """Refuse ``viz splits`` options that cannot work together; return the clip ids of ``clips``
+    (a comma list; ``None`` when none are named)."""
+    if (checkpoint is None) == (capture is None):
+        raise ConfigError("give either --checkpoint RUN_DIR_OR_FILE or --capture capture.npz")
+    if not 0.0 < threshold <= 1.0:
+        raise ConfigError(f"--threshold must be in (0, 1], got {threshold}")
+    return [c.strip() for c in clips.split(",") if c.strip()] if clips else None
+
+
+def render_split_figures(capture: str | os.PathLike, out_dir: str | os.PathLike | None = None, *,
+                         clips: Sequence[str] | None = None,
+                         threshold: float = EXPRESSION_THRESHOLD) -> dict[str, Any]:
+    """:func:`render_slots` of the capture file ``capture`` into ``out_dir`` (default: the capture's
+    folder). Returns ``{"files", "out", "capture", "markdown"}``: the files written, the folder, the
+    capture's path and the slot statistics as Markdown (``None`` without ground truth: real clips).
+    """
+    path = Path(capture)
+    out = Path(out_dir) if out_dir else path.parent
+    cap = load_capture(path)
+    rendered = render_slots(cap, out, clips=clips, threshold=threshold)
+    markdown = None if rendered["stats"] is None else statistics_markdown(rendered["stats"], cap.meta)
+    return {"files": rendered["files"], "out": out, "capture": path, "markdown": markdown}

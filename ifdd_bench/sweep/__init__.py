@@ -6,7 +6,8 @@ concept each:
 
 * :mod:`~ifdd_bench.sweep.plan`: the defaults of ``ifdd-bench run ablation``, axis parsing,
   :class:`Cell`, :class:`SweepPlan`, :func:`plan_sweep` (no training, no torch);
-* :mod:`~ifdd_bench.sweep.finished`: which cells ``runs.csv`` already holds, their rows, the summary;
+* :mod:`~ifdd_bench.sweep.finished`: which cells ``runs.csv`` already holds, their rows, the summary,
+  :func:`sweep_status` (where a sweep stands before it runs);
 * :mod:`~ifdd_bench.sweep.jobbook`: ``runs/sweeps/<sweep_id>/jobs.csv``, one row per attempt;
 * :mod:`~ifdd_bench.sweep.executors`: :func:`run_sweep` with the inline, pool and submitit executors;
 * :mod:`~ifdd_bench.sweep.pool`: cells in worker processes (:func:`run_cell`, core sharing,
@@ -21,8 +22,10 @@ Example::
     >>> summarize(plan)                      # mean +- std UAR/WAR per variant
 """
 
-from ifdd_bench.sweep.executors import EXECUTORS, CellFailure, SweepOutcome, check_init_weights, run_sweep
-from ifdd_bench.sweep.finished import partition_finished, result_rows, summarize
+from ifdd_bench.sweep.executors import (
+    EXECUTORS, CellFailure, SweepOutcome, check_init_weights, run_sweep, submitit_options,
+)
+from ifdd_bench.sweep.finished import SweepStatus, partition_finished, result_rows, summarize, sweep_status
 from ifdd_bench.sweep.jobbook import JOB_COLUMNS, JobBook
 from ifdd_bench.sweep.plan import (
     DEFAULT_DATASET,
@@ -48,8 +51,8 @@ from ifdd_bench.sweep.pool import Runner, default_runner, run_cell
 __all__ = [
     "DEFAULT_DATASET", "DEFAULT_FOLDS", "DEFAULT_MODEL", "DEFAULT_PROTOCOL", "DEFAULT_REAL_MODEL", "DEFAULT_SEEDS",
     "DEFAULT_SYNTH_JOBS", "DEFAULT_VARIANTS", "EXECUTORS", "JOB_COLUMNS",
-    "Cell", "CellFailure", "JobBook", "Runner", "SweepOutcome", "SweepPlan",
+    "Cell", "CellFailure", "JobBook", "Runner", "SweepOutcome", "SweepPlan", "SweepStatus",
     "check_init_weights", "default_jobs", "default_runner", "parse_folds", "parse_int_set", "parse_seeds",
     "partition_finished", "plan_sweep", "resolve_baselines", "resolve_variants", "result_rows", "run_cell",
-    "run_sweep", "summarize",
+    "run_sweep", "submitit_options", "summarize", "sweep_status",
 ]

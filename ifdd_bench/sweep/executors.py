@@ -94,6 +94,13 @@ def check_init_weights(cells: Sequence[Cell]) -> None:
             registry.build_from_config(spec.model, cfg)
 
 
+def submitit_options(*, cluster: str | None = None, partition: str | None = None, gpus_per_job: int | None = None,
+                     timeout_min: int | None = None) -> dict[str, Any]:
+    """The submitit parameters of ``run ablation``'s options that were given, under submitit's names."""
+    return {k: v for k, v in (("cluster", cluster), ("slurm_partition", partition),
+                              ("gpus_per_node", gpus_per_job), ("timeout_min", timeout_min)) if v is not None}
+
+
 def run_sweep(
     plan: SweepPlan,
     *,

@@ -3,6 +3,7 @@
 A cell is *finished* when ``<results_dir>/runs.csv`` holds a row with the cell's ``run_id`` and
 the same ``train_hash`` (and, where the row records them, the same input frames and size), so
 re-running an interrupted or partly failed sweep trains only the missing cells.
+:func:`sweep_status` says where a sweep stands before it runs (what ``run ablation`` prints first).
 """
 
 from __future__ import annotations
@@ -11,11 +12,12 @@ import csv
 import math
 import os
 import statistics
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from ifdd_bench.results import RUNS_CSV
-from ifdd_bench.sweep.plan import Cell, SweepPlan
+from ifdd_bench.sweep.plan import Cell, SweepPlan, default_jobs
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:
@@ -82,3 +84,29 @@ def summarize(plan: SweepPlan) -> list[dict[str, Any]]:
             "war_mean": statistics.fmean(war), "war_std": statistics.stdev(war) if len(war) > 1 else math.nan,
         })
     return out
+
+
+@dataclass(frozen=True)
+class SweepStatus:
+    """Where a sweep stands before it runs (what ``run ablation`` prints first): its cells, the
+    finished ones and those to run, the cells run at once, its train hash and the run folders of
+    the older run-id scheme in its runs folder (not reused; ``runs migrate`` renames them)."""
+
+    plan: SweepPlan
+    cells: list[Cell]
+    todo: list[Cell]
+    finished: list[Cell]
+    jobs: int
+    train_hash: str
+    legacy: list[Path]
+
+
+def sweep_status(plan: SweepPlan, *, executor: str = "local", jobs: int | None = None) -> SweepStatus:
+    """The :class:`SweepStatus` of ``plan``; ``jobs=None`` -> :func:`~ifdd_bench.sweep.plan.default_jobs`."""
+    from ifdd_bench.config import train_hash
+    from ifdd_bench.engine.migrate import legacy_folders
+
+    cells = plan.cells()
+    todo, finished = partition_finished(cells, plan.results_dir)
+    return SweepStatus(plan, cells, todo, finished, jobs if jobs is not None else default_jobs(plan, executor),
+                       train_hash(plan.train), legacy_folders(plan.runs_dir))

@@ -16,9 +16,9 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, fields, replace
-from typing import Any
+from typing import Any, Sequence
 
-from ifdd_bench.config import to_dict
+from ifdd_bench.config import apply_overrides, parse_overrides, to_dict
 from ifdd_bench.errors import ConfigError, suggest, unknown
 
 #: Bump when the same knobs would produce different pixels; it is part of the cache hash.
@@ -102,6 +102,21 @@ def preset(name: str, **overrides: Any) -> SynthConfig:
         raise ConfigError(f"unknown SynthDFER knob {bad[0]!r}{suggest(bad[0], names)}; "
                           f"valid knobs: {', '.join(sorted(names - {'preset'}))}")
     return replace(SynthConfig(preset=name, **PRESETS[name]), **overrides)
+
+
+def synth_config(preset_name: str, sets: Sequence[str] = (), **fields: Any) -> SynthConfig:
+    """SynthConfig of a preset with typed ``knob=value`` overrides (unknown knob -> ConfigError), then
+    ``fields`` replaced as given (``clips=...``): what ``ifdd-bench data synth|preview|probe`` use.
+
+    Example::
+
+        >>> synth_config("smoke", ["size=48"]).size
+        48
+    """
+    if any(key == "preset" for key, _ in parse_overrides(sets)):
+        raise ConfigError("--set preset=... is not a knob; choose the preset with --preset")
+    cfg = apply_overrides(preset(preset_name), list(sets), what="SynthDFER")
+    return replace(cfg, **fields) if fields else cfg
 
 
 def config_hash(cfg: SynthConfig) -> str:

@@ -29,6 +29,7 @@ import sys
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -41,7 +42,7 @@ from ifdd_bench.data.synth.config import GENERATOR_VERSION, SynthConfig, config_
 from ifdd_bench.data.synth.dynamics import clip_folds, clip_identity, clip_labels, sample_clip_params
 from ifdd_bench.data.synth.face import render_clip
 from ifdd_bench.data.synth.truth import META_FILE, TRUTH_FILE, ClipTruth, load_meta, truth_csv_text
-from ifdd_bench.errors import DataError
+from ifdd_bench.errors import ConfigError, DataError
 
 CLIP_DIR = Path("Clip") / "clip_224x224_16f"
 SPLIT_DIR = Path("EmoLabel_DataSplit")
@@ -288,3 +289,48 @@ def ensure_dataset(preset_name: str = "default", *, cache_dir: str | Path | None
         if is_complete(root, cfg):  # another process finished it while we waited
             return root
         return generate(cfg, root, workers=workers, progress=progress, overwrite=True)
+
+
+@dataclass(frozen=True)
+class SynthJob:
+    """Where ``ifdd-bench data synth`` writes ``cfg``: ``root`` (the given folder, or the cache folder
+    runs use), whether that folder already holds it (``ready``; only the cache folder is reused)
+    and whether an existing folder is replaced (``overwrite``)."""
+
+    cfg: SynthConfig
+    root: Path
+    ready: bool
+    overwrite: bool
+    workers: int | None = None
+
+
+@dataclass(frozen=True)
+class SynthWritten:
+    """A generated dataset: its folder, the seconds it took and its ``synth.json``."""
+
+    cfg: SynthConfig
+    root: Path
+    seconds: float
+    meta: dict
+
+
+def synth_job(cfg: SynthConfig, out: str | Path | None = None, *, workers: int | None = None,
+              force: bool = False) -> SynthJob:
+    """Check the options of a generation and say where it goes; writes nothing.
+
+    ``out=None`` targets the cache folder of :func:`ensure_dataset`, reused when complete unless
+    ``force``; a given ``out`` is written unless it holds something and ``force`` is off.
+    """
+    if workers is not None and workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {workers}")
+    root = Path(out) if out is not None else default_cache_dir() / dataset_name(cfg)
+    ready = out is None and is_complete(root, cfg) and not force
+    return SynthJob(cfg, root, ready, overwrite=force or out is None, workers=workers)
+
+
+def run_synth_job(job: SynthJob, *, progress: ClipCounter | None = None) -> SynthWritten:
+    """Generate the dataset of ``job`` (see :func:`generate`) and time it."""
+    start = time.perf_counter()
+    root = generate(job.cfg, job.root, workers=job.workers, overwrite=job.overwrite, progress=progress)
+    seconds = time.perf_counter() - start
+    return SynthWritten(job.cfg, root, seconds, json.loads((root / META_FILE).read_text()))
