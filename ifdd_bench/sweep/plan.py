@@ -32,12 +32,12 @@ from ifdd_bench.spec import build_run_spec, check_dataset, is_embedded, shared_o
 #
 # The no-argument sweep must finish in <= 15 minutes on the 2-core CPU machine the toolkit is
 # developed on and still separate the IFDD variants measurably on the embedded SynthDFER preset.
-# These numbers are tuned together with SynthDFER's difficulty; change them here (and in the
-# README section that quotes them), nowhere else.
+# These numbers are tuned together with SynthDFER's difficulty; change them here (and in
+# docs/sweeps.md#defaults, which quotes them), nowhere else.
 
 #: model of the default ablation: CPU-sized IFDD whose embedding + backbone start from the shipped
 #: facial-motion pretext (the CPU stand-in for the paper's K400 initialisation; from scratch,
-#: ifdd_tiny stays near chance within this budget -- README, "Default ablation on SynthDFER")
+#: ifdd_tiny stays near chance within this budget -- docs/notebook/default-ablation.md#2026-12-05-from-scratch-rows)
 DEFAULT_MODEL = "ifdd_tiny_pretext"
 #: model used when ``--data-root`` points at a real dataset (paper geometry, GPU-sized)
 DEFAULT_REAL_MODEL = "ifdd"
