@@ -298,7 +298,7 @@ def runs_migrate_cmd(runs_dir, results_dir, dry_run):
 
 
 @command(run, "ablation")
-@click.option("--model", default=None, help="Model to ablate [default: ifdd_tiny; ifdd with --data-root].")
+@click.option("--model", default=None, help="Model to ablate [default: ifdd_tiny_pretext; ifdd with --data-root].")
 @click.option("--variants", default=None,
               help="Comma list of variants or 'all' [default: baseline,no_ladm,no_issm_no_lift,no_issm,no_lift,full,gap].")
 @click.option("--baselines", default=None, help="Comma list of baseline models (name or name:variant) under the same protocol.")
