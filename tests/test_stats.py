@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from ifdd_bench.reports import markup, stats, tables
+from test_reports import _predictions  # the prediction-frame builder of the report tests
 
 #: two-sided 95% points of Student's t as printed in statistics tables (t_0.975 with df degrees of freedom)
 T_975 = {1: 12.7062, 2: 4.3027, 3: 3.1824, 4: 2.7764, 5: 2.5706, 9: 2.2622, 29: 2.0452, 120: 1.9799}
@@ -179,15 +180,6 @@ def test_bold_follows_the_adjusted_p():
 
 # ---------------------------------------------------------------------------------------------
 # over test clips: bootstrap kept, labelled as holding the trained models fixed
-
-
-def _predictions(rows):
-    parts = []
-    for variant, fold, labels, preds in rows:
-        parts.append(pd.DataFrame({"run_id": f"ifdd_tiny-{variant}-synth-f{fold}-s0", "model": "ifdd_tiny",
-                                   "variant": variant, "dataset": "synth", "fold": fold, "seed": 0,
-                                   "clip_id": np.arange(len(labels)), "label": labels, "pred": preds}))
-    return pd.concat(parts, ignore_index=True)
 
 
 def test_clip_table_is_labelled_as_holding_the_models_fixed():
