@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 #: layers, lowest first; a module maps to the first rule its dotted name matches (exact module or
-#: package prefix)
+#: package prefix; "=name" matches that module alone, so a new ifdd_bench module must be placed)
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("base", ("ifdd_bench.config", "ifdd_bench.results", "ifdd_bench.errors", "ifdd_bench.atomic",
               "ifdd_bench.hashing", "ifdd_bench.events")),
@@ -34,7 +34,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("sweep", ("ifdd_bench.sweep",)),
     ("reports", ("ifdd_bench.reports",)),
     # the command line, the display module only it imports, and the package's Python API
-    ("cli", ("cli", "ifdd_bench.console", "ifdd_bench")),
+    ("cli", ("cli", "ifdd_bench.console", "ifdd_bench.readme_models", "=ifdd_bench")),
 ]
 RANK = {name: i for i, (name, _) in enumerate(LAYERS)}
 
@@ -59,8 +59,9 @@ def _sources() -> dict[str, Path]:
 
 
 def _layer(module: str) -> str | None:
-    for name, prefixes in LAYERS:
-        if any(module == p or module.startswith(p + ".") for p in prefixes):
+    for name, prefixes in LAYERS:  # "=name": that module only, not the package below it
+        if any(module == p.lstrip("=") or (not p.startswith("=") and module.startswith(p + "."))
+               for p in prefixes):
             return name
     return None  # third-party or standard library
 

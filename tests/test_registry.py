@@ -20,9 +20,8 @@ def _dummy(cfg):
     return cfg
 
 
-@pytest.fixture
-def dummy():
-    """``_test_dummy`` registered for one test only, so no other test (in this worker) sees it."""
+def _dummy_entry():
+    """``_test_dummy`` registered until the generator is resumed once more (the teardown)."""
     registry.list_models()  # load the library's models first: they stay registered
     registry.register_model("_test_dummy", config_cls=_Cfg, defaults={"width": 4},
                             ablations={"full": {}, "off": {"switch": False}})(_dummy)
@@ -30,6 +29,12 @@ def dummy():
         yield "_test_dummy"
     finally:
         registry._REGISTRY.pop("_test_dummy", None)
+
+
+@pytest.fixture
+def dummy():
+    """``_test_dummy`` registered for one test only, so no other test (in this worker) sees it."""
+    yield from _dummy_entry()
 
 
 def test_resolution_order(dummy):
@@ -68,5 +73,9 @@ def test_dummy_fixture_registers_it(dummy):
 
 
 def test_dummy_is_gone_after_its_tests():
-    # runs after the tests above in this module's order; the fixture removed the entry
+    """The fixture's teardown removes the entry, whichever worker or order runs this test."""
+    fixture = _dummy_entry()  # what the dummy fixture yields from
+    name = next(fixture)
+    assert name in registry.list_models()
+    next(fixture, None)  # teardown
     assert "_test_dummy" not in registry.list_models()
