@@ -310,7 +310,7 @@ def runs_migrate_cmd(runs_dir, results_dir, dry_run):
 @click.option("--epochs", type=int, default=None, help="Epochs per run (overrides the protocol's).")
 @click.option("--protocol", default="unified", show_default=True, help="unified | reference.")
 @click.option("-s", "--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Config override for every cell: lr=1e-3, data.size=224, model.drop_path=0.1 (repeatable).")
+              help="Config override for every cell: lr=1e-3, data.eval_views=2, model.drop_path=0.1 (repeatable).")
 @click.option("--executor", type=click.Choice(["local", "submitit"]), default="local", show_default=True)
 @click.option("--jobs", type=click.IntRange(min=1), default=None,
               help="Cells run at once (local processes or submitit jobs) [default: 2 for the embedded "

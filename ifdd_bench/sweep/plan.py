@@ -285,7 +285,7 @@ def plan_sweep(
     :func:`ifdd_bench.spec.build_run_spec` (native geometry, protocol data recipe, embedded CPU
     recipe on SynthDFER); every cell is built here once, so a bad override fails before training.
     ``overrides`` are ``key=value`` strings routed to the train, data or model config
-    (``epochs=3``, ``data.size=224``, ``model.drop_path=0.1``).
+    (``epochs=3``, ``data.eval_views=2``, ``model.drop_path=0.1``).
     """
     check_dataset(dataset, data_root)
     embedded = is_embedded(dataset, data_root)
