@@ -204,3 +204,18 @@ def test_run_csv_columns():
     assert list(diffs.columns) == stats.RUN_COLUMNS
     for gone in ("n_resamples", "p_min"):
         assert gone not in diffs.columns
+
+
+def test_a_model_as_reference_is_its_full_variant_not_the_mean_of_its_variants():
+    """``--reference former_dfer_tiny`` compares with that model's ``full`` runs; its other variants
+    (here ``no_sformer``, 0.20 lower) must not be averaged into the reference."""
+    rows = []
+    for seed in range(2):
+        rows += [dict(model="former_dfer_tiny", variant="full", dataset="synth", fold=1, seed=seed, uar=0.60, war=0.6),
+                 dict(model="former_dfer_tiny", variant="no_sformer", dataset="synth", fold=1, seed=seed, uar=0.40,
+                      war=0.4),
+                 dict(model="c3d_tiny", variant="full", dataset="synth", fold=1, seed=seed, uar=0.60, war=0.6)]
+    diffs = stats.paired_differences(pd.DataFrame(rows), reference="former_dfer_tiny", metrics=("uar",),
+                                     ifdd_models=())
+    c3d = diffs[diffs["model"] == "c3d_tiny"].iloc[0]
+    assert c3d["mean_diff"] == pytest.approx(0.0) and c3d["n"] == 2

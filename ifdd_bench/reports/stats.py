@@ -293,14 +293,15 @@ def _ifdd_models(frame: pd.DataFrame) -> list[str]:
 
 
 def _reference_rows(runs: pd.DataFrame, reference: str, ifdd_models: Sequence[str]) -> dict[str, pd.DataFrame]:
-    """Reference rows per IFDD model (or per model named ``reference``): {model: rows}."""
+    """Reference rows per IFDD model (or, when ``reference`` names a model, that model's ``full``
+    variant, which the tables label as the reference): {model: rows}."""
     out = {}
     for model in ifdd_models:
         part = runs[(runs["model"] == model) & (runs["variant"] == reference)]
         if not part.empty:
             out[model] = part
     if not out:
-        part = runs[runs["model"] == reference]
+        part = runs[(runs["model"] == reference) & (runs["variant"] == "full")]
         if not part.empty:
             out[reference] = part
     return out
