@@ -130,7 +130,8 @@ def stats_table(diffs: pd.DataFrame, *, literature: pd.DataFrame | None = None) 
                      "assumption. Add seeds or folds.")
     if (diffs["n"] == 1).any():
         notes.append("Entries with a single pair have neither interval nor p.")
-    notes += _entry_count_note(diffs, "unpaired", "Runs without a partner in the reference (ignored): ")
+    notes += _entry_count_note(diffs, "unpaired",
+                               "(fold, seed) cells that only one side of a comparison has, entry or reference (ignored): ")
     columns, align = _drop_single_reference(diffs, columns, "lllr" + "rcr" * len(metrics), block)
     return ReportTable(
         key="stats", caption=f"Paired differences to {ref_label or 'the reference'} over training runs.",
