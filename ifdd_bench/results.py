@@ -188,10 +188,20 @@ def literature_rows(path: str | os.PathLike = LITERATURE_CSV) -> list[dict[str, 
         return list(csv.DictReader(fh))
 
 
+def read_csv_rows(path: str | os.PathLike) -> list[dict[str, str]]:
+    """The rows of a CSV file as dicts of strings (none for a missing or empty file); a file that is
+    not readable text CSV raises :class:`DataError` naming it."""
+    path = Path(path)
+    if not path.exists() or path.stat().st_size == 0:
+        return []
+    try:
+        with path.open(newline="", encoding="utf-8") as fh:
+            return list(csv.DictReader(fh))
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise DataError(f"{path} is not a readable CSV file ({type(err).__name__}: {err})",
+                        hint="restore it from git or delete it; ifdd-bench rewrites it") from None
+
+
 def finished_run_ids(results_dir: str | os.PathLike) -> set[str]:
     """Run ids that already have a row in ``<results_dir>/runs.csv`` (empty set if none)."""
-    path = Path(results_dir) / RUNS_CSV
-    if not path.exists() or path.stat().st_size == 0:
-        return set()
-    with path.open(newline="") as fh:
-        return {row["run_id"] for row in csv.DictReader(fh) if row.get("run_id")}
+    return {row["run_id"] for row in read_csv_rows(Path(results_dir) / RUNS_CSV) if row.get("run_id")}

@@ -21,7 +21,7 @@ from ifdd_bench import registry, results, sweep
 from ifdd_bench.sweep import plan as sweep_plan, pool
 from ifdd_bench.spec import EMBEDDED_DATA, EMBEDDED_TRAIN
 from ifdd_bench.config import train_hash
-from ifdd_bench.errors import BenchError, ConfigError
+from ifdd_bench.errors import BenchError, ConfigError, DataError
 
 TOY = "sweep_toy"
 TOY_BASE = "sweep_toy_base"
@@ -545,3 +545,28 @@ def test_cli_progress_shows_one_line_per_training_cell():
         on_event({"kind": "run", "run_id": "a", "data": {"kind": "epoch_end", "epoch": 4}})  # relayed late
         assert [t.description.split()[0] for t in progress.tasks[1:]] == ["b"]
         assert progress.tasks[0].completed == 1
+
+
+def test_damaged_runs_csv_is_a_clear_error_naming_the_file(tmp_path):
+    """A runs.csv that is not text, or a finished cell's row whose uar is not a number, ends in one
+    message naming the file (and the run), exit code 2, not a traceback; nothing is rewritten."""
+    from click.testing import CliRunner
+
+    import cli
+
+    res = tmp_path / "res"
+    res.mkdir()
+    (res / "runs.csv").write_bytes(b"run_id,uar\n\xff\xfe\x00bad\n")
+    before = (res / "runs.csv").read_bytes()
+    out = CliRunner().invoke(cli.main, ["run", "ablation", "--model", TOY, "--dry-run", "--results-dir", str(res),
+                                        "--runs-dir", str(tmp_path / "runs")])
+    text = " ".join(out.output.split())
+    assert out.exit_code == 2 and "runs.csv is not a readable CSV file" in text and "Traceback" not in text
+    assert (res / "runs.csv").read_bytes() == before
+    plan = _plan(tmp_path, variants="full", folds="1")
+    cell = plan.cells()[0]
+    results.append_rows(res / "runs.csv.new", [{"run_id": cell.run_id, "train_hash": cell.train_hash,
+                                                 "model": TOY, "variant": "full", "uar": "abc", "war": "0.5"}])
+    (res / "runs.csv.new").replace(res / "runs.csv")
+    with pytest.raises(DataError, match=rf"the row of {cell.run_id} has uar='abc', not a number"):
+        sweep.summarize(plan)

@@ -8,7 +8,6 @@ re-running an interrupted or partly failed sweep trains only the missing cells.
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 import statistics
@@ -16,16 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from ifdd_bench.results import RUNS_CSV
+from ifdd_bench.errors import DataError
+from ifdd_bench.results import RUNS_CSV, read_csv_rows
 from ifdd_bench.sweep.plan import Cell, SweepPlan, default_jobs
-
-
-def read_rows(path: Path) -> list[dict[str, str]]:
-    """The rows of a CSV file as dicts (none for a missing or empty file)."""
-    if not path.exists() or path.stat().st_size == 0:
-        return []
-    with path.open(newline="") as fh:
-        return list(csv.DictReader(fh))
 
 
 def _row_matches(row: Mapping[str, str], cell: Cell) -> bool:
@@ -40,7 +32,7 @@ def _row_matches(row: Mapping[str, str], cell: Cell) -> bool:
 
 def partition_finished(cells: Sequence[Cell], results_dir: str | os.PathLike) -> tuple[list[Cell], list[Cell]]:
     """Return ``(todo, finished)``: a cell is finished when runs.csv has its run_id + train_hash."""
-    rows = read_rows(Path(results_dir) / RUNS_CSV)
+    rows = read_csv_rows(Path(results_dir) / RUNS_CSV)
     by_id: dict[str, list[dict[str, str]]] = {}
     for row in rows:
         by_id.setdefault(row.get("run_id", ""), []).append(row)
@@ -53,13 +45,26 @@ def partition_finished(cells: Sequence[Cell], results_dir: str | os.PathLike) ->
 def result_rows(plan: SweepPlan) -> list[dict[str, str]]:
     """The runs.csv rows that belong to the plan's cells (latest row per cell)."""
     cells = plan.cells()
-    rows = read_rows(Path(plan.results_dir) / RUNS_CSV)
+    rows = read_csv_rows(Path(plan.results_dir) / RUNS_CSV)
     out = {}
     for row in rows:
         for cell in cells:
             if _row_matches(row, cell):
                 out[cell.run_id] = row
     return [out[c.run_id] for c in cells if c.run_id in out]
+
+
+def _metric(rows: Sequence[Mapping[str, str]], column: str, results_dir: str) -> list[float]:
+    """``column`` of each row as a number; a cell that is not one raises DataError naming the run."""
+    values = []
+    for row in rows:
+        try:
+            values.append(float(row[column]))
+        except (KeyError, TypeError, ValueError):
+            raise DataError(f"{Path(results_dir) / RUNS_CSV}: the row of {row.get('run_id')} has {column}="
+                            f"{row.get(column)!r}, not a number",
+                            hint="fix or delete that row, or re-run the cell with --restart") from None
+    return values
 
 
 def summarize(plan: SweepPlan) -> list[dict[str, Any]]:
@@ -76,8 +81,7 @@ def summarize(plan: SweepPlan) -> list[dict[str, Any]]:
         mine = [r for r in rows if r["model"] == model and r["variant"] == variant]
         if not mine:
             continue
-        uar = [float(r["uar"]) for r in mine]
-        war = [float(r["war"]) for r in mine]
+        uar, war = _metric(mine, "uar", plan.results_dir), _metric(mine, "war", plan.results_dir)
         out.append({
             "model": model, "variant": variant, "role": role, "n": len(mine),
             "uar_mean": statistics.fmean(uar), "uar_std": statistics.stdev(uar) if len(uar) > 1 else math.nan,

@@ -17,7 +17,7 @@ from typing import Any
 from filelock import FileLock
 
 from ifdd_bench.atomic import write_text_atomic
-from ifdd_bench.sweep.finished import read_rows
+from ifdd_bench.results import read_csv_rows
 from ifdd_bench.sweep.plan import Cell
 
 #: the columns of jobs.csv, in order
@@ -44,7 +44,7 @@ class JobBook:
 
     def rows(self) -> list[dict[str, str]]:
         """Every recorded attempt."""
-        return read_rows(self.path)
+        return read_csv_rows(self.path)
 
     def start(self, cell: Cell, executor: str, status: str = "running", **extra: Any) -> int:
         """Record a new attempt of ``cell``; returns its attempt number (1-based)."""
