@@ -339,6 +339,10 @@ def test_foreign_empty_and_malformed_csvs(tmp_path):
     frame.to_csv(path, index=False)
     with pytest.raises(DataError, match=r"line 5: uar = 63.0 is not a fraction"):
         _runs(path)
+    frame.loc[3, "uar"], frame.loc[3, "fold"] = "0.6", "1.5"
+    frame.to_csv(path, index=False)
+    with pytest.raises(DataError, match=r"line 5: fold = 1.5 is not a whole number"):
+        _runs(path)
     with pytest.raises(DataError, match="does not exist"):
         _runs(tmp_path / "nope.csv")
 

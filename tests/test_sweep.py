@@ -175,6 +175,7 @@ def test_overrides_route_to_train_data_and_model(tmp_path):
     ({"folds": "3-1"}, "backwards"),
     ({"folds": "one"}, "not an integer"),
     ({"seeds": ""}, "no seed"),
+    ({"seeds": str(2 ** 64)}, "torch's seed range"),
     ({"dataset": "dfew"}, "--data-root"),
     ({"dataset": "affectnet"}, "unknown dataset"),
     ({"baselines": "no_such_model"}, "no_such_model"),

@@ -227,8 +227,13 @@ def load_runs(path: str | os.PathLike, *, filters: Sequence[str] = (),
             idx = out.idxmax()
             raise DataError(f"{path}, line {_line(idx)}: {col} = {values[idx]} is not a fraction in [0, 1]",
                             hint="runs.csv stores metrics as fractions; tables print percent")
-    frame["fold"] = frame["fold"].astype(int)
-    frame["seed"] = frame["seed"].astype(int)
+    for col in ("fold", "seed"):
+        whole = (frame[col] % 1 == 0) & (frame[col].abs() < 2 ** 63)
+        if not whole.all():
+            idx = (~whole).idxmax()
+            raise DataError(f"{path}, line {_line(idx)}: {col} = {frame[col][idx]} is not a whole number",
+                            hint=f"a run's {col} is an integer; fix or delete that row")
+        frame[col] = frame[col].astype(int)
     frame = apply_filters(frame, filters, path)
     _validate_names(frame, path, known_models)
     before = len(frame)

@@ -112,8 +112,8 @@ def parse_seeds(text: str | Iterable[int] | int | None) -> tuple[int, ...]:
     seeds = parse_int_set(text, "--seeds") if text is not None else DEFAULT_SEEDS
     if not seeds:
         raise ConfigError("--seeds selects no seed; give e.g. --seeds 0 or --seeds 0,1,2")
-    if any(s < 0 for s in seeds):
-        raise ConfigError(f"--seeds must be >= 0, got {', '.join(map(str, seeds))}")
+    if any(s < 0 or s >= 2 ** 63 for s in seeds):
+        raise ConfigError(f"--seeds must be in 0..2^63-1 (torch's seed range), got {', '.join(map(str, seeds))}")
     return seeds
 
 
