@@ -29,6 +29,7 @@ import pandas as pd
 from ifdd_bench.errors import BenchError
 from ifdd_bench.reports import markup, stats, tables
 from ifdd_bench.reports.inputs import dataset_name, is_ifdd_model, load_literature
+from ifdd_bench.reports.tables.cells import p_text, signed_text
 
 HEADLINE_START = "<!-- ablation-results:start -->"
 HEADLINE_END = "<!-- ablation-results:end -->"
@@ -48,16 +49,6 @@ def _num(value: object) -> float:
         return float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return math.nan
-
-
-def _pp(fraction: float) -> str:
-    """A difference in percentage points: ``+4.44`` / ``−16.03`` (typographic minus, as the tables)."""
-    return f"{100 * fraction:+.2f}".replace("-", "−")
-
-
-def _p(p: float) -> str:
-    """A p-value as the tables print it: three decimals, ``<0.001`` below."""
-    return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
 def _listing(items: Sequence[str]) -> str:
@@ -168,12 +159,12 @@ def _survives_runs(diffs: pd.DataFrame | None, summary: pd.DataFrame | None, mod
         if survive.empty:
             smallest = tested.sort_values("p_holm", kind="stable").iloc[0]
             sentences.append(f"Over training runs, with {runs_text}, no difference to {ref_text} survives Holm "
-                             f"correction (smallest adjusted p {_p(smallest['p_holm'])}, {label(smallest)}).")
+                             f"correction (smallest adjusted p {p_text(smallest['p_holm'])}, {label(smallest)}).")
         else:
-            items = [f"{label(r)} ({_pp(r['mean_diff'])} pp, adjusted p {_p(r['p_holm'])})"
+            items = [f"{label(r)} ({signed_text(100 * r['mean_diff'])} pp, adjusted p {p_text(r['p_holm'])})"
                      for _, r in survive.iterrows()]
             rest = tested[tested["p_holm"] >= ALPHA]
-            tail = (f"; the other {len(rest)} do not (smallest adjusted p {_p(rest['p_holm'].min())})"
+            tail = (f"; the other {len(rest)} do not (smallest adjusted p {p_text(rest['p_holm'].min())})"
                     if not rest.empty else "")
             verb = "survives" if len(survive) == 1 else "survive"
             sentences.append(f"Over training runs, with {runs_text}, {len(survive)} of {len(tested)} differences "
@@ -214,7 +205,7 @@ def _survives_clips(clip_diffs: pd.DataFrame | None, model: str, reference: str,
 
     own_sig = own[own["p_holm"] < ALPHA]
     other_sig = others[others["p_holm"] < ALPHA]
-    items = [f"{label(r)} ({_pp(r['mean_diff'])} pp, adjusted p {_p(r['p_holm'])})" for _, r in own_sig.iterrows()]
+    items = [f"{label(r)} ({signed_text(100 * r['mean_diff'])} pp, adjusted p {p_text(r['p_holm'])})" for _, r in own_sig.iterrows()]
     if len(others):
         if len(other_sig) == len(others):
             items.append(f"all {len(others)} baselines" if len(others) > 1 else f"the baseline {label(others.iloc[0])}")

@@ -96,3 +96,15 @@ def distinct_texts(values: Iterable[object]) -> list[str]:
         if text not in out:
             out.append(text)
     return out
+
+
+def signed_text(value: float) -> str:
+    """``+1.25`` / ``−0.50`` with a typographic minus (differences in the paired tables and the README)."""
+    return f"{value:+.2f}".replace("-", "−")
+
+
+def p_text(p: float) -> str:
+    """A p-value as printed: three decimals, ``<0.001`` below; empty for NaN."""
+    if p is None or np.isnan(p):
+        return ""
+    return "<0.001" if p < 0.001 else f"{p:.3f}"

@@ -14,20 +14,8 @@ import pandas as pd
 from ifdd_bench.reports import stats
 from ifdd_bench.reports.markup import Block, Cell, ReportTable, tex_escape
 from ifdd_bench.reports.inputs import dataset_name, is_ifdd_model
-from ifdd_bench.reports.tables.cells import NOT_DEFINED
+from ifdd_bench.reports.tables.cells import NOT_DEFINED, p_text, signed_text
 from ifdd_bench.reports.tables.labels import DATASET_ORDER, entry_label, entry_sort_key, method_names
-
-
-def _signed(value: float) -> str:
-    """``+1.25`` / ``−0.50`` with a typographic minus."""
-    return f"{value:+.2f}".replace("-", "−")
-
-
-def _p_text(p: float) -> str:
-    """A p-value as printed: three decimals, ``<0.001`` below; empty for NaN."""
-    if p is None or np.isnan(p):
-        return ""
-    return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
 def _difference_rows(diffs: pd.DataFrame, names: dict[str, str], counts: Sequence[tuple[str, str]],
@@ -61,13 +49,13 @@ def _difference_rows(diffs: pd.DataFrame, names: dict[str, str], counts: Sequenc
         row += [Cell(f"{int(first[column]):,}") for _, column in counts]
         for metric in metrics:
             r = part[part["metric"] == metric].iloc[0]
-            diff = "" if np.isnan(r["mean_diff"]) else _signed(100 * r["mean_diff"])
+            diff = "" if np.isnan(r["mean_diff"]) else signed_text(100 * r["mean_diff"])
             if np.isnan(r["ci_low"]):
                 ci = NOT_DEFINED if not np.isnan(r["mean_diff"]) else ""
             else:
-                ci = f"[{_signed(100 * r['ci_low'])}, {_signed(100 * r['ci_high'])}]"
+                ci = f"[{signed_text(100 * r['ci_low'])}, {signed_text(100 * r['ci_high'])}]"
             p = r["p_holm"]
-            row += [Cell(diff), Cell(ci), Cell(_p_text(p), bold=bool(not np.isnan(p) and p < 0.05))]
+            row += [Cell(diff), Cell(ci), Cell(p_text(p), bold=bool(not np.isnan(p) and p < 0.05))]
         block.rows.append(row)
     return columns, block, ref_label, metrics
 
