@@ -112,7 +112,7 @@ def data_bench_cmd(clips: int, workers_csv: str, decoders: str, repeats: int, mo
     """Loader throughput (clips/s) for 16x112x112 and 16x224x224 clips on generated JPEG folders."""
     from ifdd_bench.data.loader_bench import parse_bench_options
     from ifdd_bench.engine.overhead import data_bench
-    workers, names = parse_bench_options(workers_csv, decoders)
+    workers, names = parse_bench_options(workers_csv, decoders, clips=clips, repeats=repeats)
     with show.DataBar(err_console) as bar:
         result = data_bench(clips=clips, workers=workers, decoders=names, repeats=repeats, model=model, progress=bar)
     show.data_bench(result, as_json)
@@ -475,7 +475,7 @@ def viz_splits_cmd(checkpoint, capture_file, clips, split, limit, data_root, out
     """Figure of ISSM's split per clip and, on SynthDFER, how often the detail group lands on
     the expression frames compared with the lazy even/odd split."""
     from ifdd_bench.reports import slots
-    names = slots.check_split_options(checkpoint, capture_file, clips, threshold)
+    names = slots.check_split_options(checkpoint, capture_file, clips, threshold, batch_size)
     if capture_file is None:
         from ifdd_bench.engine.capture import capture_target, capture_to
         checkpoint_file, out = capture_target(checkpoint, out_dir)

@@ -103,7 +103,8 @@ def test_cli_import_then_train_lists_are_used(tmp_path):
     assert report.rows[0].class_counts == [0, 0, 0, 0, 1, 1, 0]  # sad, neutral in alphabetical order
 
 
-@pytest.mark.parametrize("bad", [["--workers", "x"], ["--decoders", "torchvision"]])
+@pytest.mark.parametrize("bad", [["--workers", "x"], ["--decoders", "torchvision"], ["--workers", "0,-1"],
+                                 ["--repeats", "0"], ["--clips", "3"]])
 def test_cli_bench_rejects_bad_options(bad):
     out = CliRunner().invoke(main, ["data", "bench", "--model", "none", *bad])
     assert out.exit_code == 2

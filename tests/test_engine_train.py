@@ -313,6 +313,8 @@ def test_cli_train_and_predict(tmp_path, dfew_root):
     (["--model", fx.TEST_MODEL, "--dataset", "ferv39k", "--data-root", ".", "--fold", "2"], "single official split"),
     (["--model", fx.TEST_MODEL, "--dataset", "dfew"], "needs --data-root"),
     (["--model", fx.TEST_MODEL, "--set", "selection=best"], "unknown selection"),
+    (["--model", fx.TEST_MODEL, "--set", "log_every=0"], "log_every must be >= 1"),
+    (["--model", fx.TEST_MODEL, "--set", "data.workers=-1"], "data.workers must be >= 0"),
 ])
 def test_cli_bad_input_is_a_clear_error(tmp_path, args, message):
     result = _cli("run", "train", *args, "--runs-dir", str(tmp_path))

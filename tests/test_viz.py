@@ -198,6 +198,8 @@ def test_viz_splits_cli_on_tiny_checkpoint(tiny_run, tmp_path):
     assert res.exit_code == 0, res.output
     res = CliRunner().invoke(cli.main, ["viz", "splits", "--checkpoint", str(tiny_run), "--clips", "99999"])
     assert res.exit_code == 2 and "99999" in res.output and "Traceback" not in res.output
+    res = CliRunner().invoke(cli.main, ["viz", "splits", "--checkpoint", str(tiny_run), "--batch-size", "0"])
+    assert res.exit_code == 2 and "--batch-size must be >= 1" in res.output and "Traceback" not in res.output
     assert (tmp_path / "again" / f"split_{clip}.png").exists()
 
 

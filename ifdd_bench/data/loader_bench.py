@@ -41,13 +41,21 @@ from ifdd_bench.events import Progress
 GEOMETRIES = ((112, 112), (224, 224), (224, 112), (112, 64))
 
 
-def parse_bench_options(workers: str, decoders: str) -> tuple[tuple[int, ...], tuple[str, ...]]:
+def parse_bench_options(workers: str, decoders: str, *, clips: int = 42,
+                        repeats: int = 1) -> tuple[tuple[int, ...], tuple[str, ...]]:
     """``"0,1,2"``, ``"pil,auto"`` -> ``((0, 1, 2), ("pil", "auto"))``; the ratios need Pillow and 0 workers
-    (the baseline) in the grid, so a list without them raises :class:`ConfigError`."""
+    (the baseline) in the grid, so a list without them raises :class:`ConfigError`, as do negative
+    worker counts, fewer than 7 clips (one per class) and fewer than 1 repeat."""
+    if clips < 7:
+        raise ConfigError(f"--clips must be >= 7 (one clip per class), got {clips}")
+    if repeats < 1:
+        raise ConfigError(f"--repeats must be >= 1, got {repeats}")
     try:
         counts = tuple(int(w) for w in workers.split(",") if w.strip())
     except ValueError:
         raise ConfigError(f"--workers expects comma-separated integers, got {workers!r}") from None
+    if any(w < 0 for w in counts):
+        raise ConfigError(f"--workers counts must be >= 0, got {workers!r}")
     names = tuple(d.strip() for d in decoders.split(",") if d.strip())
     bad = [d for d in names if d not in ("pil", "torchvision", "auto")]
     if bad or "pil" not in names or 0 not in counts:

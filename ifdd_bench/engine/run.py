@@ -79,6 +79,8 @@ def validate_spec(spec: RunSpec) -> None:
     if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.eval_batch_size < 1:
         raise ConfigError(f"epochs, batch_size and eval_batch_size must be >= 1 "
                           f"(got {cfg.epochs}, {cfg.batch_size}, {cfg.eval_batch_size})")
+    if cfg.log_every < 1:
+        raise ConfigError(f"log_every must be >= 1 (steps between progress updates), got {cfg.log_every}")
     if cfg.mixup and cfg.batch_size % 2:
         raise ConfigError(f"mixup/cutmix needs an even batch_size, got {cfg.batch_size}")
     folds = NUM_FOLDS.get(spec.data.dataset, 1)

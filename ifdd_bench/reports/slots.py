@@ -535,13 +535,15 @@ def render_slots(capture: str | os.PathLike | Capture, out_dir: str | os.PathLik
 
 
 def check_split_options(checkpoint: str | None, capture: str | None, clips: str | None,
-                        threshold: float) -> list[str] | None:
+                        threshold: float, batch_size: int = 16) -> list[str] | None:
     """Refuse ``viz splits`` options that cannot work together; return the clip ids of ``clips``
     (a comma list; ``None`` when none are named)."""
     if (checkpoint is None) == (capture is None):
         raise ConfigError("give either --checkpoint RUN_DIR_OR_FILE or --capture capture.npz")
     if not 0.0 < threshold <= 1.0:
         raise ConfigError(f"--threshold must be in (0, 1], got {threshold}")
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
     return [c.strip() for c in clips.split(",") if c.strip()] if clips else None
 
 
