@@ -105,6 +105,7 @@ def _legacy_copy(run_dir: Path, dest: Path) -> Path:
     (["-s", "data.size=12"], "takes 8x8 pixels"),
     (["--fold", "3"], "set_3"),
     (["-s", "data.nope=1"], "unknown data config key"),
+    (["--data-root", "/nonexistent/dfew-copy"], "/nonexistent/dfew-copy"),  # another copy of the run's dataset
 ])
 def test_bad_eval_requests_exit_clearly_and_write_nothing(trained, tmp_path, args, message):
     before = sorted(p.name for p in (trained["run_dir"] / "evals").glob("*")) if (

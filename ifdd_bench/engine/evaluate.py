@@ -16,8 +16,7 @@ reports of training runs do not mix evaluations in).
 
 from __future__ import annotations
 
-import hashlib
-import json
+import os
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,9 +25,12 @@ from typing import Any, Sequence
 import torch
 from torch.utils.data import DataLoader
 
-from ifdd_bench.config import RUN_ID_SCHEME, DataConfig, apply_overrides, from_dict, to_dict
+from ifdd_bench.config import (DATA_RUNTIME_FIELDS, RUN_ID_SCHEME, DataConfig, apply_overrides, config_hash,
+                               from_dict, to_dict)
 from ifdd_bench.engine import runfiles as F
-from ifdd_bench.engine.checkpoint import load_checkpoint, load_model, resolve_checkpoint
+from ifdd_bench.data.holdout import VAL_SPLIT_FILE
+from ifdd_bench.engine.checkpoint import load_model
+from ifdd_bench.engine.loaders import clip_ids
 from ifdd_bench.engine.distributed import resolve_device
 from ifdd_bench.engine.environment import git_sha
 from ifdd_bench.errors import CheckpointError, ConfigError
@@ -48,6 +50,14 @@ def check_scheme(ckpt: dict, path: Path) -> None:
             hint=f"rename it first: ifdd-bench runs migrate --runs-dir {folder.parent}")
 
 
+def _evaluable(ckpt: dict, path: Path) -> None:
+    """``load_model``'s accept hook: the current identity scheme and the configs eval rebuilds from."""
+    check_scheme(ckpt, path)
+    for key in ("data_config", "train_config"):
+        if key not in ckpt:
+            raise CheckpointError(f"checkpoint {path} lacks {key!r}; it cannot be evaluated")
+
+
 def eval_data_config(ckpt: dict, *, dataset: str | None = None, data_root: str | None = None,
                      fold: int | None = None, views: int | None = None,
                      overrides: Sequence[str] = ()) -> DataConfig:
@@ -58,8 +68,9 @@ def eval_data_config(ckpt: dict, *, dataset: str | None = None, data_root: str |
 
     trained = from_dict(DataConfig, ckpt["data_config"], strict=False)
     model_cfg = ckpt["model_config"]
-    if dataset is None or (dataset == trained.dataset and data_root is None):
-        data = trained
+    dataset = dataset or trained.dataset
+    if dataset == trained.dataset:  # the run's own data config; another copy of it with --data-root
+        data = replace(trained, data_root=os.path.abspath(data_root)) if data_root else trained
     else:
         spec = build_run_spec(ckpt["model"], ckpt.get("variant"), dataset=dataset, data_root=data_root,
                               protocol=ckpt.get("protocol", "unified"))
@@ -86,8 +97,7 @@ def eval_data_config(ckpt: dict, *, dataset: str | None = None, data_root: str |
 def eval_id(data: DataConfig, split: str) -> str:
     """``{dataset}-f{fold}-{split}-v{views}-{hash}``: names an evaluation's folder; the hash covers
     the rest of the data config, so two evaluations with other settings never share a folder."""
-    payload = {k: v for k, v in sorted(to_dict(data).items()) if k not in ("workers", "cache_clips")}
-    digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    digest = config_hash(data, exclude=DATA_RUNTIME_FIELDS)
     return f"{data.dataset}-f{data.fold}-{split}-v{data.eval_views}-{digest}"
 
 
@@ -108,12 +118,8 @@ def evaluate_run(source: str | Path, *, dataset: str | None = None, data_root: s
 
     if split not in SPLITS:
         raise ConfigError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
-    path = resolve_checkpoint(source)
-    ckpt = load_checkpoint(path)
-    for key in ("model", "model_config", "data_config", "classes", "train_config"):
-        if key not in ckpt:
-            raise CheckpointError(f"checkpoint {path} lacks {key!r}; it cannot be evaluated")
-    check_scheme(ckpt, path)
+    model, ckpt = load_model(source, "cpu", accept=_evaluable)  # read once; moved to the device below
+    path = Path(ckpt["path"])
     run_dir = path.parent
     protocol = ckpt.get("protocol", "unified")
     seed = int(ckpt["train_config"].get("seed", 0))
@@ -124,7 +130,7 @@ def evaluate_run(source: str | Path, *, dataset: str | None = None, data_root: s
         raise ConfigError(f"the {protocol} protocol has no validation split (it selects on the test fold)",
                           hint="evaluate --split test")
     same_holdout = (data.dataset, data.data_root, data.fold) == (trained.dataset, trained.data_root, trained.fold)
-    holdout_dir = run_dir if same_holdout and (run_dir / "val_split.csv").exists() else None
+    holdout_dir = run_dir if same_holdout and (run_dir / VAL_SPLIT_FILE).exists() else None
     bundle = build_datasets(data, seed=seed, protocol="unified" if split == "val" else protocol,
                             run_dir=holdout_dir, progress=progress)
     classes = list(ckpt["classes"])
@@ -139,16 +145,16 @@ def evaluate_run(source: str | Path, *, dataset: str | None = None, data_root: s
         raise ConfigError(f"{data.dataset} fold {data.fold} has no clips in its {split} split")
 
     dev, _ = resolve_device(device)
-    model, ckpt = load_model(path, dev)
+    model.to(dev)
     dataset_split.set_epoch(int(ckpt.get("epoch", 0)))
     loader = DataLoader(dataset_split, batch_size=batch_size or int(ckpt["train_config"].get("eval_batch_size", 16)),
                         shuffle=False, num_workers=data.workers)
     if progress:
         progress({"kind": "eval_start", "clips": len(dataset_split), "split": split, "dataset": data.dataset})
     metrics, predictions = evaluate(model, loader, len(classes), device=dev, collect=True)
-    records = getattr(dataset_split, "records", None)
+    ids = clip_ids(dataset_split)
     for pred in predictions:
-        pred["clip_id"] = getattr(records[pred["index"]], "clip_id", pred["index"]) if records else pred["index"]
+        pred["clip_id"] = ids[pred["index"]] if ids else pred["index"]
 
     ident = eval_id(data, split)
     out_dir = run_dir / "evals" / ident

@@ -110,3 +110,11 @@ class Loaders:
                 split.set_epoch(epoch)
         for i, gen in enumerate(self.generators):
             gen.manual_seed(derive_seed(self.cfg.seed, epoch, "workers", i, self.ctx.rank))
+
+
+def clip_ids(dataset: Any) -> list[str] | None:
+    """Clip id of each item of a clip dataset, by index (``None`` for a dataset without records)."""
+    records = getattr(dataset, "records", None)
+    if records is None:
+        return None
+    return [getattr(r, "clip_id", str(i)) for i, r in enumerate(records)]

@@ -26,7 +26,7 @@ from ifdd_bench.engine import runfiles as F
 from ifdd_bench.engine.checkpoint import BEST, FORMAT, LAST, check_resumable, load_checkpoint
 from ifdd_bench.engine.environment import environment_record, git_sha
 from ifdd_bench.engine.events import Reporter
-from ifdd_bench.engine.loaders import clips_in
+from ifdd_bench.engine.loaders import clip_ids, clips_in
 from ifdd_bench.engine.seeding import derive_seed, rng_restore, rng_snapshot
 from ifdd_bench.errors import BenchError, CheckpointError
 from ifdd_bench.results import RunRow
@@ -187,9 +187,9 @@ def publish(spec: RunSpec, bundle: Any, classes: Sequence[str], identity: Mappin
     result = {"row": row, "per_class": per_class, "confusion": test["confusion"], "classes": list(classes)}
     error: BenchError | None = None
     if ctx.is_main:
-        clip_ids = _clip_ids(bundle.test)
+        ids = clip_ids(bundle.test)
         for pred in predictions:
-            pred["clip_id"] = clip_ids[pred["index"]] if clip_ids else pred["index"]
+            pred["clip_id"] = ids[pred["index"]] if ids else pred["index"]
         try:
             F.write_history(run_dir, state.history)
             F.write_predictions(run_dir, predictions, classes)
@@ -199,13 +199,6 @@ def publish(spec: RunSpec, bundle: Any, classes: Sequence[str], identity: Mappin
     if not D.all_agree(error is None, ctx.device):
         raise error or CheckpointError("rank 0 failed to write the results")
     return result
-
-
-def _clip_ids(dataset: Any) -> list[str] | None:
-    records = getattr(dataset, "records", None)
-    if records is None:
-        return None
-    return [getattr(r, "clip_id", str(i)) for i, r in enumerate(records)]
 
 
 def _mean(values) -> float:
