@@ -163,3 +163,26 @@ def test_runs_migrate_renames_older_folders_and_rows_so_the_run_is_found_again(t
     assert events[-1]["kind"] == "done" and events[-1]["cached"]  # found, not retrained
     again = _cli("runs", "migrate", "--runs-dir", runs, "--results-dir", results)
     assert "0 folder(s)" in again.text
+
+
+def test_runs_migrate_lists_what_it_cannot_rename_and_retries_after_a_failure(trained, tmp_path):
+    """A damaged checkpoint stops that folder's migration before its config.json is touched, so a
+    second run retries it; a folder that is no run record is listed, not passed over; a missing
+    --runs-dir is an error, not '0 folder(s)'."""
+    from ifdd_bench.engine.migrate import is_legacy
+
+    runs, results = tmp_path / "runs", tmp_path / "results"
+    legacy = _legacy_copy(trained["run_dir"], runs)
+    (legacy / "last.pt").write_text("not a checkpoint")
+    broken = runs / "broken-run"
+    broken.mkdir()
+    (broken / "config.json").write_text("[1, 2]")
+    out = _cli("runs", "migrate", "--runs-dir", runs, "--results-dir", results)
+    assert out.exit_code == 0, out.output
+    assert "broken-run: not a readable run record" in out.text and "re-run to retry" in out.text
+    assert legacy.exists() and is_legacy(legacy)  # untouched: still found as older-scheme
+    (legacy / "last.pt").unlink()
+    again = _cli("runs", "migrate", "--runs-dir", runs, "--results-dir", results)
+    assert f"renamed {legacy.name} -> {trained['run_dir'].name}" in again.text and not legacy.exists()
+    missing = _cli("runs", "migrate", "--runs-dir", tmp_path / "nope")
+    assert missing.exit_code == 2 and "is not a folder" in missing.text

@@ -23,7 +23,7 @@ from typing import Any
 
 from ifdd_bench.config import RUN_ID_SCHEME, DataConfig, RunSpec, TrainConfig, from_dict, to_dict
 from ifdd_bench.engine import runfiles as F
-from ifdd_bench.errors import BenchError
+from ifdd_bench.errors import BenchError, ConfigError
 from ifdd_bench.registry import INIT_FIELDS, resolve_config
 from ifdd_bench.results import PER_CLASS_CSV, RUNS_CSV, rewrite_rows
 
@@ -38,12 +38,16 @@ class MigrationReport:
 
 
 def is_legacy(run_dir: Path) -> bool:
-    """True for a run folder whose ``config.json`` predates run-id scheme 2."""
-    try:
-        config = json.loads((run_dir / F.CONFIG).read_text())
-    except (OSError, ValueError):
+    """True for a run folder whose ``config.json`` predates run-id scheme 2, or cannot be read as
+    one (so that migration lists it instead of passing over it); False without a ``config.json``."""
+    path = run_dir / F.CONFIG
+    if not path.is_file():
         return False
-    return int(config.get("run_id_scheme", 1)) < RUN_ID_SCHEME
+    try:
+        config = json.loads(path.read_text())
+        return int(config.get("run_id_scheme", 1)) < RUN_ID_SCHEME
+    except (OSError, ValueError, TypeError, AttributeError):
+        return True
 
 
 def legacy_folders(runs_dir: str | Path) -> list[Path]:
@@ -71,14 +75,17 @@ def spec_of(config: dict[str, Any], runs_dir: str, results_dir: str) -> RunSpec:
 
 
 def _result(run_dir: Path) -> dict | None:
-    """``result.json`` of a run folder, done marker or not (committed records carry no marker)."""
-    try:
-        return json.loads((run_dir / F.RESULT).read_text())
-    except (OSError, ValueError):
+    """``result.json`` of a run folder, done marker or not (committed records carry no marker);
+    ``None`` when absent; one that is not a result raises :class:`ValueError`."""
+    if not (run_dir / F.RESULT).is_file():
         return None
+    stored = json.loads((run_dir / F.RESULT).read_text())
+    if not isinstance(stored, dict) or not isinstance(stored.get("row"), dict):
+        raise ValueError(f"{run_dir / F.RESULT} holds no result row")
+    return stored
 
 
-def _rewrite_json(path: Path, old: str, new: str) -> None:
+def _rewrite_json(path: Path, new: str) -> None:
     if not path.exists():
         return
     data = json.loads(path.read_text())
@@ -111,30 +118,36 @@ def migrate_runs(runs_dir: str | Path = "runs", results_dir: str | Path = "resul
     """
     report = MigrationReport()
     runs_dir, results_dir = Path(runs_dir), Path(results_dir)
+    if not runs_dir.is_dir():
+        raise ConfigError(f"--runs-dir {runs_dir} is not a folder", hint="name the folder that holds the run folders")
     renames: dict[tuple[str, str, str], str] = {}  # (old id, train hash, finished_at) -> new id
     for folder in legacy_folders(runs_dir):
         try:
             config = json.loads((folder / F.CONFIG).read_text())
             spec = spec_of(config, str(runs_dir), str(results_dir))
-        except (KeyError, TypeError, ValueError, BenchError) as err:
-            report.left.append((folder.name, f"config.json is not a run's config ({type(err).__name__}: {err})"))
+            stored = _result(folder)
+        except (KeyError, TypeError, ValueError, AttributeError, BenchError) as err:
+            report.left.append((folder.name, f"not a readable run record ({type(err).__name__}: {err})"))
             continue
-        old, new = folder.name, spec.run_id
+        old, new = str(config.get("run_id", folder.name)), spec.run_id
         target = runs_dir / new
-        if target.exists():
-            report.left.append((old, f"{target} exists already"))
+        if target.exists() and target != folder:
+            report.left.append((folder.name, f"{target} exists already"))
             continue
-        stored = _result(folder)
-        finished_at = stored["row"].get("finished_at", "") if stored else ""
+        key = (old, config.get("train_hash", ""), stored["row"].get("finished_at", "")) if stored else None
+        if not dry_run:
+            try:  # config.json last: it marks a folder as migrated, so a failure before it is retried
+                _rewrite_checkpoints(folder, new)
+                _rewrite_json(folder / F.RESULT, new)
+                if target != folder:
+                    folder.rename(target)
+                _rewrite_json(target / F.CONFIG, new)
+            except (OSError, BenchError) as err:
+                report.left.append((folder.name, f"{type(err).__name__}: {err}; re-run to retry"))
+                continue
         report.renamed.append((old, new))
-        if stored:
-            renames[(old, config.get("train_hash", ""), finished_at)] = new
-        if dry_run:
-            continue
-        _rewrite_json(folder / F.CONFIG, old, new)
-        _rewrite_json(folder / F.RESULT, old, new)
-        _rewrite_checkpoints(folder, new)
-        folder.rename(target)
+        if key:
+            renames[key] = new
     if dry_run or not renames:
         return report
     finished = {(old, at): new for (old, _, at), new in renames.items()}
