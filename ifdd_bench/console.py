@@ -9,7 +9,6 @@ functions only, so that ``ifdd-bench report`` never loads torch.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sys
 from pathlib import Path
@@ -19,6 +18,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+
+from ifdd_bench.atomic import json_text
+from ifdd_bench.results import EVALS_CSV
 
 console = Console()
 err_console = Console(stderr=True)
@@ -38,9 +40,10 @@ def fmt(value: Any, digits: int = 2) -> str:
     return "-" if number != number else f"{number:,.{digits}f}"
 
 
-def print_json(data: Any, **dumps: Any) -> None:
-    """``--json`` output: ``data`` indented on stdout, one trailing newline, flushed (as ``click.echo``)."""
-    sys.stdout.write(json.dumps(data, indent=2, **dumps) + "\n")
+def print_json(data: Any) -> None:
+    """``--json`` output: ``data`` as :func:`ifdd_bench.atomic.json_text` writes JSON files (nan as null,
+    so the output is valid JSON), flushed."""
+    sys.stdout.write(json_text(data))
     sys.stdout.flush()
 
 
@@ -270,7 +273,6 @@ class TrainDisplay:
         self.progress = progress
         self.task = progress.add_task("starting", total=None, loss=float("nan"), lr=float("nan"), cps=0.0)
         self.data_task = None
-        self.selection = ""
 
     def __call__(self, event: dict) -> None:
         kind = event.get("kind")
@@ -343,7 +345,7 @@ def train_result(row: dict, progress: TrainProgress, as_json: bool = False) -> N
     if not progress.main_rank:
         return
     if as_json:
-        return print_json(row, default=str)
+        return print_json(row)
     done = progress.done
     per_class, confusion, classes = done.get("per_class"), done.get("confusion"), done.get("classes")
     sel = row["selection"]
@@ -372,12 +374,7 @@ def train_result(row: dict, progress: TrainProgress, as_json: bool = False) -> N
     console.print(facts, highlight=False)
     parts = []
     if per_class:
-        rec = Table(title="per-class recall (test)", box=None, header_style="bold")
-        for col in ("class", "recall %", "clips"):
-            rec.add_column(col, justify="right" if col != "class" else "left")
-        for r in per_class:
-            rec.add_row(str(r["class_name"]), _pct(r["recall"]), str(r["support"]))
-        parts.append(rec)
+        parts.append(recall_table(per_class, "per-class recall (test)"))
     if confusion and classes and len(classes) <= 12:
         cm = Table(title="confusion (rows true, cols predicted)", box=None, header_style="bold")
         cm.add_column("")
@@ -445,25 +442,25 @@ def evaluation(result: dict[str, Any], results_dir: str, as_json: bool = False) 
     """``eval``: UAR / WAR of the split, per-class recall, and where the files and the row went."""
     row = result["row"]
     if as_json:
-        return print_json(row, default=str)
+        return print_json(row)
     console.print(f"[bold]{row['run_id']}[/] on {row['dataset']} fold {row['fold']} {row['split']} "
                   f"({row['clips']} clips, {row['views']} view(s)): UAR {100 * row['uar']:.2f}  "
                   f"WAR {100 * row['war']:.2f}", highlight=False)
-    class_recalls(result["per_class"])
+    console.print(recall_table(result["per_class"], "per-class recall"))
     console.print(f"predictions and metrics: {result['out_dir']}; row appended to "
-                  f"{Path(results_dir) / 'evals.csv'}", highlight=False)
+                  f"{Path(results_dir) / EVALS_CSV}", highlight=False)
 
 
-def class_recalls(per_class: list[dict]) -> None:
-    table = Table(title="per-class recall")
-    table.add_column("class")
-    table.add_column("recall", justify="right")
-    table.add_column("clips", justify="right")
+def recall_table(per_class: list[dict], title: str) -> Table:
+    """Per-class recall in % and the class's clips; a class without clips has an undefined recall."""
+    table = Table(title=title, box=None, header_style="bold")
+    for col in ("class", "recall %", "clips"):
+        table.add_column(col, justify="right" if col != "class" else "left")
     for row in per_class:
         recall = row["recall"]
-        table.add_row(row["class_name"], "undefined" if recall != recall else f"{100 * recall:.1f}",
+        table.add_row(str(row["class_name"]), "undefined" if recall is None or recall != recall else _pct(recall),
                       str(row["support"]))
-    console.print(table)
+    return table
 
 
 def migration(report: Any, dry_run: bool) -> None:
@@ -541,7 +538,7 @@ def sweep_progress(progress: Any, total: int) -> Callable[[dict], None]:
                                 f"test UAR {100 * data.get('test_uar', float('nan')):.1f}")
             elif stage == "warning":
                 err_console.print(f"[yellow]warning[/] {run_id}: {data.get('message')}", highlight=False)
-            elif data.get("kind") == "data_progress":
+            elif stage == "data_progress":
                 progress.update(line(run_id), description=f"{run_id} data: {data.get('stage', '')}",
                                 completed=data.get("done", 0), total=data.get("total"))
 

@@ -170,3 +170,14 @@ def test_json_text_is_the_one_json_format():
 
     text = json_text({"a": float("nan"), "b": (1, float("inf")), "c": PurePosixPath("x/y"), 3: "k"})
     assert text.endswith("}\n") and json.loads(text) == {"a": None, "b": [1, None], "c": "x/y", "3": "k"}
+
+
+def test_cli_json_output_is_valid_json(capsys):
+    """--json prints what json_text writes: nan (the reference protocol's val_uar) as null."""
+    import json
+
+    from ifdd_bench.console import print_json
+
+    print_json({"val_uar": float("nan"), "uar": 0.5})
+    out = capsys.readouterr().out
+    assert "NaN" not in out and json.loads(out, parse_constant=lambda c: 1 / 0) == {"val_uar": None, "uar": 0.5}
