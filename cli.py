@@ -444,6 +444,9 @@ def report_cmd(results_dir, runs_dir, out_dir, formats, plots, allow_mixed, refe
     """Render paper-ready tables (LaTeX, Markdown) and plots from the results CSVs (no torch)."""
     from ifdd_bench.reports.render import render_report
     command_line = "ifdd-bench report " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "ifdd-bench report"
+    if readme_path:
+        from ifdd_bench.reports.readme import check_readme
+        check_readme(readme_path, plots=plots)  # before the render: a wrong --readme writes nothing
     with show.rendering() as progress:
         result = render_report(results_dir, runs_dir, out_dir, formats=formats, plots=plots,
                                allow_mixed=allow_mixed, reference=reference, filters=filters,

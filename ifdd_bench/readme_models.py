@@ -92,8 +92,7 @@ def update_readme(path: str | os.PathLike, result, out_dir: str | os.PathLike) -
     written. Returns the names of the blocks whose text changed (``[]``: already up to date).
     """
     path = Path(path)
-    if not path.is_file():
-        raise BenchError(f"{path}: no such file; --readme names an existing README with the generated-block markers")
+    readme.check_readme(path)
     figure = Path(out_dir) / "plots" / f"{readme.HEADLINE_FIGURE}.png"
     if not figure.is_file():
         raise BenchError(f"the README headline links {figure}, which does not exist; render with plots "

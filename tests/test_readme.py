@@ -136,3 +136,26 @@ def test_model_table_leaves_out_models_registered_by_tests():
         assert "_readme_probe" not in model_table_markdown()
     finally:
         _REGISTRY.pop("_readme_probe", None)
+
+
+@pytest.mark.parametrize("readme_text, extra, message", [
+    (None, [], "no such file"),
+    ("# no markers\n", [], "ablation-results:start"),
+    ("<!-- ablation-results:start -->\n<!-- ablation-results:end -->\n<!-- model-table -->\n<!-- /model-table -->\n",
+     ["--no-plots"], "needs the plots"),
+])
+def test_report_readme_is_checked_before_anything_is_rendered(tmp_path, readme_text, extra, message):
+    """A --readme that cannot be updated ends in one message, exit 2, and no report folder is written."""
+    from click.testing import CliRunner
+
+    import cli
+
+    target = tmp_path / "README.md"
+    if readme_text is not None:
+        target.write_text(readme_text)
+    out = CliRunner().invoke(cli.main, ["report", "--results-dir", str(ROOT / "results"), "--runs-dir",
+                                        str(ROOT / "runs"), "--out", str(tmp_path / "report"), "--readme",
+                                        str(target), *extra])
+    assert out.exit_code == 2 and message in " ".join(out.output.split()) and "Traceback" not in out.output
+    assert not (tmp_path / "report").exists()
+    assert readme_text is None or target.read_text() == readme_text

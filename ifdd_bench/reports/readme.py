@@ -21,6 +21,7 @@ Example::
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Sequence
 
@@ -318,3 +319,16 @@ def block_text(text: str, start_marker: str, end_marker: str, *, path: str = "RE
     """The body between two markers (what :func:`replace_block` would replace)."""
     begin, end = find_block(text, start_marker, end_marker, path=path)
     return text[begin:end]
+
+
+def check_readme(path: str | os.PathLike, *, plots: bool = True) -> None:
+    """Refuse a ``--readme`` target before anything is rendered: a missing file, a missing or
+    misordered marker pair, or a render without plots (the headline links a figure)."""
+    path = Path(path)
+    if not path.is_file():
+        raise BenchError(f"{path}: no such file; --readme names an existing README with the generated-block markers")
+    if not plots:
+        raise BenchError("--readme needs the plots (its headline links a figure); leave out --no-plots")
+    text = path.read_text(encoding="utf-8")
+    for start, end in ((HEADLINE_START, HEADLINE_END), (MODEL_TABLE_START, MODEL_TABLE_END)):
+        find_block(text, start, end, path=str(path))
