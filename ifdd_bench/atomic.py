@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import IO, Any, Iterator, Mapping
 
 __all__ = ["current_umask", "default_file_mode", "atomic_path", "atomic_open", "write_text_atomic",
-           "write_bytes_atomic"]
+           "write_bytes_atomic", "json_text"]
 
 
 def current_umask() -> int:

@@ -1,8 +1,7 @@
 """The one builder of a :class:`~ifdd_bench.config.RunSpec` from what a user asks.
 
-``run train``, every ``run ablation`` cell (inline, pool, submitit), ``eval``, ``config``-style
-dry runs and the Python API all call :func:`build_run_spec`, so the same request gives the same
-run on every path. It applies, in this order:
+``run train``, every ``run ablation`` cell (inline, pool, submitit) and ``eval`` on another
+dataset call :func:`build_run_spec`, so the same request gives the same run on every path. It applies, in this order:
 
 1. the protocol preset (``reference`` or ``unified``);
 2. on the embedded SynthDFER benchmark (``dataset="synth"`` without a data root), the CPU recipe

@@ -208,10 +208,10 @@ class Ablation:
     block: int = 0  # 0: component ablation rows, 1: knob variants of the full model
     label_tex: str = ""  # the label in LaTeX when it differs from ``label``
 
-    def switches(self, base: IFDDConfig | None = None) -> dict[str, Any]:
+    def switches(self) -> dict[str, Any]:
         """The components this variant runs (split ``issm`` | ``lazy`` | ``none``, LADM, L_lift),
         read off the resolved config rather than restated."""
-        cfg = replace(base or IFDDConfig(), **dict(self.overrides))
+        cfg = replace(IFDDConfig(), **dict(self.overrides))
         split = "issm" if cfg.issm else ("none" if cfg.top_kind == "gap" else "lazy")
         return {"split": split, "ladm": cfg.ladm, "lift": cfg.lambda_lift > 0}
 
