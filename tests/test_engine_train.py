@@ -73,6 +73,7 @@ def test_fit_learns_and_writes_the_run_folder(trained):
     assert sum(int(p["correct"]) for p in preds) / 24 == pytest.approx(row["war"])
     env = json.loads((run_dir / "environment.json").read_text())
     assert env["seeds"]["seed"] == 0 and env["torch"] == torch.__version__ and "git_sha" in env
+    assert env["weights_loaded"] is None  # the test model starts from its own initialisation
     kinds = [e["kind"] for e in events]
     assert kinds[0] == "start" and kinds[-1] == "done" and kinds.count("epoch_end") == 4
     step = next(e for e in events if e["kind"] == "step")

@@ -183,3 +183,29 @@ def test_a_sweep_whose_init_weights_do_not_fit_fails_once_before_any_cell(tmp_pa
     assert calls == [] and not (tmp_path / "res" / "runs.csv").exists()
     fits = sweep.plan_sweep(variants="baseline", runs_dir=str(tmp_path / "runs"), results_dir=str(tmp_path / "res"))
     sweep.check_init_weights(fits.cells())  # 64 px: the shipped file fits, nothing raised
+
+
+def test_the_run_record_names_the_shipped_weights_by_file_and_hash():
+    """A config that names shipped weights by their builtin name ('synth-pretext') still gets the
+    file and its SHA-256 in environment.json, as a path would."""
+    from ifdd_bench.engine.environment import weight_files
+    from ifdd_bench.hashing import sha256_file
+
+    record = weight_files(registry.resolve_config("ifdd_tiny_pretext"))
+    path = BUILTIN_WEIGHTS["synth-pretext"]
+    assert record == {"pretrained": f"{path.resolve()} sha256:{sha256_file(path)}"}
+
+
+def test_environment_record_keeps_what_loading_the_initial_weights_reported():
+    import torch
+
+    from ifdd_bench.engine.environment import environment_record
+    from ifdd_bench.hashing import sha256_file
+
+    model = registry.create_model("ifdd_tiny_pretext", "full")
+    record = environment_record(device=torch.device("cpu"), seeds={"seed": 0},
+                                model_cfg=model.cfg, weights_loaded=model.pretrained_report.as_dict())
+    loaded = record["weights_loaded"]
+    assert loaded["sha256"] == sha256_file(BUILTIN_WEIGHTS["synth-pretext"]) and loaded["kind"] == "ifdd_pretext"
+    assert loaded["mapped"] > 0 and loaded["unexpected"] == [] and loaded["mismatched"] == []
+    assert environment_record(device=torch.device("cpu"), seeds={})["weights_loaded"] is None

@@ -47,7 +47,10 @@ def git_sha() -> str:
 
 def weight_files(model_cfg: Any) -> dict[str, str]:
     """``{field: sha256}`` for every string field of the model config naming an existing file
-    (pretrained weights, text descriptors ...)."""
+    (pretrained weights, text descriptors ...), shipped weights named by their builtin name
+    (``pretrained="synth-pretext"``) included."""
+    from ifdd_bench.models.pretrained import BUILTIN_WEIGHTS
+
     values: Mapping[str, Any]
     if is_dataclass(model_cfg):
         values = {f.name: getattr(model_cfg, f.name) for f in fields(model_cfg)}
@@ -55,6 +58,8 @@ def weight_files(model_cfg: Any) -> dict[str, str]:
         values = dict(model_cfg or {})
     out = {}
     for key, value in values.items():
+        if isinstance(value, str) and value in BUILTIN_WEIGHTS:
+            value = str(BUILTIN_WEIGHTS[value])
         if isinstance(value, str) and value and os.path.isfile(value):
             out[key] = f"{Path(value).resolve()} sha256:{sha256_file(value)}"
     return out
@@ -70,8 +75,10 @@ def device_description(device: torch.device) -> str:
 
 def environment_record(*, device: torch.device, seeds: Mapping[str, Any], model_cfg: Any = None,
                        dataset_info: Mapping[str, Any] | None = None, world_size: int = 1,
-                       precision: str = "fp32", notes: list[str] | None = None) -> dict:
-    """JSON-ready description of the software, hardware and inputs of a run."""
+                       precision: str = "fp32", notes: list[str] | None = None,
+                       weights_loaded: Mapping[str, Any] | None = None) -> dict:
+    """JSON-ready description of the software, hardware and inputs of a run; ``weights_loaded`` is
+    what loading the initial weights reported (file, SHA-256, matched / missing / unexpected keys)."""
     import numpy
     import timm
     import torchvision
@@ -98,6 +105,7 @@ def environment_record(*, device: torch.device, seeds: Mapping[str, Any], model_
         "command": " ".join(sys.argv),
         "seeds": dict(seeds),
         "weight_files": weight_files(model_cfg) if model_cfg is not None else {},
+        "weights_loaded": dict(weights_loaded) if weights_loaded else None,
         "dataset": dict(dataset_info or {}),
         "notes": list(notes or []),
     }

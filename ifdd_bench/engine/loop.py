@@ -95,7 +95,7 @@ def fit(spec: RunSpec, bundle: Any, *, ctx: D.DistContext | None = None, progres
             state = S.resume(run_dir, identity, model, optimizer, scheduler, scaler, ctx, report)
         if ctx.is_main:
             S.write_run_header(run_dir, spec, identity, classes, model_cfg, bundle, ctx, precision, notes,
-                               state, fresh=not resume)
+                               state, fresh=not resume, weights=getattr(model, "pretrained_report", None))
 
         train_model: nn.Module = model
         if ctx.distributed:

@@ -74,8 +74,10 @@ def resume(run_dir: Path, identity: Mapping[str, Any], model: nn.Module, optimiz
 
 def write_run_header(run_dir: Path, spec: RunSpec, identity: Mapping[str, Any], classes: Sequence[str],
                      model_cfg: Any, bundle: Any, ctx: D.DistContext, precision: str, notes: list[str],
-                     state: RunState, *, fresh: bool) -> None:
-    """``config.json`` and ``environment.json`` (rank 0); a fresh start drops the old run's markers."""
+                     state: RunState, *, fresh: bool, weights: Any = None) -> None:
+    """``config.json`` and ``environment.json`` (rank 0); a fresh start drops the old run's markers.
+    ``weights`` is the model's :class:`~ifdd_bench.models.weight_report.WeightReport` when it was
+    initialised from a file (its ``as_dict()`` goes into environment.json)."""
     cfg = spec.train
     run_dir.mkdir(parents=True, exist_ok=True)
     if fresh:
@@ -91,7 +93,8 @@ def write_run_header(run_dir: Path, spec: RunSpec, identity: Mapping[str, Any], 
                           "loader workers and mixup"}
     F.write_json(run_dir / F.ENVIRONMENT, environment_record(
         device=ctx.device, model_cfg=model_cfg, dataset_info=getattr(bundle, "info", {}), world_size=ctx.world_size,
-        precision=precision, notes=notes, seeds=seeds))
+        precision=precision, notes=notes, seeds=seeds,
+        weights_loaded=weights.as_dict() if weights is not None else None))
     if state.history:
         F.write_history(run_dir, state.history)
 
