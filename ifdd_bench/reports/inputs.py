@@ -93,6 +93,14 @@ def is_ifdd_model(model: str) -> bool:
     return str(model) == "ifdd" or str(model).startswith("ifdd_")
 
 
+def ifdd_models_in(frame: pd.DataFrame, *columns: str) -> list[str]:
+    """Sorted IFDD-family model names in ``frame``'s ``model`` column (and any further ``columns``)."""
+    names: set[str] = set()
+    for column in ("model", *columns):
+        names |= set(frame[column].unique())
+    return sorted(m for m in names if is_ifdd_model(m))
+
+
 # --------------------------------------------------------------------------------------------
 # registered model names without importing torch
 

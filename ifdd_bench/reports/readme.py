@@ -29,7 +29,7 @@ import pandas as pd
 
 from ifdd_bench.errors import BenchError
 from ifdd_bench.reports import markup, stats, tables
-from ifdd_bench.reports.inputs import dataset_name, is_ifdd_model, load_literature
+from ifdd_bench.reports.inputs import dataset_name, ifdd_models_in, load_literature
 from ifdd_bench.reports.tables.cells import p_text, signed_text
 
 HEADLINE_START = "<!-- ablation-results:start -->"
@@ -112,7 +112,7 @@ def _figure_lines(summary: pd.DataFrame | None, model: str, reference: str, link
         return lines
     best = summary.sort_values(["uar_mean", "model", "variant"], ascending=[False, True, True]).iloc[0]
     worst = summary.sort_values(["uar_mean", "model", "variant"], ascending=[True, True, True]).iloc[0]
-    multi = summary.loc[summary["model"].map(is_ifdd_model), "model"].nunique() > 1
+    multi = len(ifdd_models_in(summary)) > 1
 
     def label(row: pd.Series) -> str:
         return tables.entry_label(row["model"], row["variant"], names=names, with_model=bool(multi))

@@ -93,7 +93,7 @@ def check_reference(runs: pd.DataFrame, reference: str, known_models: Iterable[s
     or registered model without runs (a sweep that left ``full`` out) gives the note; any other
     name is a typo and raises :class:`ConfigError` with the closest choices.
     """
-    ifdd_models = sorted(m for m in runs["model"].unique() if is_ifdd_model(m))
+    ifdd_models = inputs.ifdd_models_in(runs)
     ifdd_variants = sorted(set(runs.loc[runs["model"].map(is_ifdd_model), "variant"]),
                            key=lambda v: (inputs.VARIANT_ORDER.get(v, 99), v))
     models = set(runs["model"])
@@ -119,7 +119,7 @@ def check_reference(runs: pd.DataFrame, reference: str, known_models: Iterable[s
 def _labels(runs: pd.DataFrame, literature: pd.DataFrame | None) -> tuple[list[str], dict[str, str]]:
     """Canonical entry order and short labels for plots."""
     names = tables.method_names(literature)
-    multi = runs.loc[runs["model"].map(is_ifdd_model), "model"].nunique() > 1
+    multi = len(inputs.ifdd_models_in(runs)) > 1
     pairs = sorted({(m, v) for m, v in zip(runs["model"], runs["variant"])}, key=lambda e: tables.entry_sort_key(*e))
     order = [inputs.entry_key(m, v) for m, v in pairs]
     labels = {inputs.entry_key(m, v): tables.entry_label(m, v, names=names, with_model=multi) for m, v in pairs}
@@ -208,7 +208,7 @@ def render_report(
         result.skipped.append("comparison rows from the literature: literature.csv not found")
 
     # ---- tables
-    ifdd_models = sorted(m for m in runs["model"].unique() if is_ifdd_model(m))
+    ifdd_models = inputs.ifdd_models_in(runs)
     for model in ifdd_models or [None]:
         table = tables.ablation_table(runs, model=model, profile=profile, literature=literature,
                                       extra_notes=table_notes)

@@ -40,7 +40,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from ifdd_bench.reports.inputs import is_ifdd_model
+from ifdd_bench.reports.inputs import ifdd_models_in
 
 #: fewest paired runs for which a t-interval is given (below it: no interval, and the table says why)
 MIN_PAIRS_FOR_INTERVAL = 5
@@ -287,11 +287,6 @@ def sign_flip_pvalue(diffs: np.ndarray, *, n_resamples: int = 10_000, seed: int 
     return float((np.sum(means >= observed - tol) + 1) / (n_resamples + 1)), "monte-carlo"
 
 
-def _ifdd_models(frame: pd.DataFrame) -> list[str]:
-    """The IFDD-family models in ``frame`` (``ifdd``, ``ifdd_tiny``, ...); each has its own reference."""
-    return sorted(m for m in frame["model"].unique() if is_ifdd_model(m))
-
-
 def _reference_rows(runs: pd.DataFrame, reference: str, ifdd_models: Sequence[str]) -> dict[str, pd.DataFrame]:
     """Reference rows per IFDD model (or, when ``reference`` names a model, that model's ``full``
     variant, which the tables label as the reference): {model: rows}."""
@@ -334,7 +329,7 @@ def paired_differences(runs: pd.DataFrame, *, reference: str = "full", metrics: 
     Differences are fractions (multiply by 100 for percentage points).
     """
     if ifdd_models is None:
-        ifdd_models = _ifdd_models(runs)
+        ifdd_models = ifdd_models_in(runs)
     refs = _reference_rows(runs, reference, ifdd_models)
     rows = []
     for ref_model, ref_rows in refs.items():
@@ -426,7 +421,7 @@ def clip_paired_differences(predictions: pd.DataFrame, *, reference: str = "full
     (reference model, reference, metric) like :func:`paired_differences`.
     """
     if ifdd_models is None:
-        ifdd_models = _ifdd_models(predictions)
+        ifdd_models = ifdd_models_in(predictions)
     alpha = (1.0 - confidence) / 2.0
     rows = []
     for ref_model, ref_rows in _reference_rows(predictions, reference, ifdd_models).items():

@@ -9,7 +9,7 @@ import pandas as pd
 
 from ifdd_bench.reports import stats
 from ifdd_bench.reports.markup import Block, Cell, ReportTable
-from ifdd_bench.reports.inputs import VARIANTS_BY_KEY, dataset_name, entry_key, is_ifdd_model
+from ifdd_bench.reports.inputs import VARIANTS_BY_KEY, dataset_name, entry_key, ifdd_models_in, is_ifdd_model
 from ifdd_bench.reports.tables.cells import append_uar_war, bold_best, distinct_texts, fmt_compute, fmt_params
 from ifdd_bench.reports.tables.compute import ProfileMatch, compute_notes, find_profile
 from ifdd_bench.reports.tables.labels import entry_label, entry_sort_key, method_names, ordered_datasets
@@ -38,7 +38,7 @@ def ablation_table(runs: pd.DataFrame, *, model: str | None = None, profile: pd.
     baselines trained under the same protocol (rendered under their method name). ``model``
     picks the IFDD model when ``runs`` holds several (default: the first in alphabetical order).
     """
-    ifdd_models = sorted(m for m in runs["model"].unique() if is_ifdd_model(m))
+    ifdd_models = ifdd_models_in(runs)
     model = model or (ifdd_models[0] if ifdd_models else None)
     part = runs[(runs["model"] == model) | ~runs["model"].map(is_ifdd_model)]
     datasets = ordered_datasets(part["dataset"].unique())

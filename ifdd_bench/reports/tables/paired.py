@@ -13,7 +13,7 @@ import pandas as pd
 
 from ifdd_bench.reports import stats
 from ifdd_bench.reports.markup import Block, Cell, ReportTable, tex_escape
-from ifdd_bench.reports.inputs import dataset_name, is_ifdd_model
+from ifdd_bench.reports.inputs import dataset_name, ifdd_models_in, is_ifdd_model
 from ifdd_bench.reports.tables.cells import NOT_DEFINED, p_text, signed_text
 from ifdd_bench.reports.tables.labels import DATASET_ORDER, entry_label, entry_sort_key, method_names
 
@@ -34,7 +34,7 @@ def _difference_rows(diffs: pd.DataFrame, names: dict[str, str], counts: Sequenc
     block = Block()
     ref_label = ""
     # two IFDD models (e.g. from scratch and pre-trained) share variant labels: name the model too
-    multi = len({m for m in set(diffs["model"]) | set(diffs["reference_model"]) if is_ifdd_model(m)}) > 1
+    multi = len(ifdd_models_in(diffs, "reference_model")) > 1
     for (ref_model, dataset, model, variant), part in sorted(
             diffs.groupby(["reference_model", "dataset", "model", "variant"]),
             key=lambda kv: (DATASET_ORDER.index(kv[0][1]) if kv[0][1] in DATASET_ORDER else 9, kv[0][0],
@@ -62,7 +62,7 @@ def _difference_rows(diffs: pd.DataFrame, names: dict[str, str], counts: Sequenc
 
 def _holm_note(diffs: pd.DataFrame, names: dict[str, str]) -> str:
     """Which p-values were Holm-adjusted together: per metric and reference, with the family sizes."""
-    multi = len({m for m in set(diffs["model"]) | set(diffs["reference_model"]) if is_ifdd_model(m)}) > 1
+    multi = len(ifdd_models_in(diffs, "reference_model")) > 1
     families = []
     for (ref_model, reference, metric), part in diffs.groupby(list(stats.HOLM_FAMILY), sort=False):
         ref_variant = reference if is_ifdd_model(ref_model) else "full"
