@@ -59,7 +59,8 @@ def test_pretrain_writes_backbone_weights_that_load_strictly(tmp_path):
     out = tmp_path / "w.pt"
     meta = pretrain(_tiny(), out, threads=1)
     assert not (tmp_path / "w.pt.state.pt").exists()  # the resumable state is removed at the end
-    assert [h["epoch"] for h in meta["history"]] == [0, 1] and set(meta["history"][0]["val_r2"]) == set(TARGET_NAMES)
+    assert [h["epoch"] for h in meta["history"]] == [0, 1] and set(meta["history"][0]["val_r2"]) == {"pixels"}
+    assert meta["objective"] == "masked-video" and "target_mean" not in meta  # nothing of the generator's parameters
     saved = torch.load(out, weights_only=True)
     assert saved["format"] == PRETEXT_FORMAT and all(k.startswith(("embed.", "backbone.")) for k in saved["state_dict"])
 
@@ -78,9 +79,10 @@ def test_pretrain_writes_backbone_weights_that_load_strictly(tmp_path):
         pretrain(_tiny(), out)
 
 
-def test_pretrain_resumes_after_an_interruption_to_the_same_weights(tmp_path):
+@pytest.mark.parametrize("objective", ["masked-video", "expression-motion"])
+def test_pretrain_resumes_after_an_interruption_to_the_same_weights(tmp_path, objective):
     whole = tmp_path / "whole.pt"
-    pretrain(_tiny(), whole, threads=1)
+    pretrain(_tiny(objective=objective), whole, threads=1)
 
     cut = tmp_path / "cut.pt"
 
@@ -89,12 +91,12 @@ def test_pretrain_resumes_after_an_interruption_to_the_same_weights(tmp_path):
             raise _Stop
 
     with pytest.raises(_Stop):
-        pretrain(_tiny(), cut, progress=stop_after_first_epoch, threads=1)
+        pretrain(_tiny(objective=objective), cut, progress=stop_after_first_epoch, threads=1)
     assert (tmp_path / "cut.pt.state.pt").exists() and not cut.exists()
     events = []
     with pytest.raises(CheckpointError, match=r"other settings \(pretext.lr: 0.001 there vs 0.0005 now\)"):
-        pretrain(_tiny(lr=5e-4), cut, threads=1)
-    pretrain(_tiny(), cut, progress=events.append, threads=1)
+        pretrain(_tiny(lr=5e-4, objective=objective), cut, threads=1)
+    pretrain(_tiny(objective=objective), cut, progress=events.append, threads=1)
     assert {"kind": "resumed", "epoch": 1} in events
     a, b = torch.load(whole, weights_only=True), torch.load(cut, weights_only=True)
     for key in a["state_dict"]:
@@ -107,6 +109,10 @@ def test_pretext_config_rejects_impossible_values(tmp_path):
         PretextConfig(epochs=0)
     with pytest.raises(ConfigError, match="pretext lr must be a positive"):
         PretextConfig(lr=0.0)
+    with pytest.raises(ConfigError, match="objective must be one of masked-video, expression-motion"):
+        PretextConfig(objective="labels")
+    with pytest.raises(ConfigError, match="mask_ratio must be between 0 and 1"):
+        PretextConfig(mask_ratio=1.0)
     with pytest.raises(ConfigError, match="for IFDD models"):
         pretrain(PretextConfig(model="c3d_tiny"), tmp_path / "sub" / "never.pt")
     assert not (tmp_path / "sub").exists()  # refused before anything is written

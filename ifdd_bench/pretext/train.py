@@ -1,13 +1,21 @@
-"""Pre-train IFDD's embedding and backbone on the facial-motion pretext (:mod:`ifdd_bench.pretext.data`).
+"""Pre-train IFDD's embedding and backbone on a pretext task over emotion-free clips (:mod:`ifdd_bench.pretext.data`).
 
 What is pre-trained is exactly what the paper initialises from Kinetics-400: the patch embedding and
 the MViT backbone. The pyramid, ISSM, LADM and the classifier -- the parts the ablation switches --
 stay at their random initialisation when the weights are loaded, so every ablation row starts from
 the same backbone and differs only in its top.
 
-The pretext head reads both backbone taps, averages each token frame over space and regresses the
-:data:`~ifdd_bench.pretext.data.TARGET_NAMES` of that frame (targets standardised with the training
-clips' statistics, mean squared error). A run writes one weight file (format
+Two objectives (:data:`OBJECTIVES`):
+
+* ``masked-video`` (the default, :mod:`ifdd_bench.pretext.masked`): reconstruct the pixels of hidden
+  parts of the clip. It reads nothing but the pixels, so nothing of the label space reaches the
+  backbone.
+* ``expression-motion`` (the earlier default, kept to reproduce its weight file): a head reads both
+  backbone taps, averages each token frame over space and regresses the generator's expression
+  parameters of that frame relative to the clip mean (:data:`~ifdd_bench.pretext.data.TARGET_NAMES`,
+  standardised, mean squared error). Those parameters are the variables whose change defines a
+  SynthDFER label, so a backbone trained on them starts from an already disentangled expression
+  feature. A run writes one weight file (format
 :data:`~ifdd_bench.models.pretrained.PRETEXT_FORMAT`) and, while it runs, a resumable state file
 next to it (``<out>.state.pt``, saved after every epoch, removed at the end): an interrupted run
 continues from its last finished epoch when started again with the same settings.
@@ -17,6 +25,7 @@ from __future__ import annotations
 
 import math
 import time
+from functools import partial
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -35,8 +44,11 @@ from ifdd_bench.hashing import sha256_file
 from ifdd_bench.models.ifdd import TOKEN_FRAMES
 from ifdd_bench.models.pretrained import PRETEXT_FORMAT, backbone_geometry
 from ifdd_bench.pretext.data import PRETEXT_SEED, TARGET_NAMES, pretext_synth_config, render_pretext_clips
+from ifdd_bench.pretext.masked import MaskedVideoModel, masked_mse, sample_mask
 
 STATE_FORMAT = "ifdd-bench-pretext-state/1"
+#: pretext objectives: masked-video reconstruction (default) and the earlier expression-motion regression
+OBJECTIVES = ("masked-video", "expression-motion")
 
 
 @dataclass(frozen=True)
@@ -53,8 +65,14 @@ class PretextConfig:
     seed: int = 0  # initialisation and shuffling
     data_seed: int = PRETEXT_SEED  # the pretext clips (must stay disjoint from benchmark seeds)
     render_size: int = 112  # the benchmark's frame size; clips are resized to the model's size like the loader does
+    objective: str = "masked-video"
+    mask_ratio: float = 0.6  # share of hidden units per clip (masked-video only)
 
     def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise ConfigError(f"pretext objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
+        if not isinstance(self.mask_ratio, (int, float)) or not 0 < self.mask_ratio < 1:
+            raise ConfigError(f"pretext mask_ratio must be between 0 and 1 (exclusive), got {self.mask_ratio!r}")
         checks = {"clips": (self.clips, 16), "val_clips": (self.val_clips, 16), "epochs": (self.epochs, 1),
                   "batch_size": (self.batch_size, 1)}
         for name, (value, low) in checks.items():
@@ -119,6 +137,23 @@ def evaluate(model: PretextModel, clips: torch.Tensor, targets: torch.Tensor, ba
             "r2": dict(zip(TARGET_NAMES, r2))}
 
 
+@torch.no_grad()
+def evaluate_masked(model: MaskedVideoModel, clips: torch.Tensor, masks: torch.Tensor, batch: int) -> dict[str, Any]:
+    """Masked-pixel error on held-out clips with fixed masks ``(N, t, h, w)``.
+
+    ``r2_mean`` is ``1 - mse``: the targets are standardised per unit, so predicting each unit's
+    mean scores 0 and a perfect reconstruction 1.
+    """
+    model.eval()
+    total, hidden = 0.0, 0
+    for idx in _batches(len(clips), batch, None):
+        x = _as_input(clips[idx])
+        per_unit = ((model(x, masks[idx]) - model.targets(x)) ** 2).mean(-1)  # (B, t, h, w)
+        total, hidden = total + float(per_unit[masks[idx]].sum()), hidden + int(masks[idx].sum())
+    mse = total / hidden
+    return {"mse": mse, "r2_mean": 1.0 - mse, "r2": {"pixels": 1.0 - mse}}
+
+
 def _state_path(out: Path) -> Path:
     return out.with_name(out.name + ".state.pt")
 
@@ -162,13 +197,23 @@ def _mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return ((pred - target) ** 2).mean()  # (B, T', targets) -> scalar
 
 
-def _train_epoch(model: PretextModel, optim: torch.optim.Optimizer, sched: Any, clips: torch.Tensor,
-                 targets: torch.Tensor, batches: list[torch.Tensor], on_step: Callable[[dict], None]) -> float:
-    """One pass over ``batches`` (index tensors): MSE steps; returns the clip-weighted mean loss."""
+def _train_epoch(model: nn.Module, optim: torch.optim.Optimizer, sched: Any, clips: torch.Tensor,
+                 targets: torch.Tensor, batches: list[torch.Tensor], on_step: Callable[[dict], None],
+                 mask_ratio: float | None = None) -> float:
+    """One pass over ``batches`` (index tensors); returns the clip-weighted mean loss.
+
+    With ``mask_ratio`` the model is a :class:`MaskedVideoModel` and each batch gets fresh masks
+    from torch's global generator (restored on resume); otherwise it regresses ``targets``.
+    """
     model.train()
     total, seen = 0.0, 0
     for step, idx in enumerate(batches):
-        out = train_step(model, _as_input(clips[idx]), targets[idx], optim, _mse)
+        x = _as_input(clips[idx])  # (B, 3, T, H, W)
+        if mask_ratio is None:
+            out = train_step(model, x, targets[idx], optim, _mse)
+        else:
+            mask = sample_mask(len(idx), model.grid, mask_ratio)  # (B, t, h, w)
+            out = train_step(partial(model, mask=mask), x, (model.targets(x), mask), optim, masked_mse)
         sched.step()
         total, seen = total + float(out.loss) * len(idx), seen + len(idx)
         on_step({"step": step + 1, "steps": len(batches), "loss": total / seen})
@@ -220,7 +265,11 @@ def pretrain(cfg: PretextConfig, out: str | Path, *, progress: Progress | None =
     mean, std = targets[:cfg.clips].mean((0, 1)), targets[:cfg.clips].std((0, 1)).clamp_min(1e-6)
     train_y, val_y = (targets[:cfg.clips] - mean) / std, (targets[cfg.clips:] - mean) / std
 
-    model = PretextModel(ifdd, len(TARGET_NAMES))
+    masked = cfg.objective == "masked-video"
+    model = MaskedVideoModel(ifdd) if masked else PretextModel(ifdd, len(TARGET_NAMES))
+    if masked:  # fixed held-out masks, drawn from their own generator
+        val_masks = sample_mask(len(val_x), model.grid, cfg.mask_ratio,
+                                generator=torch.Generator().manual_seed(cfg.seed + 1))
     optim = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(cfg.clips / cfg.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(optim, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch,
@@ -242,8 +291,10 @@ def pretrain(cfg: PretextConfig, out: str | Path, *, progress: Progress | None =
         t0 = time.perf_counter()
         batches = _batches(cfg.clips, cfg.batch_size, gen)
         train_mse = _train_epoch(model, optim, sched, train_x, train_y, batches,
-                                 lambda info: emit({"kind": "step", "epoch": epoch, "epochs": cfg.epochs, **info}))
-        val = evaluate(model, val_x, val_y, cfg.batch_size)
+                                 lambda info: emit({"kind": "step", "epoch": epoch, "epochs": cfg.epochs, **info}),
+                                 mask_ratio=cfg.mask_ratio if masked else None)
+        val = (evaluate_masked(model, val_x, val_masks, cfg.batch_size) if masked
+               else evaluate(model, val_x, val_y, cfg.batch_size))
         history.append({"epoch": epoch, "train_mse": train_mse, "val_mse": val["mse"], "val_r2_mean": val["r2_mean"],
                         "val_r2": val["r2"], "seconds": time.perf_counter() - t0})
         emit({"kind": "epoch", **history[-1]})
@@ -254,8 +305,10 @@ def pretrain(cfg: PretextConfig, out: str | Path, *, progress: Progress | None =
 
     weights = {k: v.detach().clone() for k, v in model.state_dict().items() if k.startswith(("embed.", "backbone."))}
     meta = {"format": PRETEXT_FORMAT, "model": cfg.model, "geometry": setup["geometry"], "pretext": setup["pretext"],
-            "synth": setup["synth"], "targets": list(TARGET_NAMES), "target_mean": mean.tolist(),
-            "target_std": std.tolist(), "history": history, "render_seconds": render_s,
+            "synth": setup["synth"], "objective": cfg.objective,
+            "targets": ["pixels"] if masked else list(TARGET_NAMES),
+            **({"mask_ratio": cfg.mask_ratio} if masked else {"target_mean": mean.tolist(), "target_std": std.tolist()}),
+            "history": history, "render_seconds": render_s,
             "torch": str(torch.__version__)}
     save_atomic({**meta, "state_dict": weights}, out)
     state_file.unlink(missing_ok=True)
