@@ -225,16 +225,22 @@ def train_cmd(model, variant, dataset, data_root, fold, seed, protocol, sets, ep
 @click.option("--lr", default=1e-3, show_default=True, type=float, help="Peak AdamW learning rate (one-cycle).")
 @click.option("--seed", default=0, show_default=True, type=int, help="Initialisation and shuffling seed.")
 @click.option("--threads", default=None, type=int, help="Torch threads (default: torch's).")
-def pretrain_cmd(out, model, clips, val_clips, epochs, lr, seed, threads) -> None:
-    """Pre-train an IFDD embedding + backbone on the emotion-free facial-motion pretext.
+@click.option("--objective", default="masked-video", show_default=True,
+              type=click.Choice(["masked-video", "expression-motion"]),
+              help="masked-video: reconstruct hidden pixels (label-neutral); expression-motion: the earlier "
+                   "regression of expression parameters (reproduces the older weight file).")
+@click.option("--mask-ratio", default=0.6, show_default=True, type=float, help="Hidden share per clip (masked-video).")
+def pretrain_cmd(out, model, clips, val_clips, epochs, lr, seed, threads, objective, mask_ratio) -> None:
+    """Pre-train an IFDD embedding + backbone on emotion-free SynthDFER clips.
 
     The stand-in for the paper's Kinetics-400 initialisation on a CPU: SynthDFER clips of a disjoint
-    seed with no emotion at all, whose faces move anyway; the backbone regresses which face part
-    moved when. Load the result with `--set model.pretrained=PATH`.
+    seed with no emotion at all, whose faces move anyway; by default the backbone reconstructs
+    hidden parts of each clip from the rest (masked-video modelling). Load the result with
+    `--set model.pretrained=PATH`.
     """
     from ifdd_bench.pretext.train import pretext_config, pretrain
     cfg = pretext_config(threads=threads, model=model, clips=clips, val_clips=val_clips, epochs=epochs, lr=lr,
-                         seed=seed)
+                         seed=seed, objective=objective, mask_ratio=mask_ratio)
     with show.PretrainProgress(out) as progress:
         meta = pretrain(cfg, out, progress=progress, threads=threads)
     show.pretrained(out, meta)
@@ -301,7 +307,9 @@ def runs_migrate_cmd(runs_dir, results_dir, dry_run):
 @click.option("--model", default=None, help="Model to ablate [default: ifdd_tiny_pretext; ifdd with --data-root].")
 @click.option("--variants", default=None,
               help="Comma list of variants or 'all' [default: baseline,no_ladm,no_issm_no_lift,no_issm,no_lift,full,gap].")
-@click.option("--baselines", default=None, help="Comma list of baseline models (name or name:variant) under the same protocol.")
+@click.option("--baselines", default=None,
+              help="Comma list of baseline models (name or name:variant) under the same protocol, or 'none' "
+                   "[default: static_control for the default ablation on SynthDFER, none otherwise].")
 @click.option("--dataset", default="synth", show_default=True, help="synth | dfew | ferv39k | mafw.")
 @click.option("--data-root", type=click.Path(file_okay=False), default=None,
               help="Dataset folder as shipped (default: the embedded SynthDFER benchmark).")
