@@ -725,3 +725,16 @@ def test_report_variant_rows_come_from_the_models_ablation_table():
         cfg = registry.resolve_config("ifdd_tiny", key)
         assert (info.split == "issm") == cfg.issm and info.ladm == cfg.ladm
         assert info.lift == (cfg.lambda_lift > 0) and (info.split == "none") == (cfg.top_kind == "gap")
+
+
+def test_protocol_note_counts_runs_that_selected_their_last_epoch():
+    import pandas as pd
+
+    from ifdd_bench.reports.tables.protocol import last_epoch_share, protocol_notes
+
+    runs = pd.DataFrame({"dataset": ["synth"] * 3, "protocol": ["unified"] * 3, "train_hash": ["h"] * 3,
+                         "epochs": [5, 5, 5], "selection": ["val_uar"] * 3, "views": [1] * 3, "frames": [16] * 3,
+                         "size": [64] * 3, "selected_epoch": [4, 2, 4]})
+    assert last_epoch_share(runs) == " The selected epoch was the last one in 2 of 3 run(s)."
+    assert protocol_notes(runs, ["synth"])[0].endswith("last one in 2 of 3 run(s).")
+    assert last_epoch_share(runs.drop(columns="selected_epoch")) == ""

@@ -571,3 +571,14 @@ def test_damaged_runs_csv_is_a_clear_error_naming_the_file(tmp_path):
     (res / "runs.csv.new").replace(res / "runs.csv")
     with pytest.raises(DataError, match=rf"the row of {cell.run_id} has uar='abc', not a number"):
         sweep.summarize(plan)
+
+
+def test_the_default_ablation_trains_the_static_control_beside_the_variants():
+    from ifdd_bench.sweep.plan import DEFAULT_SYNTH_BASELINES, plan_sweep
+
+    plan = plan_sweep()
+    assert DEFAULT_SYNTH_BASELINES == ("static_control",)
+    assert plan.baselines == (("static_control", "full"),)
+    assert [c.role for c in plan.cells()].count("baseline") == 1
+    assert plan_sweep(baselines="none").baselines == ()
+    assert plan_sweep(model="ifdd_tiny").baselines == ()  # another model: only what is asked for

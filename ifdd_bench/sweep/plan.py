@@ -43,6 +43,9 @@ DEFAULT_MODEL = "ifdd_tiny_pretext"
 DEFAULT_REAL_MODEL = "ifdd"
 #: the IFDD ablation rows (spec 10.2) in table order, plus the GAP control
 DEFAULT_VARIANTS = ("baseline", "no_ladm", "no_issm_no_lift", "no_issm", "no_lift", "full", "gap")
+#: control trained beside the default ablation (embedded benchmark, default model, ``--baselines``
+#: not given): a frame classifier that cannot use dynamics, the floor the temporal rows must clear
+DEFAULT_SYNTH_BASELINES = ("static_control",)
 DEFAULT_DATASET = "synth"
 DEFAULT_PROTOCOL = "unified"
 #: folds / seeds of the embedded CPU sweep (real datasets default to every official fold)
@@ -146,7 +149,10 @@ def resolve_variants(model: str, text: str | Sequence[str] | None) -> tuple[str,
 
 
 def resolve_baselines(text: str | Sequence[str] | None) -> tuple[tuple[str, str], ...]:
-    """Parse ``"former_dfer_tiny,r3d_18:full"`` into ``(model, variant)`` pairs (variant ``full``)."""
+    """Parse ``"former_dfer_tiny,r3d_18:full"`` into ``(model, variant)`` pairs (variant ``full``);
+    ``"none"`` is the empty selection."""
+    if isinstance(text, str) and text.strip().lower() == "none":
+        return ()
     pairs = []
     for item in _split_names(text):
         name, _, variant = item.partition(":")
@@ -289,6 +295,8 @@ def plan_sweep(
     """
     check_dataset(dataset, data_root)
     embedded = is_embedded(dataset, data_root)
+    if baselines is None and embedded and model in (None, DEFAULT_MODEL):
+        baselines = DEFAULT_SYNTH_BASELINES
     model = model or (DEFAULT_MODEL if embedded else DEFAULT_REAL_MODEL)
     registry.get_entry(model)  # unknown model -> clear error
     axes = {key.split(".")[-1] for key, _ in parse_overrides(overrides)}

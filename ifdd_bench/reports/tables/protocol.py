@@ -15,8 +15,24 @@ SELECTION_TEXT = {
 }
 
 
+def last_epoch_share(runs: pd.DataFrame) -> str:
+    """How many runs selected their last epoch (``selected_epoch`` counts from 0), as text.
+
+    A run that selects its last epoch was still improving when training stopped; a recipe whose
+    runs mostly select an earlier epoch has converged on the selection metric.
+    """
+    if "selected_epoch" not in runs or "epochs" not in runs:
+        return ""
+    known = runs.dropna(subset=["selected_epoch", "epochs"])
+    if known.empty:
+        return ""
+    last = int((known["selected_epoch"].astype(int) == known["epochs"].astype(int) - 1).sum())
+    return f" The selected epoch was the last one in {last} of {len(known)} run(s)."
+
+
 def protocol_notes(runs: pd.DataFrame, datasets: Sequence[str]) -> list[str]:
-    """One footnote per dataset: protocol, train hash, epochs, selection rule, views, input size."""
+    """One footnote per dataset: protocol, train hash, epochs, selection rule, views, input size, and
+    how many runs selected their last epoch."""
     notes = []
     for dataset in datasets:
         part = runs[runs["dataset"] == dataset]
@@ -32,5 +48,5 @@ def protocol_notes(runs: pd.DataFrame, datasets: Sequence[str]) -> list[str]:
         notes.append(
             f"{dataset_name(dataset)}: protocol {'/'.join(protocols)} (TrainConfig hash {'/'.join(hashes) or '?'}, "
             f"{'/'.join(epochs) or '?'} epoch(s)), checkpoint = {sel}; {'/'.join(views) or '?'} test view(s), "
-            f"input T×H×W = {geometry}.")
+            f"input T×H×W = {geometry}.{last_epoch_share(part)}")
     return notes
