@@ -142,7 +142,8 @@ def submitit_options(*, executor: str = "submitit", cluster: str | None = None, 
         return {}
     require_submitit(", ".join(named) if named and executor != "submitit" else "--executor submitit")
     if executor != "submitit":
-        raise ConfigError(f"{', '.join(named)} only apply to submitit jobs; add --executor submitit")
+        verb = "applies" if len(named) == 1 else "apply"
+        raise ConfigError(f"{', '.join(named)} only {verb} to submitit jobs; add --executor submitit")
     if cluster is not None and cluster not in CLUSTERS:
         raise ConfigError(f"--cluster: unknown submitit cluster {cluster!r}; valid: {', '.join(CLUSTERS)}")
     if time is not None and timeout_min is not None:
