@@ -208,9 +208,9 @@ def test_cli_bad_slurm_value_is_one_message(tmp_path):
 # multi-rank jobs
 
 
-def _plan(root: Path, *overrides: str, epochs: int = 2):
+def _plan(root: Path, *overrides: str, device: str = "cpu", epochs: int = 2):
     return sweep.plan_sweep(fx.TEST_MODEL, "full", folds="1", seeds="0", epochs=epochs,
-                            overrides=["data.synth_preset=smoke", "device=cpu", "batch_size=8", "lr=3e-2",
+                            overrides=["data.synth_preset=smoke", f"device={device}", "batch_size=8", "lr=3e-2",
                                        *overrides],
                             runs_dir=root / "runs", results_dir=root / "res")
 
@@ -284,7 +284,7 @@ def _two_rank_cell(tmp_path: Path, monkeypatch, device: str):
     # the job processes unpickle rank_runner by module name: make this folder importable there
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    ddp, single = (_plan(tmp_path / name, f"device={device}") for name in ("ddp", "single"))
+    ddp, single = (_plan(tmp_path / name, device=device) for name in ("ddp", "single"))
     options = sweep.submitit_options(cluster="local", gpus_per_job=2, timeout_min=5)
     outcome = sweep.run_sweep(ddp, executor="submitit", runner=rank_runner, submitit_options=options)
     (cell,) = ddp.cells()
