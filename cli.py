@@ -30,7 +30,7 @@ def _handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except BenchError as err:
             if debug:
                 raise
-            err_console.print(f"[bold red]error:[/] {err}", highlight=False)
+            show.error(err)
             sys.exit(err.exit_code)
         except KeyboardInterrupt:
             err_console.print("[yellow]interrupted[/]; finished work is kept, re-run the same command to resume")
@@ -324,23 +324,36 @@ def runs_migrate_cmd(runs_dir, results_dir, dry_run):
               help="Cells run at once (local processes or submitit jobs) [default: 2 for the embedded "
                    "SynthDFER sweep on a machine with 2+ cores, else 1].")
 @click.option("--cluster", default=None, help="submitit cluster: slurm | local | debug [default: auto-detect].")
-@click.option("--partition", default=None, help="Slurm partition (submitit).")
-@click.option("--gpus-per-job", type=int, default=None, help="GPUs per submitit job.")
-@click.option("--timeout-min", type=int, default=None, help="Time limit per submitit job in minutes [default: 1440].")
+@click.option("--slurm-partition", "--partition", "partition", default=None, help="Slurm partition.")
+@click.option("--slurm-account", "account", default=None, help="Slurm account to charge.")
+@click.option("--slurm-mem", "mem", default=None, help="Memory per node: 64G, 32000M (Slurm --mem; no unit = MB).")
+@click.option("--slurm-time", "time_limit", default=None,
+              help="Time limit per job: minutes, HH:MM:SS or D-HH:MM:SS [default: 1-00:00:00].")
+@click.option("--slurm-constraint", "constraint", default=None, help="Slurm node features, e.g. a100 or 'a100|h100'.")
+@click.option("--slurm-extra", "extra", multiple=True, metavar="KEY=VALUE",
+              help="Any other sbatch option: qos=high, mail-type=END, exclusive (repeatable).")
+@click.option("--gpus-per-job", type=click.IntRange(min=1), default=None,
+              help="GPUs per job; N > 1 trains each cell as N DDP ranks, one per GPU.")
+@click.option("--timeout-min", type=click.IntRange(min=1), default=None,
+              help="Time limit per job in minutes (as --slurm-time) [default: 1440].")
 @click.option("--runs-dir", type=click.Path(file_okay=False), default="runs", show_default=True)
 @click.option("--results-dir", type=click.Path(file_okay=False), default="results", show_default=True)
 @click.option("--restart", is_flag=True, help="Train unfinished cells from scratch instead of resuming their last.pt.")
 @click.option("--dry-run", is_flag=True, help="Print the grid and which cells would run, then stop.")
 @click.option("--no-report", is_flag=True, help="Do not render tables and plots into the results folder at the end.")
 def ablation_cmd(model, variants, baselines, dataset, data_root, folds, seeds, epochs, protocol, overrides,
-                 executor, jobs, cluster, partition, gpus_per_job, timeout_min, runs_dir, results_dir, restart,
-                 dry_run, no_report) -> None:
+                 executor, jobs, cluster, partition, account, mem, time_limit, constraint, extra, gpus_per_job,
+                 timeout_min, runs_dir, results_dir, restart, dry_run, no_report) -> None:
     """Run an ablation grid (variants x folds x seeds), skipping cells already in runs.csv.
 
     With no arguments: IFDD-tiny's ablation on the embedded SynthDFER benchmark on the CPU,
     ending with the summary table and the rendered report in the results folder.
+    --executor submitit and the cluster options need pip install 'ifdd-bench[slurm]'.
     """
     from ifdd_bench import sweep
+    options = sweep.submitit_options(executor=executor, cluster=cluster, partition=partition, account=account,
+                                     mem=mem, time=time_limit, constraint=constraint, extra=extra,
+                                     gpus_per_job=gpus_per_job, timeout_min=timeout_min)
     plan = sweep.plan_sweep(model, variants, baselines=baselines, dataset=dataset, data_root=data_root,
                             folds=folds, seeds=seeds, epochs=epochs, protocol=protocol, overrides=overrides,
                             runs_dir=runs_dir, results_dir=results_dir)
@@ -348,8 +361,6 @@ def ablation_cmd(model, variants, baselines, dataset, data_root, folds, seeds, e
     show.sweep_status(status, executor, dry_run=dry_run)
     if dry_run:
         return
-    options = sweep.submitit_options(cluster=cluster, partition=partition, gpus_per_job=gpus_per_job,
-                                     timeout_min=timeout_min)
     with show.sweep_bar(len(status.todo)) as progress:
         outcome = sweep.run_sweep(plan, executor=executor, jobs=status.jobs, submitit_options=options,
                                   resume=not restart, progress=progress)

@@ -26,6 +26,11 @@ console = Console()
 err_console = Console(stderr=True)
 
 
+def error(err: BaseException) -> None:
+    """A user error on stderr, its text taken literally (``pip install 'ifdd-bench[slurm]'`` is not markup)."""
+    err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False)
+
+
 def wide_console() -> Console:
     """The shared console in a terminal; a 160-column one when output is piped (tables stay readable)."""
     return console if console.is_terminal else Console(width=160)

@@ -11,7 +11,9 @@ concept each:
 * :mod:`~ifdd_bench.sweep.jobbook`: ``runs/sweeps/<sweep_id>/jobs.csv``, one row per attempt;
 * :mod:`~ifdd_bench.sweep.executors`: :func:`run_sweep` with the inline, pool and submitit executors;
 * :mod:`~ifdd_bench.sweep.pool`: cells in worker processes (:func:`run_cell`, core sharing,
-  progress relay).
+  progress relay);
+* :mod:`~ifdd_bench.sweep.slurm`: the optional submitit extra, the cluster options
+  (:func:`submitit_options`) and multi-GPU jobs (one DDP rank per GPU).
 
 Example::
 
@@ -22,9 +24,7 @@ Example::
     >>> summarize(plan)                      # mean +- std UAR/WAR per variant
 """
 
-from ifdd_bench.sweep.executors import (
-    EXECUTORS, CellFailure, SweepOutcome, check_init_weights, run_sweep, submitit_options,
-)
+from ifdd_bench.sweep.executors import EXECUTORS, CellFailure, SweepOutcome, check_init_weights, run_sweep
 from ifdd_bench.sweep.finished import SweepStatus, partition_finished, result_rows, summarize, sweep_status
 from ifdd_bench.sweep.jobbook import JOB_COLUMNS, JobBook
 from ifdd_bench.sweep.plan import (
@@ -47,12 +47,13 @@ from ifdd_bench.sweep.plan import (
     resolve_variants,
 )
 from ifdd_bench.sweep.pool import Runner, default_runner, run_cell
+from ifdd_bench.sweep.slurm import SLURM_EXTRA, require_submitit, submitit_options
 
 __all__ = [
     "DEFAULT_DATASET", "DEFAULT_FOLDS", "DEFAULT_MODEL", "DEFAULT_PROTOCOL", "DEFAULT_REAL_MODEL", "DEFAULT_SEEDS",
-    "DEFAULT_SYNTH_JOBS", "DEFAULT_VARIANTS", "EXECUTORS", "JOB_COLUMNS",
+    "DEFAULT_SYNTH_JOBS", "DEFAULT_VARIANTS", "EXECUTORS", "JOB_COLUMNS", "SLURM_EXTRA",
     "Cell", "CellFailure", "JobBook", "Runner", "SweepOutcome", "SweepPlan", "SweepStatus",
     "check_init_weights", "default_jobs", "default_runner", "parse_folds", "parse_int_set", "parse_seeds",
-    "partition_finished", "plan_sweep", "resolve_baselines", "resolve_variants", "result_rows", "run_cell",
+    "partition_finished", "plan_sweep", "require_submitit", "resolve_baselines", "resolve_variants", "result_rows", "run_cell",
     "run_sweep", "submitit_options", "summarize", "sweep_status",
 ]

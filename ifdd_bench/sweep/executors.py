@@ -6,9 +6,10 @@ Executors:
   (spawned, each with ``cores // N`` torch threads; once fewer than N cells are left running,
   they take the freed cores and relay the engine's progress events to the caller's ``progress``;
   see :class:`ifdd_bench.sweep.pool.CellPool`).
-* ``submitit``: one submitit job per cell through ``submitit.AutoExecutor`` (Slurm when present,
-  local processes otherwise); job ids, states and errors go to
-  ``<runs_dir>/sweeps/<sweep_id>/jobs.csv``.
+* ``submitit`` (the optional ``slurm`` extra): one submitit job per cell through
+  ``submitit.AutoExecutor`` (Slurm when present, local processes otherwise); job ids, states and
+  errors go to ``<runs_dir>/sweeps/<sweep_id>/jobs.csv``. A job with ``tasks_per_node=N`` trains its
+  cell as N DDP ranks (:mod:`ifdd_bench.sweep.slurm`).
 
 Every executor records each attempt of each cell in that ``jobs.csv``
 (:class:`~ifdd_bench.sweep.jobbook.JobBook`), so failed cells are reported and re-runnable. Result
@@ -37,7 +38,8 @@ from ifdd_bench.results import PER_CLASS_CSV, RUNS_CSV, append_rows
 from ifdd_bench.sweep.finished import partition_finished
 from ifdd_bench.sweep.jobbook import JobBook
 from ifdd_bench.sweep.plan import Cell, SweepPlan
-from ifdd_bench.sweep.pool import CellPool, Runner, default_runner, pop_cell_seconds, run_cell
+from ifdd_bench.sweep.pool import CellPool, Runner, default_runner, pop_cell_seconds
+from ifdd_bench.sweep.slurm import check_ranks, make_executor, require_submitit, run_job_cell
 
 log = logging.getLogger(__name__)
 
@@ -94,13 +96,6 @@ def check_init_weights(cells: Sequence[Cell]) -> None:
             registry.build_from_config(spec.model, cfg)
 
 
-def submitit_options(*, cluster: str | None = None, partition: str | None = None, gpus_per_job: int | None = None,
-                     timeout_min: int | None = None) -> dict[str, Any]:
-    """The submitit parameters of ``run ablation``'s options that were given, under submitit's names."""
-    return {k: v for k, v in (("cluster", cluster), ("slurm_partition", partition),
-                              ("gpus_per_node", gpus_per_job), ("timeout_min", timeout_min)) if v is not None}
-
-
 def run_sweep(
     plan: SweepPlan,
     *,
@@ -132,6 +127,11 @@ def run_sweep(
     cells = plan.cells()
     if not cells:
         raise ConfigError("the sweep grid is empty; check --variants, --folds and --seeds")
+    if executor == "submitit":
+        require_submitit()
+        check_ranks([c.spec for c in cells], int((submitit_options or {}).get("tasks_per_node") or 1))
+    elif submitit_options:
+        raise ConfigError(f"submitit options ({', '.join(submitit_options)}) only apply to executor='submitit'")
     folder = Path(plan.runs_dir) / "sweeps" / plan.sweep_id
     folder.mkdir(parents=True, exist_ok=True)
     write_text_atomic(folder / "sweep.json", json_text(plan.describe()))
@@ -263,18 +263,14 @@ def _run_pool(todo: list[Cell], book: JobBook, outcome: SweepOutcome, runner: Ru
 
 def _run_submitit(todo: list[Cell], book: JobBook, outcome: SweepOutcome, runner: Runner | None,
                   emit: Progress, resume: bool, jobs: int, options: dict[str, Any]) -> None:
-    """One submitit job per cell; at most ``jobs`` in flight when running local processes."""
-    import submitit
+    """One submitit job per cell; at most ``jobs`` in flight when running local processes.
 
-    cluster = options.pop("cluster", None)
+    With ``tasks_per_node=N`` each job runs N tasks, the DDP ranks of its cell
+    (:func:`~ifdd_bench.sweep.slurm.run_job_cell`); rank 0 (task 0) returns the result row.
+    """
     sub_folder = outcome.folder / "submitit"
-    ex = submitit.AutoExecutor(folder=str(sub_folder), cluster=cluster)
+    ex, threads = make_executor(sub_folder, options, jobs)
     local = ex.cluster in ("local", "debug")
-    cpus = int(options.pop("cpus_per_task", max(1, (os.cpu_count() or 1) // jobs) if local else 4))
-    params: dict[str, Any] = {"timeout_min": 24 * 60, "cpus_per_task": cpus, "name": "ifdd-bench"}
-    params.update(options)
-    ex.update_parameters(**params)
-    threads = cpus
     window = jobs if local else max(jobs, len(todo))  # Slurm queues everything; local runs `jobs` at once
     queue = list(enumerate(todo))
     in_flight: dict[Any, tuple[int, Cell, int, float]] = {}
@@ -282,7 +278,7 @@ def _run_submitit(todo: list[Cell], book: JobBook, outcome: SweepOutcome, runner
         while queue or in_flight:
             while queue and len(in_flight) < window:
                 index, cell = queue.pop(0)
-                job = ex.submit(run_cell, cell.spec, runner, threads, resume=resume)
+                job = ex.submit(run_job_cell, cell.spec, runner, threads, resume=resume)
                 attempt = book.start(cell, f"submitit-{ex.cluster}", status="submitted", job_id=str(job.job_id),
                                      log=str(sub_folder))
                 in_flight[job] = (index, cell, attempt, time.perf_counter())
@@ -297,7 +293,7 @@ def _run_submitit(todo: list[Cell], book: JobBook, outcome: SweepOutcome, runner
                 err: BaseException | str | None
                 seconds = None
                 try:
-                    returned, seconds = pop_cell_seconds(job.result())
+                    returned, seconds = pop_cell_seconds(job.results()[0])  # task 0 = rank 0
                     err = _check_row(cell, cell.spec.results_dir, returned)
                 except Exception as exc:  # submitit wraps the job's exception (FailedJobError ...)
                     err = _submitit_error(exc)
