@@ -76,7 +76,8 @@ def readme_blocks(result, *, link_dir: str = "results/report") -> dict[tuple[str
     headline describes the defaults of ``ifdd-bench run ablation`` (``ifdd_bench.sweep``).
     """
     headline = readme.headline_markdown(
-        result, model=sweep.DEFAULT_MODEL, variants=sweep.DEFAULT_VARIANTS, dataset=sweep.DEFAULT_DATASET,
+        result, model=sweep.DEFAULT_MODEL, variants=sweep.DEFAULT_VARIANTS,
+        baselines=sweep.DEFAULT_SYNTH_BASELINES, dataset=sweep.DEFAULT_DATASET,
         folds=sweep.DEFAULT_FOLDS, seeds=sweep.DEFAULT_SEEDS, link_dir=link_dir)
     return {(readme.HEADLINE_START, readme.HEADLINE_END): headline,
             (readme.MODEL_TABLE_START, readme.MODEL_TABLE_END): model_table_markdown()}

@@ -34,6 +34,7 @@ from ifdd_bench.sweep.plan import (
     DEFAULT_PROTOCOL,
     DEFAULT_REAL_MODEL,
     DEFAULT_SEEDS,
+    DEFAULT_SYNTH_BASELINES,
     DEFAULT_SYNTH_JOBS,
     DEFAULT_VARIANTS,
     Cell,
@@ -51,7 +52,7 @@ from ifdd_bench.sweep.slurm import SLURM_EXTRA, require_submitit, submitit_optio
 
 __all__ = [
     "DEFAULT_DATASET", "DEFAULT_FOLDS", "DEFAULT_MODEL", "DEFAULT_PROTOCOL", "DEFAULT_REAL_MODEL", "DEFAULT_SEEDS",
-    "DEFAULT_SYNTH_JOBS", "DEFAULT_VARIANTS", "EXECUTORS", "JOB_COLUMNS", "SLURM_EXTRA",
+    "DEFAULT_SYNTH_BASELINES", "DEFAULT_SYNTH_JOBS", "DEFAULT_VARIANTS", "EXECUTORS", "JOB_COLUMNS", "SLURM_EXTRA",
     "Cell", "CellFailure", "JobBook", "Runner", "SweepOutcome", "SweepPlan", "SweepStatus",
     "check_init_weights", "default_jobs", "default_runner", "parse_folds", "parse_int_set", "parse_seeds",
     "partition_finished", "plan_sweep", "require_submitit", "resolve_baselines", "resolve_variants", "result_rows", "run_cell",
