@@ -264,21 +264,27 @@ def predict_cmd(checkpoint, paths, top, device, as_json):
 @click.option("-s", "--set", "sets", multiple=True, metavar="data.KEY=VALUE",
               help="Data config override, repeatable (data.eval_sampling=center, data.frames=16 ...).")
 @click.option("--device", default="auto", show_default=True)
-@click.option("--results-dir", default="results", show_default=True, help="Folder whose evals.csv gets the row.")
+@click.option("--perturb", default=None, metavar="LIST",
+              help="Temporal-reliance probes, a comma list of shuffle, reverse, single, freeze-apex (SynthDFER "
+                   "only), half-rate, or 'all': also score the clips perturbed, with ΔUAR/ΔWAR to the clean input.")
+@click.option("--results-dir", default="results", show_default=True,
+              help="Folder whose evals.csv gets the row (and probes.csv the probe rows).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result row as JSON.")
-def eval_cmd(source, dataset, data_root, fold, split, views, sets, device, results_dir, as_json):
+def eval_cmd(source, dataset, data_root, fold, split, views, sets, device, perturb, results_dir, as_json):
     """Evaluate a trained run (or checkpoint) on a dataset split.
 
     Writes predictions.csv and metrics.json to <run>/evals/<eval_id>/ and one row (kind=eval) to
-    <results-dir>/evals.csv. Examples:
+    <results-dir>/evals.csv; with --perturb also one row per perturbation to <results-dir>/probes.csv
+    (docs/probes.md). Examples:
 
     \b
       ifdd-bench eval runs/ifdd-full-dfew-f1-s0-reference-1a2b3c4d --fold 2
       ifdd-bench eval runs/<run_id> --views 2 --split test
+      ifdd-bench eval runs/<run_id> --perturb shuffle,reverse,single,freeze-apex,half-rate
     """
     from ifdd_bench.engine.evaluate import evaluate_run
     result = evaluate_run(source, dataset=dataset, data_root=data_root, fold=fold, split=split, views=views,
-                          overrides=sets, device=device, results_dir=results_dir)
+                          overrides=sets, device=device, perturb=perturb, results_dir=results_dir)
     show.evaluation(result, results_dir, as_json)
 
 

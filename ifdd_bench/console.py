@@ -20,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ifdd_bench.atomic import json_text
-from ifdd_bench.results import EVALS_CSV
+from ifdd_bench.results import EVALS_CSV, PROBES_CSV
 
 console = Console()
 err_console = Console(stderr=True)
@@ -441,14 +441,37 @@ def predictions(result: dict[str, Any], top: int, as_json: bool = False) -> None
 def evaluation(result: dict[str, Any], results_dir: str, as_json: bool = False) -> None:
     """``eval``: UAR / WAR of the split, per-class recall, and where the files and the row went."""
     row = result["row"]
+    probes = result.get("probes")
     if as_json:
-        return print_json(row)
+        return print_json(row if probes is None else {**row, "probes": probes})
     console.print(f"[bold]{row['run_id']}[/] on {row['dataset']} fold {row['fold']} {row['split']} "
                   f"({row['clips']} clips, {row['views']} view(s)): UAR {100 * row['uar']:.2f}  "
                   f"WAR {100 * row['war']:.2f}", highlight=False)
     console.print(recall_table(result["per_class"], "per-class recall"))
+    if probes:
+        console.print(probe_table(probes))
     console.print(f"predictions and metrics: {result['out_dir']}; row appended to "
-                  f"{Path(results_dir) / EVALS_CSV}", highlight=False)
+                  f"{Path(results_dir) / EVALS_CSV}"
+                  + (f", probe rows to {Path(results_dir) / PROBES_CSV}" if probes else ""), highlight=False)
+
+
+def _signed_pp(value: Any) -> str:
+    return "-" if value is None or value != value else f"{100 * float(value):+.2f}"
+
+
+def probe_table(rows: list[dict]) -> Table:
+    """``eval --perturb``: UAR / WAR under each perturbation and Δ to the clean clips with the clip interval."""
+    level = f"{int(round(100 * float(rows[0]['confidence'])))}%" if rows else "95%"
+    table = Table(title=f"temporal-reliance probes (Δ = perturbed − clean, {level} clip bootstrap)", box=None,
+                  header_style="bold")
+    for col in ("perturbation", "UAR %", "ΔUAR pp", "interval", "WAR %", "ΔWAR pp", "interval"):
+        table.add_column(col, justify="left" if col == "perturbation" else "right")
+    for r in rows:
+        table.add_row(r["perturbation"], _pct(r["uar"]), _signed_pp(r["delta_uar"]),
+                      f"[{_signed_pp(r['delta_uar_low'])}, {_signed_pp(r['delta_uar_high'])}]", _pct(r["war"]),
+                      _signed_pp(r["delta_war"]),
+                      f"[{_signed_pp(r['delta_war_low'])}, {_signed_pp(r['delta_war_high'])}]")
+    return table
 
 
 def recall_table(per_class: list[dict], title: str) -> Table:

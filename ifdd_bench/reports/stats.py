@@ -40,6 +40,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from ifdd_bench.clipstats import CLIP_CI_METHOD, DRAW_BLOCK, clip_terms, stratified_counts
 from ifdd_bench.reports.inputs import ifdd_models_in
 
 #: fewest paired runs for which a t-interval is given (below it: no interval, and the table says why)
@@ -49,7 +50,6 @@ HOLM_FAMILY = ("reference_model", "reference", "metric")
 #: how the across-run p-value is computed (``p_method`` column)
 RUN_P_METHOD = "paired t-test, two-sided"
 #: how the clip-level interval and p are computed (``ci_method`` / ``p_method`` columns)
-CLIP_CI_METHOD = "percentile bootstrap over test clips within class, models fixed"
 CLIP_P_METHOD = "clip swap test, two-sided, Monte Carlo"
 GROUP_KEYS = ("model", "variant", "dataset")
 CELL_KEYS = ("fold", "seed")
@@ -370,32 +370,14 @@ def _cell_clip_terms(ref: pd.DataFrame, other: pd.DataFrame) -> tuple[np.ndarray
     if len(merged) != len(ref) or not (merged["label_r"] == merged["label_o"]).all():
         return None
     labels = merged["label_r"].to_numpy(dtype=int)
-    diff = ((merged["pred_o"] == merged["label_o"]).to_numpy(dtype=float)
-            - (merged["pred_r"] == merged["label_r"]).to_numpy(dtype=float))  # (n,) in {-1, 0, 1}
-    classes, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
-    uar_weight = 1.0 / (len(classes) * counts[inverse])  # UAR = sum_i weight_i * correct_i
-    return diff * uar_weight, diff / len(labels), labels
+    d_uar, d_war = clip_terms(labels, (merged["pred_r"] == merged["label_r"]).to_numpy(),
+                              (merged["pred_o"] == merged["label_o"]).to_numpy())
+    return d_uar, d_war, labels
 
 
 CLIP_COLUMNS = ["reference_model", "reference", "model", "variant", "dataset", "metric", "cells", "clips",
                 "skipped_cells", "mean_diff", "ci_low", "ci_high", "ci_method", "confidence", "n_resamples",
                 "p_value", "p_method", "p_holm", "holm_family_size"]
-
-#: bootstrap / swap draws are made in blocks of this many resamples (memory: block x clips floats)
-DRAW_BLOCK = 1000
-
-
-def _stratified_counts(labels: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
-    """``(size, n)`` bootstrap counts: how often each clip is drawn when every class is resampled
-    within itself (class supports, hence UAR's weights, stay fixed)."""
-    n = len(labels)
-    drawn = np.empty((size, n), dtype=np.int64)  # (size, n) clip index of every draw
-    for cls in np.unique(labels):
-        members = np.flatnonzero(labels == cls)
-        drawn[:, members] = members[rng.integers(0, len(members), size=(size, len(members)))]
-    flat = (drawn + np.arange(size)[:, None] * n).ravel()  # row-offset so one bincount counts every row
-    return np.bincount(flat, minlength=size * n).reshape(size, n).astype(float)
-
 
 def clip_paired_differences(predictions: pd.DataFrame, *, reference: str = "full", n_resamples: int = 10_000,
                             confidence: float = 0.95, seed: int = 0,
@@ -452,7 +434,7 @@ def clip_paired_differences(predictions: pd.DataFrame, *, reference: str = "full
                 stacked = np.concatenate([terms[e][cell] for e in users], axis=1) if users else None  # (n, 2U)
                 for start in range(0, n_resamples, DRAW_BLOCK):
                     size = min(DRAW_BLOCK, n_resamples - start)
-                    counts = _stratified_counts(labels, size, rng)  # (size, n)
+                    counts = stratified_counts(labels, size, rng)  # (size, n)
                     signs = rng.integers(0, 2, size=(size, len(labels))) * 2.0 - 1.0  # (size, n) in {-1, 1}
                     if stacked is None:
                         continue
