@@ -330,18 +330,25 @@ def runs_migrate_cmd(runs_dir, results_dir, dry_run):
 @click.option("--restart", is_flag=True, help="Train unfinished cells from scratch instead of resuming their last.pt.")
 @click.option("--dry-run", is_flag=True, help="Print the grid and which cells would run, then stop.")
 @click.option("--no-report", is_flag=True, help="Do not render tables and plots into the results folder at the end.")
+@click.option("--probes/--no-probes", default=True, show_default=True,
+              help="Probe every trained cell's temporal reliance (eval --perturb) into probes.csv.")
+@click.option("--perturb", default=None, metavar="LIST",
+              help="Perturbations of the probes [default: shuffle,reverse,single,freeze-apex,half-rate; "
+                   "freeze-apex on SynthDFER only].")
 def ablation_cmd(model, variants, baselines, dataset, data_root, folds, seeds, epochs, protocol, overrides,
                  executor, jobs, cluster, partition, gpus_per_job, timeout_min, runs_dir, results_dir, restart,
-                 dry_run, no_report) -> None:
+                 dry_run, no_report, probes, perturb) -> None:
     """Run an ablation grid (variants x folds x seeds), skipping cells already in runs.csv.
 
     With no arguments: IFDD-tiny's ablation on the embedded SynthDFER benchmark on the CPU,
-    ending with the summary table and the rendered report in the results folder.
+    ending with the summary table and the rendered report in the results folder. Each trained
+    cell is then probed on its test split with its frames perturbed (docs/probes.md); cells whose
+    probes.csv rows exist are not probed again.
     """
     from ifdd_bench import sweep
     plan = sweep.plan_sweep(model, variants, baselines=baselines, dataset=dataset, data_root=data_root,
                             folds=folds, seeds=seeds, epochs=epochs, protocol=protocol, overrides=overrides,
-                            runs_dir=runs_dir, results_dir=results_dir)
+                            runs_dir=runs_dir, results_dir=results_dir, probes=probes, perturb=perturb)
     status = sweep.sweep_status(plan, executor=executor, jobs=jobs)
     show.sweep_status(status, executor, dry_run=dry_run)
     if dry_run:

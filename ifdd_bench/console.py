@@ -510,7 +510,9 @@ def sweep_status(status: Any, executor: str, *, dry_run: bool = False) -> None:
         + f" | {plan.dataset} folds {','.join(map(str, plan.folds))} seeds {','.join(map(str, plan.seeds))}"
         + f" | {plan.train.protocol} protocol, {plan.train.epochs} epochs, {plan.data.frames}x{plan.data.size}²"
         + f" | train_hash {status.train_hash} recipe {plan.first.recipe_hash}\n"
-        f"{len(cells)} cells: {len(status.finished)} finished, {len(status.todo)} to run ({executor}, jobs={status.jobs})",
+        f"{len(cells)} cells: {len(status.finished)} finished, {len(status.todo)} to run ({executor}, jobs={status.jobs})"
+        + (f", of them {len(status.to_probe)} finished only to probe" if status.to_probe else "")
+        + (f"\nprobes after training: {','.join(plan.probes)} (probes.csv)" if plan.probes else ""),
         highlight=False)
     if status.legacy:
         runs_dir = plan.runs_dir
@@ -564,6 +566,9 @@ def sweep_progress(progress: Any, total: int) -> Callable[[dict], None]:
             elif stage == "data_progress":
                 progress.update(line(run_id), description=f"{run_id} data: {data.get('stage', '')}",
                                 completed=data.get("done", 0), total=data.get("total"))
+            elif stage == "probe":
+                progress.update(line(run_id), description=f"{run_id} probes", completed=data.get("done", 0),
+                                total=data.get("total"))
 
     return on_event
 
@@ -612,7 +617,10 @@ def sweep_report(report: Any) -> None:
 
 def sweep_outcome(outcome: Any) -> None:
     """Cells trained, skipped and failed, the job record, and each failure (with how to retry)."""
-    console.print(f"{len(outcome.done)} trained, {len(outcome.skipped)} skipped, {len(outcome.failed)} failed "
+    probe_only = set(outcome.probe_only)
+    trained = [r for r in outcome.done if r not in probe_only]
+    console.print(f"{len(trained)} trained, " + (f"{len(outcome.done) - len(trained)} probed only, " if probe_only else "")
+                  + f"{len(outcome.skipped)} skipped, {len(outcome.failed)} failed "
                   f"in {outcome.seconds:.0f} s; job record: {outcome.folder / 'jobs.csv'}", highlight=False)
     if outcome.failed:
         for failure in outcome.failed:
