@@ -114,7 +114,8 @@ def evaluate_run(source: str | Path, *, dataset: str | None = None, data_root: s
                  fold: int | None = None, split: str = "test", views: int | None = None,
                  overrides: Sequence[str] = (), device: str = "auto", batch_size: int | None = None,
                  perturb: str | Sequence[str] | None = None, probe_seed: int = 0,
-                 results_dir: str | Path = "results", progress: Progress | None = None) -> dict[str, Any]:
+                 results_dir: str | Path = "results", record_eval: bool = True,
+                 progress: Progress | None = None) -> dict[str, Any]:
     """Score a run folder's ``best.pt`` (or a checkpoint file) on one split of a dataset.
 
     Returns ``{"row", "per_class", "confusion", "classes", "out_dir"}`` (and ``"probes"`` with
@@ -127,7 +128,8 @@ def evaluate_run(source: str | Path, *, dataset: str | None = None, data_root: s
     perturbation of the clips, seeded by ``probe_seed``; one row per perturbation goes to
     ``<results_dir>/probes.csv`` and ``probes.json`` / ``probe_predictions.csv`` to the evaluation's
     folder. Bad requests (unknown perturbation, freeze-apex without apex truth, clips of one frame)
-    raise a :class:`~ifdd_bench.errors.BenchError` before anything is written.
+    raise a :class:`~ifdd_bench.errors.BenchError` before anything is written. ``record_eval=False``
+    leaves the clean row out of ``evals.csv`` (the sweep's probes: ``runs.csv`` has those numbers).
     """
     from ifdd_bench.data import build_datasets
     from ifdd_bench.engine import probes as P
@@ -214,7 +216,8 @@ def evaluate_run(source: str | Path, *, dataset: str | None = None, data_root: s
     if probed is not None:
         atomic_write_text(out_dir / PROBE_PREDICTIONS, F.csv_text(P.prediction_rows(probed, names, ids, classes)))
         F.write_json(out_dir / PROBES_JSON, {"rows": rows, "data_config": to_dict(data)})
-    append_rows(Path(results_dir) / EVALS_CSV, [row])
+    if record_eval:
+        append_rows(Path(results_dir) / EVALS_CSV, [row])
     if rows:
         append_rows(Path(results_dir) / PROBES_CSV, rows)
     return {**result, "out_dir": str(out_dir), **({"probes": rows} if probed is not None else {})}

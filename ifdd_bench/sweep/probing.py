@@ -5,8 +5,8 @@ inline loop, the local pool and submitit jobs all train and probe a cell the sam
 process (and on the device) that trained it. Probing (:func:`probe_cell`) scores the run's
 ``best.pt`` on its own test split clean and under each of the sweep's perturbations
 (:func:`ifdd_bench.engine.evaluate.evaluate_run` with ``perturb``), appending to ``probes.csv``
-only the perturbations that file still lacks for the run; a run folder without a checkpoint is
-left alone (nothing to score).
+only the perturbations that file still lacks for the run (and no ``evals.csv`` row: ``runs.csv``
+has the clean numbers); a run folder without a checkpoint is left alone (nothing to score).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def probe_cell(cell: Cell, probes: Sequence[str], progress: Progress | None = No
     from ifdd_bench.engine.evaluate import evaluate_run  # torch: only where a cell is probed
 
     evaluate_run(Path(spec.runs_dir) / cell.run_id, perturb=missing, device=spec.train.device,
-                 results_dir=spec.results_dir, progress=progress)
+                 results_dir=spec.results_dir, record_eval=False, progress=progress)
     return PROBED
 
 
