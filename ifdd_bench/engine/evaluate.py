@@ -191,7 +191,6 @@ def evaluate_run(source: str | Path, *, dataset: str | None = None, data_root: s
     ident = eval_id(data, split)
     out_dir = run_dir / "evals" / ident
     finished_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    sha = git_sha()
     row = {
         "kind": "eval", "eval_id": ident, "run_id": ckpt.get("run_id"), "model": ckpt["model"],
         "variant": ckpt.get("variant"), "protocol": protocol, "train_hash": ckpt.get("train_hash"),
@@ -200,7 +199,7 @@ def evaluate_run(source: str | Path, *, dataset: str | None = None, data_root: s
         "dataset": data.dataset, "fold": data.fold, "split": split, "views": data.eval_views,
         "frames": data.frames, "size": data.size, "clips": len(dataset_split), "num_classes": len(classes),
         "uar": metrics["uar"], "war": metrics["war"], "device": str(dev), "torch_version": str(torch.__version__),
-        "git_sha": sha, "finished_at": finished_at,
+        "git_sha": git_sha(), "finished_at": finished_at,
     }
     per_class = [{"eval_id": ident, "run_id": ckpt.get("run_id"), "class_index": k, "class_name": name,
                   "recall": metrics["recall"][k], "support": metrics["support"][k]}
