@@ -270,21 +270,27 @@ def predict_cmd(checkpoint, paths, top, device, as_json):
 @click.option("-s", "--set", "sets", multiple=True, metavar="data.KEY=VALUE",
               help="Data config override, repeatable (data.eval_sampling=center, data.frames=16 ...).")
 @click.option("--device", default="auto", show_default=True)
-@click.option("--results-dir", default="results", show_default=True, help="Folder whose evals.csv gets the row.")
+@click.option("--perturb", default=None, metavar="LIST",
+              help="Temporal-reliance probes, a comma list of shuffle, reverse, single, freeze-apex (SynthDFER "
+                   "only), half-rate, or 'all': also score the clips perturbed, with ΔUAR/ΔWAR to the clean input.")
+@click.option("--results-dir", default="results", show_default=True,
+              help="Folder whose evals.csv gets the row (and probes.csv the probe rows).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result row as JSON.")
-def eval_cmd(source, dataset, data_root, fold, split, views, sets, device, results_dir, as_json):
+def eval_cmd(source, dataset, data_root, fold, split, views, sets, device, perturb, results_dir, as_json):
     """Evaluate a trained run (or checkpoint) on a dataset split.
 
     Writes predictions.csv and metrics.json to <run>/evals/<eval_id>/ and one row (kind=eval) to
-    <results-dir>/evals.csv. Examples:
+    <results-dir>/evals.csv; with --perturb also one row per perturbation to <results-dir>/probes.csv
+    (docs/probes.md). Examples:
 
     \b
       ifdd-bench eval runs/ifdd-full-dfew-f1-s0-reference-1a2b3c4d --fold 2
       ifdd-bench eval runs/<run_id> --views 2 --split test
+      ifdd-bench eval runs/<run_id> --perturb shuffle,reverse,single,freeze-apex,half-rate
     """
     from ifdd_bench.engine.evaluate import evaluate_run
     result = evaluate_run(source, dataset=dataset, data_root=data_root, fold=fold, split=split, views=views,
-                          overrides=sets, device=device, results_dir=results_dir)
+                          overrides=sets, device=device, perturb=perturb, results_dir=results_dir)
     show.evaluation(result, results_dir, as_json)
 
 
@@ -341,13 +347,20 @@ def runs_migrate_cmd(runs_dir, results_dir, dry_run):
 @click.option("--restart", is_flag=True, help="Train unfinished cells from scratch instead of resuming their last.pt.")
 @click.option("--dry-run", is_flag=True, help="Print the grid and which cells would run, then stop.")
 @click.option("--no-report", is_flag=True, help="Do not render tables and plots into the results folder at the end.")
+@click.option("--probes/--no-probes", default=True, show_default=True,
+              help="Probe every trained cell's temporal reliance (eval --perturb) into probes.csv.")
+@click.option("--perturb", default=None, metavar="LIST",
+              help="Perturbations of the probes [default: shuffle,reverse,single,freeze-apex,half-rate; "
+                   "freeze-apex on SynthDFER only].")
 def ablation_cmd(model, variants, baselines, dataset, data_root, folds, seeds, epochs, protocol, overrides,
                  executor, jobs, cluster, partition, account, mem, time_limit, constraint, extra, gpus_per_job,
-                 timeout_min, runs_dir, results_dir, restart, dry_run, no_report) -> None:
+                 timeout_min, runs_dir, results_dir, restart, dry_run, no_report, probes, perturb) -> None:
     """Run an ablation grid (variants x folds x seeds), skipping cells already in runs.csv.
 
     With no arguments: IFDD-tiny's ablation on the embedded SynthDFER benchmark on the CPU,
-    ending with the summary table and the rendered report in the results folder.
+    ending with the summary table and the rendered report in the results folder. Each trained
+    cell is then probed on its test split with its frames perturbed (docs/probes.md); cells whose
+    probes.csv rows exist are not probed again.
     --executor submitit and the cluster options need pip install 'ifdd-bench[slurm]'.
     """
     from ifdd_bench import sweep
@@ -356,7 +369,7 @@ def ablation_cmd(model, variants, baselines, dataset, data_root, folds, seeds, e
                                      gpus_per_job=gpus_per_job, timeout_min=timeout_min)
     plan = sweep.plan_sweep(model, variants, baselines=baselines, dataset=dataset, data_root=data_root,
                             folds=folds, seeds=seeds, epochs=epochs, protocol=protocol, overrides=overrides,
-                            runs_dir=runs_dir, results_dir=results_dir)
+                            runs_dir=runs_dir, results_dir=results_dir, probes=probes, perturb=perturb)
     status = sweep.sweep_status(plan, executor=executor, jobs=jobs)
     show.sweep_status(status, executor, dry_run=dry_run)
     if dry_run:

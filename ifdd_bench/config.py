@@ -33,6 +33,31 @@ from ifdd_bench.errors import ConfigError, suggest
 
 DATASETS = ("synth", "dfew", "ferv39k", "mafw")
 PROTOCOLS = ("reference", "unified")
+#: temporal-reliance probes (``eval --perturb``, ``run ablation --perturb``) in table order; what each
+#: does to a clip's frames: :mod:`ifdd_bench.engine.probes` and docs/probes.md
+PERTURBATIONS = ("shuffle", "reverse", "single", "freeze-apex", "half-rate")
+#: the perturbations that need each clip's apex frame (known on SynthDFER only: its clips.csv)
+APEX_PERTURBATIONS = ("freeze-apex",)
+
+
+def parse_perturbations(text: str | Sequence[str] | None, *, option: str = "--perturb") -> tuple[str, ...]:
+    """``"shuffle,reverse"`` (or a sequence, or ``"all"``) -> names in :data:`PERTURBATIONS` order.
+
+    An unknown name (or none at all) raises :class:`ConfigError` naming ``option`` and the closest
+    valid name; ``None`` gives ``()`` (no probes).
+    """
+    if text is None:
+        return ()
+    items = [t.strip() for t in (text.split(",") if isinstance(text, str) else text) if t and t.strip()]
+    if not items:
+        raise ConfigError(f"{option} needs at least one perturbation: {', '.join(PERTURBATIONS)} or all")
+    if items == ["all"]:
+        return PERTURBATIONS
+    for item in items:
+        if item not in PERTURBATIONS:
+            raise ConfigError(f"{option}: unknown perturbation {item!r}{suggest(item, PERTURBATIONS)}; "
+                              f"valid: {', '.join(PERTURBATIONS)}, all")
+    return tuple(p for p in PERTURBATIONS if p in items)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ifdd_bench.atomic import json_text
-from ifdd_bench.results import EVALS_CSV
+from ifdd_bench.results import EVALS_CSV, PROBES_CSV
 
 console = Console()
 err_console = Console(stderr=True)
@@ -446,14 +446,37 @@ def predictions(result: dict[str, Any], top: int, as_json: bool = False) -> None
 def evaluation(result: dict[str, Any], results_dir: str, as_json: bool = False) -> None:
     """``eval``: UAR / WAR of the split, per-class recall, and where the files and the row went."""
     row = result["row"]
+    probes = result.get("probes")
     if as_json:
-        return print_json(row)
+        return print_json(row if probes is None else {**row, "probes": probes})
     console.print(f"[bold]{row['run_id']}[/] on {row['dataset']} fold {row['fold']} {row['split']} "
                   f"({row['clips']} clips, {row['views']} view(s)): UAR {100 * row['uar']:.2f}  "
                   f"WAR {100 * row['war']:.2f}", highlight=False)
     console.print(recall_table(result["per_class"], "per-class recall"))
+    if probes:
+        console.print(probe_table(probes))
     console.print(f"predictions and metrics: {result['out_dir']}; row appended to "
-                  f"{Path(results_dir) / EVALS_CSV}", highlight=False)
+                  f"{Path(results_dir) / EVALS_CSV}"
+                  + (f", probe rows to {Path(results_dir) / PROBES_CSV}" if probes else ""), highlight=False)
+
+
+def _signed_pp(value: Any) -> str:
+    return "-" if value is None or value != value else f"{100 * float(value):+.2f}"
+
+
+def probe_table(rows: list[dict]) -> Table:
+    """``eval --perturb``: UAR / WAR under each perturbation and Δ to the clean clips with the clip interval."""
+    level = f"{int(round(100 * float(rows[0]['confidence'])))}%" if rows else "95%"
+    table = Table(title=f"temporal-reliance probes (Δ = perturbed − clean, {level} clip bootstrap)", box=None,
+                  header_style="bold")
+    for col in ("perturbation", "UAR %", "ΔUAR pp", "interval", "WAR %", "ΔWAR pp", "interval"):
+        table.add_column(col, justify="left" if col == "perturbation" else "right")
+    for r in rows:
+        table.add_row(r["perturbation"], _pct(r["uar"]), _signed_pp(r["delta_uar"]),
+                      f"[{_signed_pp(r['delta_uar_low'])}, {_signed_pp(r['delta_uar_high'])}]", _pct(r["war"]),
+                      _signed_pp(r["delta_war"]),
+                      f"[{_signed_pp(r['delta_war_low'])}, {_signed_pp(r['delta_war_high'])}]")
+    return table
 
 
 def recall_table(per_class: list[dict], title: str) -> Table:
@@ -492,7 +515,9 @@ def sweep_status(status: Any, executor: str, *, dry_run: bool = False) -> None:
         + f" | {plan.dataset} folds {','.join(map(str, plan.folds))} seeds {','.join(map(str, plan.seeds))}"
         + f" | {plan.train.protocol} protocol, {plan.train.epochs} epochs, {plan.data.frames}x{plan.data.size}²"
         + f" | train_hash {status.train_hash} recipe {plan.first.recipe_hash}\n"
-        f"{len(cells)} cells: {len(status.finished)} finished, {len(status.todo)} to run ({executor}, jobs={status.jobs})",
+        f"{len(cells)} cells: {len(status.finished)} finished, {len(status.todo)} to run ({executor}, jobs={status.jobs})"
+        + (f", of them {len(status.to_probe)} finished only to probe" if status.to_probe else "")
+        + (f"\nprobes after training: {','.join(plan.probes)} (probes.csv)" if plan.probes else ""),
         highlight=False)
     if status.legacy:
         runs_dir = plan.runs_dir
@@ -546,6 +571,9 @@ def sweep_progress(progress: Any, total: int) -> Callable[[dict], None]:
             elif stage == "data_progress":
                 progress.update(line(run_id), description=f"{run_id} data: {data.get('stage', '')}",
                                 completed=data.get("done", 0), total=data.get("total"))
+            elif stage == "probe":
+                progress.update(line(run_id), description=f"{run_id} probes", completed=data.get("done", 0),
+                                total=data.get("total"))
 
     return on_event
 
@@ -572,8 +600,9 @@ def sweep_summary(rows: list[dict]) -> None:
 
 
 def sweep_report(report: Any) -> None:
-    """The end of ``run ablation``: the paper-layout ablation table(s) and paired statistics of the
-    rendered report, or the simple summary table when there is no report (and why)."""
+    """The end of ``run ablation``: the paper-layout ablation table(s), paired statistics and
+    temporal-reliance table of the rendered report, or the simple summary table when there is no
+    report (and why)."""
     if not report.summary:
         return
     result = report.result
@@ -586,6 +615,7 @@ def sweep_report(report: Any) -> None:
     if not result.ablation_keys:
         sweep_summary(report.summary)
     paired_statistics(console, result)
+    temporal_reliance(console, result)
     if result.reference_note:
         err_console.print(f"[yellow]note:[/] {result.reference_note}", highlight=False)
     console.print(f"report: {len(result.files)} files in {result.out_dir}/ (tables .tex/.md, plots, report.md)",
@@ -594,7 +624,10 @@ def sweep_report(report: Any) -> None:
 
 def sweep_outcome(outcome: Any) -> None:
     """Cells trained, skipped and failed, the job record, and each failure (with how to retry)."""
-    console.print(f"{len(outcome.done)} trained, {len(outcome.skipped)} skipped, {len(outcome.failed)} failed "
+    probe_only = set(outcome.probe_only)
+    trained = [r for r in outcome.done if r not in probe_only]
+    console.print(f"{len(trained)} trained, " + (f"{len(outcome.done) - len(trained)} probed only, " if probe_only else "")
+                  + f"{len(outcome.skipped)} skipped, {len(outcome.failed)} failed "
                   f"in {outcome.seconds:.0f} s; job record: {outcome.folder / 'jobs.csv'}", highlight=False)
     if outcome.failed:
         for failure in outcome.failed:
@@ -736,6 +769,15 @@ def paired_statistics(out: Console, result: Any) -> None:
                 out.print(f"  [dim]{escape(note)}[/]", highlight=False)
 
 
+def temporal_reliance(out: Console, result: Any) -> None:
+    """The temporal-reliance table of a rendered report (probes.csv), with its notes, when there is one."""
+    table = result.tables.get("temporal_reliance")
+    if table is not None:
+        out.print(rich_table(table))
+        for note in table.notes:
+            out.print(f"  [dim]{escape(note)}[/]", highlight=False)
+
+
 @contextlib.contextmanager
 def rendering() -> Iterator[Callable[[dict], None]]:
     """A spinner naming each table and plot as ``render_report`` writes it."""
@@ -744,10 +786,11 @@ def rendering() -> Iterator[Callable[[dict], None]]:
 
 
 def report(result: Any) -> None:
-    """``report``: the ablation and paired-statistics tables, what was not rendered, the files."""
+    """``report``: the ablation, paired-statistics and temporal-reliance tables, what was not rendered, the files."""
     out = wide_console()  # piped output: keep table rows on one line
     _ablation_tables(out, result)
     paired_statistics(out, result)
+    temporal_reliance(out, result)
     for item in result.skipped:
         out.print(f"[yellow]not rendered:[/] {item}", highlight=False)
     out.print(f"wrote {len(result.files)} files to {result.out_dir} in {result.seconds:.2f} s", highlight=False)

@@ -6,6 +6,7 @@ Each CSV row is one observation. Files (under a results directory, ``results/`` 
 * ``per_class.csv`` one row per (run, class) with the test recall at the selected checkpoint
 * ``profile.csv``   one row per profiling measurement (columns defined by the profiler)
 * ``evals.csv``     one row per ``ifdd-bench eval`` of a trained run (``kind = "eval"``)
+* ``probes.csv``    one row per (evaluation, perturbation) of the temporal-reliance probes (``eval --perturb``)
 
 Rows are appended under a cross-process file lock and written with a temp file + ``os.replace``,
 so concurrent sweep workers or an interrupted process never leave a torn or truncated CSV.
@@ -35,6 +36,7 @@ RUNS_CSV = "runs.csv"
 PER_CLASS_CSV = "per_class.csv"
 PROFILE_CSV = "profile.csv"
 EVALS_CSV = "evals.csv"
+PROBES_CSV = "probes.csv"
 #: the published-numbers table shipped with the package (package data; columns in results/README.md)
 LITERATURE_CSV = Path(__file__).resolve().parent / "reports" / "literature.csv"
 

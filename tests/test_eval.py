@@ -186,3 +186,105 @@ def test_runs_migrate_lists_what_it_cannot_rename_and_retries_after_a_failure(tr
     assert f"renamed {legacy.name} -> {trained['run_dir'].name}" in again.text and not legacy.exists()
     missing = _cli("runs", "migrate", "--runs-dir", tmp_path / "nope")
     assert missing.exit_code == 2 and "is not a folder" in missing.text
+
+
+# ------------------------------------------------------------------------------------------------
+# eval --perturb: the temporal-reliance probes
+
+
+def _listing(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) if folder.exists() else []
+
+
+def test_probe_rows_carry_the_clean_uar_that_eval_reports(trained, tmp_path):
+    plain = _cli("eval", trained["run_dir"], "--results-dir", tmp_path / "plain", "--json")
+    assert plain.exit_code == 0, plain.output
+    out = _cli("eval", trained["run_dir"], "--perturb", "half-rate,shuffle,reverse,single", "--results-dir",
+               tmp_path / "probed", "--json")
+    assert out.exit_code == 0, out.output
+    result, row = json.loads(out.output), json.loads(plain.output)
+    rows = _rows(tmp_path / "probed" / "probes.csv")
+    assert [r["perturbation"] for r in rows] == ["shuffle", "reverse", "single", "half-rate"]  # table order
+    assert [r["perturbation"] for r in result["probes"]] == [r["perturbation"] for r in rows]
+    for r in rows:
+        assert float(r["clean_uar"]) == pytest.approx(row["uar"], abs=1e-12)
+        assert float(r["clean_war"]) == pytest.approx(row["war"], abs=1e-12)
+        assert (r["run_id"], r["eval_id"], int(r["clips"]), r["split"]) == (row["run_id"], row["eval_id"], row["clips"],
+                                                                            "test")
+        assert float(r["delta_uar"]) == pytest.approx(float(r["uar"]) - float(r["clean_uar"]))
+        assert float(r["delta_uar_low"]) <= float(r["delta_uar"]) <= float(r["delta_uar_high"])
+    assert result["uar"] == pytest.approx(row["uar"], abs=1e-12)  # the probed eval's own row: the same clean score
+    assert [r["kind"] for r in _rows(tmp_path / "probed" / "evals.csv")] == ["eval"]
+    folder = trained["run_dir"] / "evals" / row["eval_id"]
+    clips = _rows(folder / "probe_predictions.csv")
+    assert len(clips) == row["clips"] and {"pred_clean", "pred_shuffle", "pred_half-rate"} <= set(clips[0])
+    assert [c["pred_clean"] for c in clips] == [p["pred"] for p in _rows(folder / "predictions.csv")]
+    again = _cli("eval", trained["run_dir"], "--perturb", "shuffle", "--results-dir", tmp_path / "again", "--json")
+    assert json.loads(again.output)["probes"][0]["uar"] == result["probes"][0]["uar"]  # seeded: same shuffles
+
+
+def _one_frame_checkpoint(run_dir: Path, dest: Path) -> Path:
+    """The trained run as a model of one frame (the test net is shape-agnostic): nothing to perturb."""
+    ckpt = load_checkpoint(run_dir / "best.pt")
+    ckpt["model_config"]["frames"] = 1
+    ckpt["data_config"]["frames"] = 1
+    dest.mkdir(parents=True)
+    save_atomic(ckpt, dest / "best.pt")
+    return dest
+
+
+@pytest.mark.parametrize("case, message", [
+    ("unknown", "unknownperturbation'shufle'(didyoumean:shuffle"),
+    ("no-apex", "--perturbfreeze-apexneedstheapexframeofeveryclip,whichonlySynthDFERrecords"),
+    ("one-frame", "aperturbationoftheframeorderneedsatleast2"),
+    ("older-scheme", "olderidentityscheme"),
+])
+def test_bad_probe_requests_exit_clearly_and_write_nothing(trained, tmp_path, case, message):
+    source, args = trained["run_dir"], ["--perturb", "shuffle,freeze-apex" if case == "no-apex" else "half-rate"]
+    if case == "unknown":
+        args = ["--perturb", "shufle,reverse"]
+    elif case == "one-frame":
+        source = _one_frame_checkpoint(trained["run_dir"], tmp_path / "one-frame")
+    elif case == "older-scheme":
+        source = _legacy_copy(trained["run_dir"], tmp_path / "old_runs")
+    before = _listing(source)
+    out = _cli("eval", source, *args, "--results-dir", tmp_path / "res")
+    assert out.exit_code == 2, out.output
+    assert message in out.text.replace(" ", "") and "Traceback" not in out.text
+    assert not (tmp_path / "res").exists() and _listing(source) == before
+
+
+@pytest.fixture(scope="module")
+def synth_run(tmp_path_factory):
+    """A one-epoch run of the test model on the SynthDFER smoke preset (whose clips.csv knows every apex)."""
+    base = tmp_path_factory.mktemp("synth")
+    out = _cli("run", "train", "--model", fx.TEST_MODEL, "--dataset", "synth", "--epochs", 1,
+               "-s", "data.synth_preset=smoke", "-s", "frames=4", "-s", "data.size=8", "-s", "batch_size=16",
+               "-s", "device=cpu", "--runs-dir", base / "runs", "--results-dir", base / "results")
+    assert out.exit_code == 0, out.output
+    (run_dir,) = (base / "runs").iterdir()
+    return run_dir
+
+
+def test_freeze_apex_on_synthdfer_freezes_the_sampled_frame_nearest_the_apex(synth_run, tmp_path):
+    from ifdd_bench.data import build_datasets
+    from ifdd_bench.data.synth import load_truth
+    from ifdd_bench.engine.capture import source_frames
+    from ifdd_bench.engine.evaluate import eval_data_config
+    from ifdd_bench.engine.probes import apex_positions
+
+    out = _cli("eval", synth_run, "--perturb", "all", "--views", 2, "--results-dir", tmp_path, "--json")
+    assert out.exit_code == 0, out.output
+    assert [r["perturbation"] for r in _rows(tmp_path / "probes.csv")] == [
+        "shuffle", "reverse", "single", "freeze-apex", "half-rate"]
+    ckpt = load_checkpoint(synth_run / "best.pt")
+    data = eval_data_config(ckpt, views=2)
+    bundle = build_datasets(data, seed=0, protocol="unified", run_dir=synth_run)
+    test, truth = bundle.test, load_truth(bundle.info["root"])
+    positions = apex_positions(["freeze-apex"], data, test, lambda: truth)
+    assert len(positions) == len(test.records)
+    for i, record in enumerate(test.records):
+        apex = truth[record.clip_id].apex
+        for view, position in zip(test.frame_indices(i, source_frames(record)), positions[i].tolist()):
+            distance = [abs(f - apex) for f in view]
+            assert distance[position] == min(distance) and distance.index(min(distance)) == position

@@ -35,7 +35,7 @@ def _fake_run_folders(runs_csv, runs_dir):
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory):
     root = tmp_path_factory.mktemp("report")
-    for name in ("runs.csv", "per_class.csv", "profile.csv"):
+    for name in ("runs.csv", "per_class.csv", "profile.csv", "probes.csv"):
         shutil.copy(FIXTURES / name, root / name)
     _fake_run_folders(root / "runs.csv", root / "runs")
     result = render_report(root, root / "runs", root / "out", known_models=KNOWN,
@@ -44,7 +44,7 @@ def rendered(tmp_path_factory):
 
 
 @pytest.mark.parametrize("stem", ["bars_uar_war", "uar_vs_gmacs", "per_class_recall_synth", "curves_synth",
-                                  "confusion_synth"])
+                                  "confusion_synth", "temporal_reliance"])
 def test_every_plot_is_written(rendered, stem):
     out, result = rendered
     png, pdf = out / "plots" / f"{stem}.png", out / "plots" / f"{stem}.pdf"
@@ -78,6 +78,7 @@ def test_missing_run_folders_and_profile_are_reported(tmp_path):
                            literature_path=FIXTURES / "literature.csv")
     skipped = " ".join(result.skipped)
     assert "training curves" in skipped and "confusion matrices" in skipped and "per-class" in skipped
+    assert "temporal-reliance table and plot" in skipped and "temporal_reliance" not in result.tables
     assert "plotted against params" in skipped
     assert (tmp_path / "out" / "plots" / "uar_vs_params.png").read_bytes()[:8] == PNG
 

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture
 def results_dir(tmp_path):
-    for name in ("runs.csv", "per_class.csv", "profile.csv"):
+    for name in ("runs.csv", "per_class.csv", "profile.csv", "probes.csv"):
         shutil.copy(FIXTURES / name, tmp_path / name)
     return tmp_path
 
@@ -656,8 +656,8 @@ def test_rerender_gives_identical_bytes_even_with_last_bit_noise(results_dir, tm
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "86400")  # another "now": a date left in a file would differ
     render_report(results_dir, results_dir / "runs", tmp_path / "b", known_models=KNOWN, literature_path=LITERATURE)
     first, second = _all_files(tmp_path / "a"), _all_files(tmp_path / "b")
-    assert first.keys() == second.keys() and {"summary.csv", "paired_differences.csv", "plots/bars_uar_war.pdf"} \
-        <= set(first)
+    assert first.keys() == second.keys() and {"summary.csv", "paired_differences.csv", "plots/bars_uar_war.pdf",
+                                               "temporal_reliance.csv", "plots/temporal_reliance.pdf"} <= set(first)
     for name in first:
         assert first[name] == second[name], name
     # another CPU may differ in the last bits of a sum: the CSVs the report writes must not
@@ -738,3 +738,75 @@ def test_protocol_note_counts_runs_that_selected_their_last_epoch():
     assert last_epoch_share(runs) == " The selected epoch was the last one in 2 of 3 run(s)."
     assert protocol_notes(runs, ["synth"])[0].endswith("last one in 2 of 3 run(s).")
     assert last_epoch_share(runs.drop(columns="selected_epoch")) == ""
+# ---------------------------------------------------------------------------------------------
+# temporal reliance (probes.csv)
+
+
+def _fixture_probe_deltas(variant, perturbation, model="ifdd_tiny"):
+    """ΔUAR of each run's own test-split probe (the last row per run), read without the code under test."""
+    import csv
+
+    runs = {r["run_id"]: r for r in csv.DictReader((FIXTURES / "runs.csv").open())}
+    last = {}
+    for row in csv.DictReader((FIXTURES / "probes.csv").open()):
+        own = runs.get(row["run_id"])
+        if (own and row["model"] == model and row["variant"] == variant and row["perturbation"] == perturbation
+                and row["split"] == "test" and row["fold"] == own["fold"]):
+            last[row["run_id"]] = row
+    return [float(r["delta_uar"]) for r in last.values()], [float(r["clean_uar"]) for r in last.values()]
+
+
+def test_temporal_table_from_the_fixture_probes(results_dir):
+    result = render_report(results_dir, results_dir / "runs", results_dir / "out", plots=False, known_models=KNOWN,
+                           literature_path=LITERATURE)
+    table = result.tables["temporal_reliance"]
+    md = (results_dir / "out" / "temporal_reliance.md").read_text()
+    assert_markdown_shaped(md)
+    assert_latex_shaped((results_dir / "out" / "temporal_reliance.tex").read_text(), n_columns=8)
+    deltas, clean = _fixture_probe_deltas("full", "shuffle")
+    assert len(deltas) == 4  # the stale row, the other fold's and the val split's are left out
+    mean = 100 * sum(deltas) / len(deltas)
+    assert f"| IFDD (full) | 4 | {100 * sum(clean) / len(clean):.2f} | {mean:+.2f} —".replace("-", "−") in md
+    # one run: its own clip interval, marked; an entry without a perturbation: an empty cell
+    (former,), _ = _fixture_probe_deltas("full", "single", model="former_dfer")
+    assert f"{100 * former:+.2f} [{100 * (former - 0.05):+.2f}, {100 * (former + 0.05):+.2f}]ᶜ".replace("-", "−") in md
+    no_issm = next(row for row in table.blocks[0].rows if row[0].text == "+LADM +L_lift")
+    assert [cell.text for cell in no_issm][4] == ""  # reverse was not probed for no_issm
+    assert "n < 5" in " ".join(table.notes) and "model held fixed" in " ".join(table.notes)
+    summary = pd.read_csv(results_dir / "out" / "temporal_reliance.csv")
+    full = summary[(summary["variant"] == "full") & (summary["model"] == "ifdd_tiny")]
+    assert list(full["perturbation"]) == ["shuffle", "reverse", "single", "freeze-apex", "half-rate"]
+    assert set(full["n"]) == {4} and set(full["ci_method"]) == {"none: n < 5"}
+    assert "## Temporal reliance" in (results_dir / "out" / "report.md").read_text()
+
+
+def test_temporal_summary_gives_the_t_interval_over_five_runs():
+    deltas = [-0.20, -0.18, -0.25, -0.21, -0.16]
+    probes = pd.DataFrame({"model": "ifdd_tiny", "variant": "full", "entry": "ifdd_tiny:full", "dataset": "synth",
+                           "perturbation": "shuffle", "run_id": [f"r{i}" for i in range(5)], "clean_uar": 0.6,
+                           "clean_war": 0.7, "uar": [0.6 + d for d in deltas], "war": 0.6, "delta_uar": deltas,
+                           "delta_war": -0.1, "delta_uar_low": -0.3, "delta_uar_high": 0.1,
+                           "delta_war_low": -0.2, "delta_war_high": 0.0})
+    (row,) = stats.probe_summary(probes).to_dict("records")
+    expected = stats.paired_t(deltas)
+    assert row["n"] == 5 and row["ci_method"] == "paired t"
+    assert row["delta_uar_low"] == pytest.approx(expected.ci_low) and row["delta_uar_high"] == pytest.approx(expected.ci_high)
+    assert row["delta_uar_low"] != -0.3  # not a run's own clip interval
+    cell = markup.to_markdown(tables.temporal_table(stats.probe_summary(probes)))
+    assert f"[{100 * expected.ci_low:+.2f}, {100 * expected.ci_high:+.2f}] |".replace("-", "−") in cell
+    assert "ᶜ" not in cell.split("\n- ")[0]
+
+
+@pytest.mark.parametrize("column, value, needle", [
+    ("perturbation", "shufle", "unknown perturbation 'shufle' (did you mean: shuffle"),
+    ("delta_uar", "-12.5", "delta_uar = -12.5 is not a difference of fractions"),
+    ("clean_uar", "abc", "column 'clean_uar' holds 'abc'"),
+])
+def test_a_damaged_probes_csv_is_refused_with_its_line(results_dir, column, value, needle):
+    frame = pd.read_csv(results_dir / "probes.csv", dtype=str)
+    frame.loc[3, column] = value
+    frame.to_csv(results_dir / "probes.csv", index=False)
+    with pytest.raises(BenchError) as info:
+        render_report(results_dir, results_dir / "runs", results_dir / "out", plots=False, known_models=KNOWN,
+                      literature_path=LITERATURE)
+    assert needle in str(info.value) and "probes.csv, line 5" in str(info.value)

@@ -147,6 +147,28 @@ def test_defaults_and_all_variants(tmp_path):
     assert real.train.label_smoothing == 0.1
 
 
+def test_probes_default_to_every_perturbation_the_dataset_supports(tmp_path):
+    from ifdd_bench.config import PERTURBATIONS
+
+    plan = _plan(tmp_path)
+    assert plan.probes == PERTURBATIONS  # the embedded SynthDFER knows every clip's apex
+    real = sweep.plan_sweep(model=TOY, dataset="dfew", data_root=str(tmp_path))
+    assert real.probes == ("shuffle", "reverse", "single", "half-rate")
+    synth_copy = sweep.plan_sweep(model=TOY, dataset="synth", data_root=str(tmp_path))  # no clips.csv there
+    assert "freeze-apex" not in synth_copy.probes
+    assert _plan(tmp_path, probes=False).probes == () and _plan(tmp_path, perturb="single").probes == ("single",)
+    # probes change no trained run: the sweep folder (and jobs.csv) stays the same
+    assert _plan(tmp_path, probes=False).sweep_id == plan.sweep_id
+
+
+def test_cells_without_a_checkpoint_are_not_probed_and_rerun_nothing(tmp_path):
+    plan = _plan(tmp_path, variants="full", folds="1")
+    first = sweep.run_sweep(plan, runner=fake_runner)
+    assert first.ok and len(first.done) == 1 and not (tmp_path / "res" / results.PROBES_CSV).exists()
+    again = sweep.run_sweep(plan, runner=fake_runner)
+    assert again.skipped == first.done and not again.probe_only and _calls(tmp_path / "res") == [first.done[0]]
+
+
 def test_default_jobs_parallel_only_for_the_embedded_local_sweep(tmp_path, monkeypatch):
     plan = sweep.plan_sweep(model=TOY, runs_dir=tmp_path, results_dir=tmp_path)
     real = sweep.plan_sweep(model=TOY, dataset="dfew", data_root=str(tmp_path))
@@ -183,6 +205,8 @@ def test_overrides_route_to_train_data_and_model(tmp_path):
     ({"epochs": 0}, "--epochs"),
     ({"overrides": ["nosuchkey=1"]}, "nosuchkey"),
     ({"overrides": ["data.fold=2"]}, "--folds"),
+    ({"perturb": "shuffle,revers"}, "did you mean: reverse"),
+    ({"dataset": "dfew", "data_root": "x", "perturb": "shuffle,freeze-apex"}, "only SynthDFER records"),
 ])
 def test_bad_input_is_a_clear_error(tmp_path, kwargs, needle):
     with pytest.raises(BenchError) as info:
@@ -488,7 +512,24 @@ def test_end_to_end_with_the_engine(tmp_path):
     # the engine's row carries the same protocol hash the sweep computes: that is what skipping relies on
     assert row["run_id"] == cell.run_id and row["train_hash"] == cell.train_hash
     assert (row["frames"], row["size"], row["epochs"]) == (16, 32, 1)
+    # the default sweep probes each trained cell: one probes.csv row per perturbation, of the selected checkpoint
+    probes = tmp_path / "res" / results.PROBES_CSV
+    rows = results.read_csv_rows(probes)
+    assert [r["perturbation"] for r in rows] == list(plan.probes) and len(plan.probes) == 5
+    assert {r["run_id"] for r in rows} == {cell.run_id} and float(rows[0]["clean_uar"]) == pytest.approx(row["uar"])
+    assert not (tmp_path / "res" / results.EVALS_CSV).exists()  # runs.csv has the clean numbers
+    text = probes.read_text()
     assert sweep.run_sweep(plan).skipped == [cell.run_id]
+    assert probes.read_text() == text  # a finished sweep runs nothing, probes included
+    # a finished cell whose probe rows are missing runs again only to be probed, not trained
+    probes.write_text(text.splitlines()[0] + "\n" + "\n".join(text.splitlines()[1:3]) + "\n")  # shuffle, reverse
+    runs_text = (tmp_path / "res" / results.RUNS_CSV).read_text()
+    status = sweep.sweep_status(plan)
+    assert status.todo == status.to_probe == [cell]
+    probed = sweep.run_sweep(plan)
+    assert probed.ok and probed.probe_only == [cell.run_id] and probed.done == [cell.run_id]
+    assert (tmp_path / "res" / results.RUNS_CSV).read_text() == runs_text  # not retrained
+    assert [r["perturbation"] for r in results.read_csv_rows(probes)] == list(plan.probes)  # only the missing ones
     (summary,) = sweep.summarize(plan)
     assert summary["variant"] == "full" and 0.0 <= summary["uar_mean"] <= 1.0
     assert summary["n"] == 1 and summary["uar_std"] != summary["uar_std"]  # one run: no std (nan), as the report
@@ -522,6 +563,24 @@ def test_cli_restart_trains_unfinished_cells_from_scratch(tmp_path, monkeypatch,
                                            str(tmp_path / "res"), *flag])
     assert result.exit_code == 0, result.output
     assert seen["resume"] is resume and "runner" not in seen
+
+
+def test_cli_probes_options_reach_the_plan(tmp_path):
+    from click.testing import CliRunner
+
+    import cli
+
+    args = ["run", "ablation", "--model", TOY, "--variants", "full", "--dry-run", "--runs-dir", str(tmp_path / "runs"),
+            "--results-dir", str(tmp_path / "res")]
+    on = CliRunner().invoke(cli.main, args)
+    assert on.exit_code == 0 and "probes after training: shuffle,reverse,single,freeze-apex,half-rate" in on.output
+    off = CliRunner().invoke(cli.main, args + ["--no-probes"])
+    assert off.exit_code == 0 and "probes after training" not in off.output
+    some = CliRunner().invoke(cli.main, args + ["--perturb", "single,shuffle"])
+    assert "probes after training: shuffle,single" in some.output
+    bad = CliRunner().invoke(cli.main, args + ["--perturb", "shufle"])
+    assert bad.exit_code == 2 and "did you mean: shuffle" in bad.output and "Traceback" not in bad.output
+    assert not (tmp_path / "runs").exists()
 
 
 def test_cli_progress_shows_one_line_per_training_cell():

@@ -198,7 +198,8 @@ def _dataset_for(ckpt: dict, file: Path, split: str, data_root: str | None, prog
     return ds, cfg, bundle
 
 
-def _source_frames(record: Any) -> int:
+def source_frames(record: Any) -> int:
+    """Frames of a clip record on disk (its recorded count, else its frame files counted)."""
     if record.num_frames:
         return int(record.num_frames)
     from ifdd_bench.data.decode import list_frames
@@ -244,7 +245,7 @@ def capture_slots(
             raise ConfigError(f"--limit must be >= 1, got {limit}")
         keep = set(order[:limit]) | {ids.index(c) for c in wanted}
         order = [i for i in order if i in keep]
-    truth = _load_truth(bundle, data_cfg)
+    truth = synth_truth(bundle, data_cfg)
     if not wanted:
         with_expression = [i for i in order if truth is None or max(truth[ids[i]].intensity) > 0]
         wanted = [ids[i] for i in with_expression[:strip_clips]]
@@ -267,7 +268,7 @@ def capture_slots(
             sim = rec.batch.get("similarity")
             out["similarity"].append(sim.numpy() if sim is not None else np.full((B, t_tokens, t_tokens), np.nan))
             out["detail_spatial"].append(rec.detail_spatial(B).numpy())
-            out["frame_index"].append(np.array([ds.frame_indices(i, _source_frames(ds.records[i]))[0] for i in chunk]))
+            out["frame_index"].append(np.array([ds.frame_indices(i, source_frames(ds.records[i]))[0] for i in chunk]))
             for b, i in enumerate(chunk):
                 if ids[i] in wanted:
                     frames = (x[b].permute(1, 2, 3, 0).clamp(0, 1) * 255).round().to(torch.uint8)  # (T, H, W, 3)
@@ -312,7 +313,7 @@ def capture_slots(
     return CaptureResult(arrays, meta)
 
 
-def _load_truth(bundle: Any, data_cfg: DataConfig):
+def synth_truth(bundle: Any, data_cfg: DataConfig):
     """SynthDFER ground truth of the bundle's root, or None for real datasets."""
     if data_cfg.dataset != "synth":
         return None

@@ -12,6 +12,11 @@ model's input size. Every check (identity scheme, classes, frame count, split) r
 is written. Outputs: ``<run_dir>/evals/<eval_id>/predictions.csv`` and ``metrics.json``, and one
 row in ``<results_dir>/evals.csv`` with ``kind = "eval"`` (never in ``runs.csv``, so sweeps and
 reports of training runs do not mix evaluations in).
+
+With ``perturb`` (``ifdd-bench eval RUN --perturb shuffle,reverse,single,freeze-apex,half-rate``)
+the same pass also scores the temporal-reliance probes (:mod:`ifdd_bench.engine.probes`): one row
+per perturbation in ``<results_dir>/probes.csv``, and ``probes.json`` / ``probe_predictions.csv``
+beside ``predictions.csv``.
 """
 
 from __future__ import annotations
@@ -26,18 +31,22 @@ import torch
 from torch.utils.data import DataLoader
 
 from ifdd_bench.config import (DATA_RUNTIME_FIELDS, RUN_ID_SCHEME, DataConfig, apply_overrides, config_hash,
-                               from_dict, to_dict)
+                               from_dict, parse_perturbations, to_dict)
 from ifdd_bench.engine import runfiles as F
 from ifdd_bench.data.holdout import VAL_SPLIT_FILE
-from ifdd_bench.engine.checkpoint import load_model
+from ifdd_bench.engine.checkpoint import atomic_write_text, load_model
 from ifdd_bench.engine.loaders import clip_ids
 from ifdd_bench.engine.distributed import resolve_device
 from ifdd_bench.engine.environment import git_sha
+from ifdd_bench.engine.metrics import classification_metrics
 from ifdd_bench.errors import CheckpointError, ConfigError
 from ifdd_bench.events import Progress
-from ifdd_bench.results import EVALS_CSV, append_rows
+from ifdd_bench.results import EVALS_CSV, PROBES_CSV, append_rows
 
 SPLITS = ("test", "val")
+#: what ``--perturb`` adds to the evaluation's folder: the probe rows and the per-clip predictions
+PROBES_JSON = "probes.json"
+PROBE_PREDICTIONS = "probe_predictions.csv"
 
 
 def check_scheme(ckpt: dict, path: Path) -> None:
@@ -104,18 +113,30 @@ def eval_id(data: DataConfig, split: str) -> str:
 def evaluate_run(source: str | Path, *, dataset: str | None = None, data_root: str | None = None,
                  fold: int | None = None, split: str = "test", views: int | None = None,
                  overrides: Sequence[str] = (), device: str = "auto", batch_size: int | None = None,
-                 results_dir: str | Path = "results", progress: Progress | None = None) -> dict[str, Any]:
+                 perturb: str | Sequence[str] | None = None, probe_seed: int = 0,
+                 results_dir: str | Path = "results", record_eval: bool = True,
+                 progress: Progress | None = None) -> dict[str, Any]:
     """Score a run folder's ``best.pt`` (or a checkpoint file) on one split of a dataset.
 
-    Returns ``{"row", "per_class", "confusion", "classes", "out_dir"}``. ``dataset`` / ``data_root``
-    / ``fold`` default to the run's own; ``split`` is ``test`` or ``val`` (the unified protocol's
-    hold-out of the train fold, seeded as in training); ``views`` sets the temporal views averaged
-    per clip. Bad requests raise a :class:`~ifdd_bench.errors.BenchError` before anything is
-    written.
+    Returns ``{"row", "per_class", "confusion", "classes", "out_dir"}`` (and ``"probes"`` with
+    ``perturb``). ``dataset`` / ``data_root`` / ``fold`` default to the run's own; ``split`` is
+    ``test`` or ``val`` (the unified protocol's hold-out of the train fold, seeded as in
+    training); ``views`` sets the temporal views averaged per clip.
+
+    ``perturb`` (``"shuffle,reverse"``, a sequence of names or ``"all"``) adds the
+    temporal-reliance probes (:mod:`ifdd_bench.engine.probes`): the same pass scores each
+    perturbation of the clips, seeded by ``probe_seed``; one row per perturbation goes to
+    ``<results_dir>/probes.csv`` and ``probes.json`` / ``probe_predictions.csv`` to the evaluation's
+    folder. Bad requests (unknown perturbation, freeze-apex without apex truth, clips of one frame)
+    raise a :class:`~ifdd_bench.errors.BenchError` before anything is written. ``record_eval=False``
+    leaves the clean row out of ``evals.csv`` (the sweep's probes: ``runs.csv`` has those numbers).
     """
     from ifdd_bench.data import build_datasets
+    from ifdd_bench.engine import probes as P
+    from ifdd_bench.engine.capture import synth_truth
     from ifdd_bench.engine.loop import evaluate
 
+    names = parse_perturbations(perturb)
     if split not in SPLITS:
         raise ConfigError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
     model, ckpt = load_model(source, "cpu", accept=_evaluable)  # read once; moved to the device below
@@ -129,6 +150,7 @@ def evaluate_run(source: str | Path, *, dataset: str | None = None, data_root: s
     if split == "val" and protocol != "unified":
         raise ConfigError(f"the {protocol} protocol has no validation split (it selects on the test fold)",
                           hint="evaluate --split test")
+    P.check_frames(names, data)  # before the dataset is read
     same_holdout = (data.dataset, data.data_root, data.fold) == (trained.dataset, trained.data_root, trained.fold)
     holdout_dir = run_dir if same_holdout and (run_dir / VAL_SPLIT_FILE).exists() else None
     bundle = build_datasets(data, seed=seed, protocol="unified" if split == "val" else protocol,
@@ -143,16 +165,26 @@ def evaluate_run(source: str | Path, *, dataset: str | None = None, data_root: s
     dataset_split = bundle.val if split == "val" else bundle.test
     if dataset_split is None or len(dataset_split) == 0:
         raise ConfigError(f"{data.dataset} fold {data.fold} has no clips in its {split} split")
+    dataset_split.set_epoch(int(ckpt.get("epoch", 0)))
+    apex = P.apex_positions(names, data, dataset_split, lambda: synth_truth(bundle, data))
 
     dev, _ = resolve_device(device)
     model.to(dev)
-    dataset_split.set_epoch(int(ckpt.get("epoch", 0)))
     loader = DataLoader(dataset_split, batch_size=batch_size or int(ckpt["train_config"].get("eval_batch_size", 16)),
                         shuffle=False, num_workers=data.workers)
     if progress:
-        progress({"kind": "eval_start", "clips": len(dataset_split), "split": split, "dataset": data.dataset})
-    metrics, predictions = evaluate(model, loader, len(classes), device=dev, collect=True)
+        progress({"kind": "eval_start", "clips": len(dataset_split), "split": split, "dataset": data.dataset,
+                  "perturbations": list(names)})
     ids = clip_ids(dataset_split)
+    probed = None
+    if names:  # one pass scores the clean clips and every perturbation of them
+        probed = P.probe_pass(model, loader, names, device=dev, seed=probe_seed, apex=apex, progress=progress)
+        metrics = classification_metrics(probed.preds[P.CLEAN], probed.labels, len(classes))
+        predictions = [{"index": int(i), "label": int(label), "pred": int(pred), "probs": probs.tolist()}
+                       for i, label, pred, probs in zip(probed.index, probed.labels, probed.preds[P.CLEAN],
+                                                        probed.probs[P.CLEAN])]
+    else:
+        metrics, predictions = evaluate(model, loader, len(classes), device=dev, collect=True)
     for pred in predictions:
         pred["clip_id"] = ids[pred["index"]] if ids else pred["index"]
 
@@ -174,8 +206,27 @@ def evaluate_run(source: str | Path, *, dataset: str | None = None, data_root: s
                  for k, name in enumerate(classes)]
     result = {"row": row, "per_class": per_class, "confusion": metrics["confusion"], "classes": classes,
               "data_config": to_dict(data)}
+    rows = []
+    if probed is not None:
+        rows = P.probe_rows(probed, names, len(classes), _probe_base(row), seed=probe_seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     F.write_predictions(out_dir, predictions, classes)
     F.write_json(out_dir / "metrics.json", result)
-    append_rows(Path(results_dir) / EVALS_CSV, [row])
-    return {**result, "out_dir": str(out_dir)}
+    if probed is not None:
+        atomic_write_text(out_dir / PROBE_PREDICTIONS, F.csv_text(P.prediction_rows(probed, names, ids, classes)))
+        F.write_json(out_dir / PROBES_JSON, {"rows": rows, "data_config": to_dict(data)})
+    if record_eval:
+        append_rows(Path(results_dir) / EVALS_CSV, [row])
+    if rows:
+        append_rows(Path(results_dir) / PROBES_CSV, rows)
+    return {**result, "out_dir": str(out_dir), **({"probes": rows} if probed is not None else {})}
+
+
+#: the evaluation row's columns a probes.csv row repeats (the run, what was evaluated, provenance)
+PROBE_BASE_COLUMNS = ("eval_id", "run_id", "model", "variant", "dataset", "fold", "seed", "protocol", "train_hash",
+                      "split", "views", "frames", "size", "checkpoint", "epoch", "trained_dataset", "trained_fold",
+                      "device", "torch_version", "git_sha", "finished_at")
+
+
+def _probe_base(row: dict[str, Any]) -> dict[str, Any]:
+    return {key: row[key] for key in PROBE_BASE_COLUMNS}

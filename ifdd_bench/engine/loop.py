@@ -227,6 +227,21 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim
             "data_wait": data_wait, "compute": compute, "bookkeeping": bookkeeping}
 
 
+def clip_logits(model: nn.Module, x: torch.Tensor, *, autocast: Callable = contextlib.nullcontext,
+                channels_last: bool = False) -> torch.Tensor:
+    """Float logits ``(B, K)`` of clips ``(B, C, T, H, W)``, or of multi-view clips
+    ``(B, V, C, T, H, W)`` with the V views' logits averaged (how every evaluation scores a clip)."""
+    batch = x.shape[0]
+    views = x.shape[1] if x.dim() == 6 else 1
+    if x.dim() == 6:
+        x = x.flatten(0, 1)  # (B*V, C, T, H, W)
+    if channels_last and x.device.type == "cuda":
+        x = x.contiguous(memory_format=torch.channels_last_3d)
+    with autocast():
+        logits, _, _ = unpack_output(model(x))  # (B*V, K)
+    return logits.float().view(batch, views, -1).mean(dim=1)  # (B, K)
+
+
 @torch.inference_mode()
 def evaluate(model: nn.Module, loader: DataLoader, num_classes: int, *, device: torch.device,
              autocast: Callable = contextlib.nullcontext, channels_last: bool = False,
@@ -245,14 +260,7 @@ def evaluate(model: nn.Module, loader: DataLoader, num_classes: int, *, device: 
     for x, y in loader:
         x = x.to(device, non_blocking=True)
         y = y.to(device, non_blocking=True)
-        views = x.shape[1] if x.dim() == 6 else 1
-        if views > 1 or x.dim() == 6:
-            x = x.flatten(0, 1)  # (B*V, C, T, H, W)
-        if channels_last and device.type == "cuda":
-            x = x.contiguous(memory_format=torch.channels_last_3d)
-        with autocast():
-            logits, _, _ = unpack_output(model(x))
-        logits = logits.float().view(y.shape[0], views, -1).mean(dim=1)  # (B, K)
+        logits = clip_logits(model, x, autocast=autocast, channels_last=channels_last)  # (B, K)
         preds = logits.argmax(dim=-1)
         matrix.update(preds, y)
         if collect:

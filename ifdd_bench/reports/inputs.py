@@ -7,6 +7,7 @@ Reports are pure functions of these files:
 * ``<results>/profile.csv``    complexity/latency measurements (columns read defensively)
 * ``ifdd_bench/reports/literature.csv``  reported numbers of published methods, with sources
 * ``<runs>/<run_id>/history.csv`` and ``predictions.csv``  per-epoch curves and test predictions
+* ``<results>/probes.csv``     temporal-reliance probes of trained runs (``eval --perturb``)
 
 Every problem a user can cause (missing or empty file, a CSV written by something else, a metric
 that is not a fraction, an unknown variant name, a results file mixing protocols) raises a
@@ -33,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from ifdd_bench import results
+from ifdd_bench.config import PERTURBATIONS
 from ifdd_bench.results import LITERATURE_CSV
 from ifdd_bench.errors import ConfigError, DataError, suggest
 from ifdd_bench.models.ifdd_config import ABLATIONS, Ablation
@@ -46,6 +48,12 @@ RUN_OPTIONAL_TEXT = ("train_hash", "selection", "device")
 RUN_OPTIONAL_NUMBERS = ("epochs", "selected_epoch", "val_uar", "val_war", "last_uar", "last_war",
                         "best_test_uar", "best_test_war", "params", "frames", "size", "num_classes", "views",
                         "train_seconds")
+#: columns a probes.csv must have for the temporal-reliance table
+PROBE_REQUIRED = ("run_id", "model", "variant", "dataset", "fold", "split", "perturbation", "clean_uar", "clean_war",
+                  "uar", "war", "delta_uar", "delta_war")
+#: its numbers: fractions in [0, 1], differences in [-1, 1] (intervals may be empty)
+PROBE_FRACTIONS = ("clean_uar", "clean_war", "uar", "war")
+PROBE_DIFFERENCES = ("delta_uar", "delta_war", "delta_uar_low", "delta_uar_high", "delta_war_low", "delta_war_high")
 #: metric columns whose values must be fractions in [0, 1]
 FRACTION_COLUMNS = ("uar", "war", "val_uar", "val_war", "last_uar", "last_war", "best_test_uar", "best_test_war")
 
@@ -344,6 +352,51 @@ def load_per_class(path: str | os.PathLike, run_ids: Iterable[str] | None = None
     if run_ids is not None:
         frame = frame[frame["run_id"].isin(set(run_ids))]
     return frame.reset_index(drop=True)
+
+
+def load_probes(path: str | os.PathLike, runs: pd.DataFrame) -> pd.DataFrame | None:
+    """``probes.csv`` rows of the ``runs`` (``None`` when the file is missing or empty).
+
+    Kept: rows of a run in ``runs`` probed on its own test split (its dataset and fold,
+    ``split = test``); of a run probed twice with one perturbation, the last row. A row with an
+    unknown perturbation or a number out of range raises :class:`DataError` naming the line.
+    """
+    path = Path(path)
+    frame = load_optional_csv(path, required=PROBE_REQUIRED)
+    if frame is None:
+        return None
+    for col in ("run_id", "model", "variant", "dataset", "split", "perturbation"):
+        frame[col] = frame[col].fillna("").astype(str).str.strip()
+    unknown_name = ~frame["perturbation"].isin(PERTURBATIONS)
+    if unknown_name.any():
+        idx = unknown_name.idxmax()
+        name = frame["perturbation"][idx]
+        raise DataError(f"{path}, line {_line(idx)}: unknown perturbation {name!r}{suggest(name, PERTURBATIONS)}; "
+                        f"valid: {', '.join(PERTURBATIONS)}")
+    _numeric(frame, "fold", path, required=True)
+    for col in PROBE_FRACTIONS + ("delta_uar", "delta_war"):
+        _numeric(frame, col, path, required=True)
+    for col in PROBE_DIFFERENCES[2:]:
+        if col in frame.columns:
+            _numeric(frame, col, path, required=False)
+        else:
+            frame[col] = np.nan
+    for cols, low, what in ((PROBE_FRACTIONS, 0.0, "a fraction in [0, 1]"),
+                            (PROBE_DIFFERENCES, -1.0, "a difference of fractions in [-1, 1]")):
+        for col in cols:
+            out = (frame[col] < low) | (frame[col] > 1)
+            if out.any():
+                idx = out.idxmax()
+                raise DataError(f"{path}, line {_line(idx)}: {col} = {frame[col][idx]} is not {what}",
+                                hint="probes.csv stores metrics as fractions; tables print percent")
+    own = runs[["run_id", "dataset", "fold"]].drop_duplicates("run_id", keep="last")
+    frame["fold"] = frame["fold"].astype(int)
+    frame = frame[frame["split"] == "test"].merge(own, on=["run_id", "dataset", "fold"])
+    frame = frame.drop_duplicates(subset=["run_id", "perturbation"], keep="last").reset_index(drop=True)
+    if frame.empty:
+        return None
+    frame["entry"] = [entry_key(m, v) for m, v in zip(frame["model"], frame["variant"])]
+    return frame
 
 
 def load_optional_csv(path: str | os.PathLike, *, required: Sequence[str] = ()) -> pd.DataFrame | None:

@@ -97,7 +97,7 @@ _TEX_UNICODE = {
     "–": "--", "—": "---", "†": r"\textdagger{}", "‡": r"\textdaggerdbl{}", "→": r"$\rightarrow$",
     "²": r"\textsuperscript{2}", "³": r"\textsuperscript{3}", "Δ": r"$\Delta$", "✓": r"\checkmark{}",
     "ⁿ": r"\textsuperscript{n}", "✗": r"$\times$", "·": r"$\cdot$", "≈": r"$\approx$", "−": r"$-$",
-    "√": r"$\surd$",
+    "√": r"$\surd$", "ᶜ": r"\textsuperscript{c}", "…": r"\ldots{}",
 }
 
 

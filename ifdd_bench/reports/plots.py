@@ -12,6 +12,7 @@ colour-blind-safe seaborn palette.
 * :func:`confusion_matrices` row-normalised confusion matrix per variant, pooled over runs
 * :func:`training_curves`    train loss and val/test UAR per epoch, mean and std band over runs
 * :func:`per_class_heatmap`  per-class recall, variants x classes
+* :func:`temporal_reliance`  ΔUAR per perturbation of the frame order, per variant: mean, interval, runs
 
 Example::
 
@@ -37,6 +38,7 @@ import seaborn as sns  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from ifdd_bench.atomic import atomic_path  # noqa: E402
+from ifdd_bench.config import PERTURBATIONS  # noqa: E402
 from ifdd_bench.reports.inputs import dataset_name  # noqa: E402
 
 PNG_DPI = 200
@@ -339,3 +341,56 @@ def per_class_heatmap(per_class: pd.DataFrame, order: Sequence[str], labels: Map
             fig.tight_layout()
             written += save_figure(fig, out_dir, f"{stem}_{dataset}")
     return written
+
+
+def temporal_reliance(summary: pd.DataFrame, probes: pd.DataFrame, order: Sequence[str], labels: Mapping[str, str],
+                      palette: Mapping[str, tuple], out_dir: str | os.PathLike,
+                      stem: str = "temporal_reliance") -> list[Path]:
+    """ΔUAR (pp, perturbed − clean) per perturbation, one marker per variant with its interval
+    (:func:`ifdd_bench.reports.stats.probe_summary`; none where the table gives none) and each
+    run's Δ as a dot; one panel per dataset."""
+    datasets = _datasets(summary)
+    entries = _present(order, summary)
+    perturbations = [p for p in PERTURBATIONS if p in set(summary["perturbation"])]
+    width = 0.8 / max(1, len(entries))
+    with _style():
+        fig, axes = plt.subplots(len(datasets), 1, figsize=(max(5.0, 1.3 * len(perturbations) + 2.5),
+                                                             2.8 * len(datasets)), squeeze=False)
+        for r, dataset in enumerate(datasets):
+            ax = axes[r][0]
+            part = summary[summary["dataset"] == dataset]
+            runs = probes[probes["dataset"] == dataset]
+            ax.axhline(0.0, color="black", linewidth=0.8, zorder=1)
+            for k, entry in enumerate(entries):
+                mine = part[part["entry"] == entry].set_index("perturbation")
+                if mine.empty:
+                    continue
+                xs, means, low, high = [], [], [], []
+                for i, name in enumerate(perturbations):
+                    if name not in mine.index:
+                        continue
+                    row = mine.loc[name]
+                    x = i - 0.4 + width * (k + 0.5)
+                    xs.append(x)
+                    means.append(100 * row["delta_uar_mean"])
+                    has = not np.isnan(row["delta_uar_low"])
+                    low.append(100 * (row["delta_uar_mean"] - row["delta_uar_low"]) if has else 0.0)
+                    high.append(100 * (row["delta_uar_high"] - row["delta_uar_mean"]) if has else 0.0)
+                    dots = 100 * runs.loc[(runs["entry"] == entry) & (runs["perturbation"] == name),
+                                          "delta_uar"].to_numpy(dtype=float)
+                    if len(dots) > 1:
+                        ax.scatter(np.full(len(dots), x), dots, s=6, color="black", alpha=0.5, zorder=3,
+                                   linewidths=0)
+                ax.errorbar(xs, means, yerr=[low, high], fmt="o", markersize=4.5, color=palette[entry],
+                            markeredgecolor="black", markeredgewidth=0.4, elinewidth=0.9, capsize=2.5,
+                            label=labels.get(entry, entry), zorder=2)
+            ax.set_xticks(range(len(perturbations)))
+            ax.set_xticklabels(perturbations)
+            ax.set_xlim(-0.5, len(perturbations) - 0.5)
+            ax.set_ylabel("ΔUAR (pp), perturbed − clean")
+            ax.set_title(f"Temporal reliance on {dataset_name(dataset)}")
+        handles, names = axes[0][0].get_legend_handles_labels()
+        fig.legend(handles, names, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+        fig.tight_layout()
+        return save_figure(fig, out_dir, stem)
+

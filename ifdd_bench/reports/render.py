@@ -1,13 +1,14 @@
 """Render every table and plot of a results folder into an output folder (``ifdd-bench report``).
 
-Reads only CSVs (``runs.csv``, ``per_class.csv``, ``profile.csv``, ``literature.csv`` and the
-run folders' ``history.csv`` / ``predictions.csv``); never imports torch. Writes, atomically:
+Reads only CSVs (``runs.csv``, ``per_class.csv``, ``profile.csv``, ``probes.csv``, ``literature.csv``
+and the run folders' ``history.csv`` / ``predictions.csv``); never imports torch. Writes, atomically:
 
 * ``<table>.tex`` / ``<table>.md`` for the ablation table(s), comparison, per-class recall,
-  reported-vs-measured complexity and paired statistics
+  reported-vs-measured complexity, paired statistics and temporal reliance (probes)
 * ``report.md``: every Markdown table and figure in one page, with the command that made it
-* ``summary.csv`` (mean/std per model, variant, dataset), ``paired_differences.csv`` and
-  ``clip_paired_differences.csv``, floats written with :data:`CSV_FLOAT_FORMAT` so that a re-render
+* ``summary.csv`` (mean/std per model, variant, dataset), ``paired_differences.csv``,
+  ``clip_paired_differences.csv`` and ``temporal_reliance.csv`` (the probes per entry and
+  perturbation), floats written with :data:`CSV_FLOAT_FORMAT` so that a re-render
   on another machine gives the same bytes
 * ``plots/*.png`` and ``plots/*.pdf``
 
@@ -233,6 +234,14 @@ def render_report(
     if not result.reference_note:  # without a reference run there is nothing to pair (said once, above)
         diffs, clip_diffs = _paired_tables(runs, predictions, reference, ifdd_models, literature, runs_dir,
                                            n_resamples, seed, result)
+    probes = inputs.load_probes(results_dir / results.PROBES_CSV, runs)
+    probe_summary = pd.DataFrame()
+    if probes is None:
+        result.skipped.append(f"temporal-reliance table and plot: {results_dir / results.PROBES_CSV} has no rows of "
+                              "these runs (ifdd-bench eval RUN --perturb all, or run ablation with --probes)")
+    else:
+        probe_summary = stats.probe_summary(probes)
+        result.tables["temporal_reliance"] = tables.temporal_table(probe_summary, literature=literature)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     for key, table in result.tables.items():
@@ -248,12 +257,14 @@ def render_report(
         result.files.append(write_csv(out_dir / "paired_differences.csv", diffs))
     if not clip_diffs.empty:
         result.files.append(write_csv(out_dir / "clip_paired_differences.csv", clip_diffs))
+    if not probe_summary.empty:
+        result.files.append(write_csv(out_dir / "temporal_reliance.csv", probe_summary))
 
     # ---- plots
     figures: list[tuple[str, Path]] = []
     if plots:
-        figures = _render_plots(runs, agg, per_class, profile, literature, predictions, Path(runs_dir),
-                                out_dir / "plots", result, notify)
+        figures = _render_plots(runs, agg, per_class, profile, literature, predictions, probes, probe_summary,
+                                Path(runs_dir), out_dir / "plots", result, notify)
     if "md" in formats:
         result.files.append(write_text(out_dir / "report.md", _report_page(result, figures, out_dir, command)))
     result.seconds = time.perf_counter() - start
@@ -317,8 +328,8 @@ def _paired_tables(runs: pd.DataFrame, predictions: pd.DataFrame | None, referen
     return diffs, clip_diffs
 
 
-def _render_plots(runs, agg, per_class, profile, literature, predictions, runs_dir: Path, plot_dir: Path,
-                  result: RenderResult, notify) -> list[tuple[str, Path]]:
+def _render_plots(runs, agg, per_class, profile, literature, predictions, probes, probe_summary, runs_dir: Path,
+                  plot_dir: Path, result: RenderResult, notify) -> list[tuple[str, Path]]:
     from ifdd_bench.reports import plots  # matplotlib only when figures are asked for
 
     order, labels = _labels(runs, literature)
@@ -350,6 +361,8 @@ def _render_plots(runs, agg, per_class, profile, literature, predictions, runs_d
         keep("Training curves", plots.training_curves(history, order, labels, palette, plot_dir))
     else:
         result.skipped.append(f"training curves: no history.csv under {runs_dir}/<run_id>/")
+    if not probe_summary.empty:
+        keep("Temporal reliance", plots.temporal_reliance(probe_summary, probes, order, labels, palette, plot_dir))
     if predictions is not None:
         keep("Confusion matrices", plots.confusion_matrices(predictions, _class_names(per_class, predictions), order, labels,
                                                             plot_dir))

@@ -10,6 +10,10 @@
   runs' ``predictions.csv``, with the trained models held fixed: how large a gap test-set sampling
   alone would produce between these two trained models (bootstrap over clips, stratified by
   class; clip-level swap test). It says nothing about the variation between training runs.
+* :func:`probe_summary` - the temporal-reliance probes (``probes.csv``) per entry and
+  perturbation: mean Δ = perturbed − clean over runs with the t-interval of :func:`paired_t`
+  (each run's Δ is already paired: the same model on the same clips), and for an entry with a
+  single run that run's clip bootstrap interval.
 
 Why a t-interval and not a bootstrap across runs: a percentile bootstrap of the mean of 2-3
 values can only return values between the smallest and the largest difference and so claims far
@@ -40,6 +44,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from ifdd_bench.config import PERTURBATIONS
+from ifdd_bench.clipstats import CLIP_CI_METHOD, DRAW_BLOCK, clip_terms, stratified_counts
 from ifdd_bench.reports.inputs import ifdd_models_in
 
 #: fewest paired runs for which a t-interval is given (below it: no interval, and the table says why)
@@ -49,7 +55,6 @@ HOLM_FAMILY = ("reference_model", "reference", "metric")
 #: how the across-run p-value is computed (``p_method`` column)
 RUN_P_METHOD = "paired t-test, two-sided"
 #: how the clip-level interval and p are computed (``ci_method`` / ``p_method`` columns)
-CLIP_CI_METHOD = "percentile bootstrap over test clips within class, models fixed"
 CLIP_P_METHOD = "clip swap test, two-sided, Monte Carlo"
 GROUP_KEYS = ("model", "variant", "dataset")
 CELL_KEYS = ("fold", "seed")
@@ -370,32 +375,14 @@ def _cell_clip_terms(ref: pd.DataFrame, other: pd.DataFrame) -> tuple[np.ndarray
     if len(merged) != len(ref) or not (merged["label_r"] == merged["label_o"]).all():
         return None
     labels = merged["label_r"].to_numpy(dtype=int)
-    diff = ((merged["pred_o"] == merged["label_o"]).to_numpy(dtype=float)
-            - (merged["pred_r"] == merged["label_r"]).to_numpy(dtype=float))  # (n,) in {-1, 0, 1}
-    classes, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
-    uar_weight = 1.0 / (len(classes) * counts[inverse])  # UAR = sum_i weight_i * correct_i
-    return diff * uar_weight, diff / len(labels), labels
+    d_uar, d_war = clip_terms(labels, (merged["pred_r"] == merged["label_r"]).to_numpy(),
+                              (merged["pred_o"] == merged["label_o"]).to_numpy())
+    return d_uar, d_war, labels
 
 
 CLIP_COLUMNS = ["reference_model", "reference", "model", "variant", "dataset", "metric", "cells", "clips",
                 "skipped_cells", "mean_diff", "ci_low", "ci_high", "ci_method", "confidence", "n_resamples",
                 "p_value", "p_method", "p_holm", "holm_family_size"]
-
-#: bootstrap / swap draws are made in blocks of this many resamples (memory: block x clips floats)
-DRAW_BLOCK = 1000
-
-
-def _stratified_counts(labels: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
-    """``(size, n)`` bootstrap counts: how often each clip is drawn when every class is resampled
-    within itself (class supports, hence UAR's weights, stay fixed)."""
-    n = len(labels)
-    drawn = np.empty((size, n), dtype=np.int64)  # (size, n) clip index of every draw
-    for cls in np.unique(labels):
-        members = np.flatnonzero(labels == cls)
-        drawn[:, members] = members[rng.integers(0, len(members), size=(size, len(members)))]
-    flat = (drawn + np.arange(size)[:, None] * n).ravel()  # row-offset so one bincount counts every row
-    return np.bincount(flat, minlength=size * n).reshape(size, n).astype(float)
-
 
 def clip_paired_differences(predictions: pd.DataFrame, *, reference: str = "full", n_resamples: int = 10_000,
                             confidence: float = 0.95, seed: int = 0,
@@ -452,7 +439,7 @@ def clip_paired_differences(predictions: pd.DataFrame, *, reference: str = "full
                 stacked = np.concatenate([terms[e][cell] for e in users], axis=1) if users else None  # (n, 2U)
                 for start in range(0, n_resamples, DRAW_BLOCK):
                     size = min(DRAW_BLOCK, n_resamples - start)
-                    counts = _stratified_counts(labels, size, rng)  # (size, n)
+                    counts = stratified_counts(labels, size, rng)  # (size, n)
                     signs = rng.integers(0, 2, size=(size, len(labels))) * 2.0 - 1.0  # (size, n) in {-1, 1}
                     if stacked is None:
                         continue
@@ -478,6 +465,50 @@ def clip_paired_differences(predictions: pd.DataFrame, *, reference: str = "full
                     rows.append(row)
     frame = pd.DataFrame(rows, columns=[c for c in CLIP_COLUMNS if c not in ("p_holm", "holm_family_size")])
     return add_holm(frame, HOLM_FAMILY)[CLIP_COLUMNS]
+
+
+#: the ``ci_method`` of :func:`probe_summary` rows with a single run: that run's interval from probes.csv
+PROBE_CLIP_CI = "one run: clip bootstrap, model fixed"
+PROBE_COLUMNS = ["model", "variant", "entry", "dataset", "perturbation", "n", "clean_uar_mean", "uar_mean",
+                 "delta_uar_mean", "delta_uar_std", "delta_uar_low", "delta_uar_high", "clean_war_mean", "war_mean",
+                 "delta_war_mean", "delta_war_std", "delta_war_low", "delta_war_high", "ci_method", "confidence"]
+
+
+def probe_summary(probes: pd.DataFrame, *, confidence: float = 0.95,
+                  min_pairs: int = MIN_PAIRS_FOR_INTERVAL) -> pd.DataFrame:
+    """Temporal-reliance probes per (model, variant, dataset, perturbation), over the entry's runs.
+
+    ``probes`` holds one row per (run, perturbation) (:func:`ifdd_bench.reports.inputs.load_probes`).
+    Columns (:data:`PROBE_COLUMNS`): ``n`` runs; means of the clean and perturbed UAR / WAR; for
+    ΔUAR and ΔWAR (perturbed − clean, fractions) the mean, sample std and interval:
+
+    * from ``min_pairs`` runs on, the t-interval of the mean over runs (``ci_method`` ``paired t``);
+    * with one run, that run's clip bootstrap interval from probes.csv (:data:`PROBE_CLIP_CI`):
+      test-set sampling with the model fixed, not training variation;
+    * otherwise none (``none: n < 5``).
+    """
+    rows = []
+    keys = ["model", "variant", "entry", "dataset", "perturbation"]
+    for values, part in probes.groupby(keys, sort=False):
+        row = dict(zip(keys, values))
+        n = len(part)
+        row["n"] = n
+        for metric in ("uar", "war"):
+            row[f"clean_{metric}_mean"] = float(part[f"clean_{metric}"].mean())
+            row[f"{metric}_mean"] = float(part[metric].mean())
+            r = paired_t(part[f"delta_{metric}"].to_numpy(dtype=float), confidence=confidence, min_pairs=min_pairs)
+            low, high = r.ci_low, r.ci_high
+            if n == 1:
+                low = float(part[f"delta_{metric}_low"].iloc[0])
+                high = float(part[f"delta_{metric}_high"].iloc[0])
+            row.update({f"delta_{metric}_mean": r.mean, f"delta_{metric}_std": r.std,
+                        f"delta_{metric}_low": low, f"delta_{metric}_high": high})
+        row["ci_method"] = ("paired t" if n >= min_pairs else PROBE_CLIP_CI if n == 1 else f"none: n < {min_pairs}")
+        row["confidence"] = confidence
+        rows.append(row)
+    frame = pd.DataFrame(rows, columns=PROBE_COLUMNS)
+    order = {p: i for i, p in enumerate(PERTURBATIONS)}
+    return frame.sort_values("perturbation", key=lambda s: s.map(order), kind="stable").reset_index(drop=True)
 
 
 def format_pm(mean: float, std: float, *, scale: float = 100.0, digits: int = 2, sep: str = " ± ") -> str:

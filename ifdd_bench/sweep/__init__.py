@@ -14,6 +14,8 @@ concept each:
   progress relay);
 * :mod:`~ifdd_bench.sweep.slurm`: the optional submitit extra, the cluster options
   (:func:`submitit_options`) and multi-GPU jobs (one DDP rank per GPU).
+* :mod:`~ifdd_bench.sweep.probing`: :class:`CellRunner`, what every executor runs per cell: train
+  it unless finished, then probe it (:func:`probe_cell`, the temporal-reliance probes).
 
 Example::
 
@@ -25,7 +27,8 @@ Example::
 """
 
 from ifdd_bench.sweep.executors import EXECUTORS, CellFailure, SweepOutcome, check_init_weights, run_sweep
-from ifdd_bench.sweep.finished import SweepStatus, partition_finished, result_rows, summarize, sweep_status
+from ifdd_bench.sweep.finished import (SweepStatus, cells_to_probe, partition_finished, probed, result_rows, summarize,
+                                       sweep_status)
 from ifdd_bench.sweep.jobbook import JOB_COLUMNS, JobBook
 from ifdd_bench.sweep.plan import (
     DEFAULT_DATASET,
@@ -40,21 +43,25 @@ from ifdd_bench.sweep.plan import (
     Cell,
     SweepPlan,
     default_jobs,
+    has_apex,
     parse_folds,
     parse_int_set,
     parse_seeds,
     plan_sweep,
     resolve_baselines,
+    resolve_probes,
     resolve_variants,
 )
 from ifdd_bench.sweep.pool import Runner, default_runner, run_cell
+from ifdd_bench.sweep.probing import CellRunner, probe_cell
 from ifdd_bench.sweep.slurm import SLURM_EXTRA, require_submitit, submitit_options
 
 __all__ = [
     "DEFAULT_DATASET", "DEFAULT_FOLDS", "DEFAULT_MODEL", "DEFAULT_PROTOCOL", "DEFAULT_REAL_MODEL", "DEFAULT_SEEDS",
     "DEFAULT_SYNTH_BASELINES", "DEFAULT_SYNTH_JOBS", "DEFAULT_VARIANTS", "EXECUTORS", "JOB_COLUMNS", "SLURM_EXTRA",
-    "Cell", "CellFailure", "JobBook", "Runner", "SweepOutcome", "SweepPlan", "SweepStatus",
-    "check_init_weights", "default_jobs", "default_runner", "parse_folds", "parse_int_set", "parse_seeds",
-    "partition_finished", "plan_sweep", "require_submitit", "resolve_baselines", "resolve_variants", "result_rows", "run_cell",
-    "run_sweep", "submitit_options", "summarize", "sweep_status",
+    "Cell", "CellFailure", "CellRunner", "JobBook", "Runner", "SweepOutcome", "SweepPlan", "SweepStatus",
+    "cells_to_probe", "check_init_weights", "default_jobs", "default_runner", "has_apex", "parse_folds",
+    "parse_int_set", "parse_seeds", "partition_finished", "plan_sweep", "probe_cell", "probed", "require_submitit",
+    "resolve_baselines", "resolve_probes", "resolve_variants", "result_rows", "run_cell", "run_sweep",
+    "submitit_options", "summarize", "sweep_status",
 ]

@@ -35,10 +35,11 @@ from ifdd_bench.atomic import json_text, write_text_atomic
 from ifdd_bench.errors import ConfigError, suggest
 from ifdd_bench.events import Progress
 from ifdd_bench.results import PER_CLASS_CSV, RUNS_CSV, append_rows
-from ifdd_bench.sweep.finished import partition_finished
+from ifdd_bench.sweep.finished import cells_to_probe, in_plan_order, partition_finished
 from ifdd_bench.sweep.jobbook import JobBook
 from ifdd_bench.sweep.plan import Cell, SweepPlan
-from ifdd_bench.sweep.pool import CellPool, Runner, default_runner, pop_cell_seconds
+from ifdd_bench.sweep.pool import CellPool, Runner, default_runner, pop_cell_seconds, run_cell
+from ifdd_bench.sweep.probing import CellRunner
 from ifdd_bench.sweep.slurm import check_ranks, make_executor, require_submitit, run_job_cell
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,8 @@ class SweepOutcome:
     folder: Path
     total: int
     skipped: list[str] = field(default_factory=list)
-    done: list[str] = field(default_factory=list)
+    done: list[str] = field(default_factory=list)  # cells that ran (trained, or only probed)
+    probe_only: list[str] = field(default_factory=list)  # finished cells that ran only to be probed
     failed: list[CellFailure] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -110,7 +112,9 @@ def run_sweep(
     """Run the cells of ``plan`` that ``runs.csv`` lacks; return what was skipped/done/failed.
 
     ``runner(spec, progress=, resume=)`` trains one cell (default: the engine's ``train_run``); it
-    must append the cell's row to ``runs.csv``. With ``resume=False`` an unfinished cell trains
+    must append the cell's row to ``runs.csv``. With ``plan.probes`` every cell is then probed
+    (:class:`~ifdd_bench.sweep.probing.CellRunner`), and finished cells whose ``probes.csv`` rows
+    are missing but whose run folder holds a checkpoint run again only to be probed. With ``resume=False`` an unfinished cell trains
     from scratch instead of resuming its ``last.pt`` (``run ablation --restart``); finished cells
     are skipped either way. A cell that raises is recorded as failed in ``jobs.csv`` and the sweep
     goes on; ``KeyboardInterrupt`` stops the sweep (finished cells stay finished). ``progress``
@@ -135,14 +139,19 @@ def run_sweep(
     folder = Path(plan.runs_dir) / "sweeps" / plan.sweep_id
     folder.mkdir(parents=True, exist_ok=True)
     write_text_atomic(folder / "sweep.json", json_text(plan.describe()))
-    todo, finished = partition_finished(cells, plan.results_dir)
-    outcome = SweepOutcome(plan.sweep_id, folder, len(cells), skipped=[c.run_id for c in finished])
+    to_train, finished = partition_finished(cells, plan.results_dir)
+    to_probe = cells_to_probe(finished, plan.results_dir, plan.probes)
+    todo = in_plan_order(cells, to_train + to_probe)
+    skipped = [c.run_id for c in finished if c not in to_probe]
+    outcome = SweepOutcome(plan.sweep_id, folder, len(cells), skipped=skipped,
+                           probe_only=[c.run_id for c in to_probe])
     emit = progress or (lambda event: None)
     emit({"kind": "sweep_start", "sweep_id": plan.sweep_id, "total": len(cells), "todo": len(todo),
-          "skipped": len(finished), "folder": str(folder)})
+          "skipped": len(skipped), "folder": str(folder)})
     if dry_run or not todo:
         return outcome
-    check_init_weights(todo)
+    check_init_weights(to_train)
+    runner = CellRunner(runner, plan.probes)  # every executor trains and probes a cell through it
     book = JobBook(folder, plan.sweep_id)
     start = time.perf_counter()
     try:

@@ -2,7 +2,10 @@
 
 A cell is *finished* when ``<results_dir>/runs.csv`` holds a row with the cell's ``run_id`` and
 the same ``train_hash`` (and, where the row records them, the same input frames and size), so
-re-running an interrupted or partly failed sweep trains only the missing cells.
+re-running an interrupted or partly failed sweep trains only the missing cells. A finished cell
+is *probed* when ``<results_dir>/probes.csv`` holds a row of its run on its own test split for
+every perturbation the sweep asks for (:func:`cells_to_probe` lists those still to probe), so a
+finished sweep re-runs nothing and re-renders identically.
 :func:`sweep_status` says where a sweep stands before it runs (what ``run ablation`` prints first).
 """
 
@@ -11,12 +14,12 @@ from __future__ import annotations
 import math
 import os
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from ifdd_bench.errors import DataError
-from ifdd_bench.results import RUNS_CSV, read_csv_rows
+from ifdd_bench.results import PROBES_CSV, RUNS_CSV, read_csv_rows
 from ifdd_bench.sweep.plan import Cell, SweepPlan, default_jobs
 
 
@@ -40,6 +43,35 @@ def partition_finished(cells: Sequence[Cell], results_dir: str | os.PathLike) ->
     for cell in cells:
         (done if any(_row_matches(r, cell) for r in by_id.get(cell.run_id, [])) else todo).append(cell)
     return todo, done
+
+
+def probed(cell: Cell, probes: Sequence[str], rows: Sequence[Mapping[str, str]]) -> bool:
+    """Whether ``rows`` (of probes.csv) hold every perturbation in ``probes`` for the cell's run
+    on its own test split (same run id, train hash, dataset and fold)."""
+    data = cell.spec.data
+    have = {r.get("perturbation") for r in rows
+            if r.get("run_id") == cell.run_id and r.get("train_hash") == cell.train_hash
+            and r.get("dataset") == data.dataset and str(r.get("fold")) == str(data.fold) and r.get("split") == "test"}
+    return set(probes) <= have
+
+
+def has_checkpoint(cell: Cell) -> bool:
+    """Whether the cell's run folder holds the selected checkpoint (``best.pt``) that probes score."""
+    from ifdd_bench.engine.checkpoint import BEST
+
+    return (Path(cell.spec.runs_dir) / cell.run_id / BEST).is_file()
+
+
+def cells_to_probe(cells: Sequence[Cell], results_dir: str | os.PathLike, probes: Sequence[str]) -> list[Cell]:
+    """The ``cells`` (finished ones) whose probe rows are missing and whose run folder can be probed.
+
+    A cell without a checkpoint (a run folder from elsewhere, e.g. the committed per-run records,
+    which hold no weights) is not listed: there is nothing to score.
+    """
+    if not probes:
+        return []
+    rows = read_csv_rows(Path(results_dir) / PROBES_CSV)
+    return [c for c in cells if not probed(c, probes, rows) and has_checkpoint(c)]
 
 
 def result_rows(plan: SweepPlan) -> list[dict[str, str]]:
@@ -98,19 +130,29 @@ class SweepStatus:
 
     plan: SweepPlan
     cells: list[Cell]
-    todo: list[Cell]
+    todo: list[Cell]  # cells that will run: to train, then the finished ones only to probe
     finished: list[Cell]
     jobs: int
     train_hash: str
     legacy: list[Path]
+    to_probe: list[Cell] = field(default_factory=list)  # finished cells in ``todo`` that only get probed
 
 
 def sweep_status(plan: SweepPlan, *, executor: str = "local", jobs: int | None = None) -> SweepStatus:
-    """The :class:`SweepStatus` of ``plan``; ``jobs=None`` -> :func:`~ifdd_bench.sweep.plan.default_jobs`."""
+    """The :class:`SweepStatus` of ``plan``; ``jobs=None`` -> :func:`~ifdd_bench.sweep.plan.default_jobs`.
+    ``todo`` holds the cells to train and the finished ones still to probe (:func:`cells_to_probe`)."""
     from ifdd_bench.config import train_hash
     from ifdd_bench.engine.migrate import legacy_folders
 
     cells = plan.cells()
     todo, finished = partition_finished(cells, plan.results_dir)
-    return SweepStatus(plan, cells, todo, finished, jobs if jobs is not None else default_jobs(plan, executor),
-                       train_hash(plan.train), legacy_folders(plan.runs_dir))
+    to_probe = cells_to_probe(finished, plan.results_dir, plan.probes)
+    return SweepStatus(plan, cells, in_plan_order(cells, todo + to_probe), finished,
+                       jobs if jobs is not None else default_jobs(plan, executor), train_hash(plan.train),
+                       legacy_folders(plan.runs_dir), to_probe)
+
+
+def in_plan_order(cells: Sequence[Cell], some: Sequence[Cell]) -> list[Cell]:
+    """``some`` of ``cells`` in the order of ``cells``."""
+    wanted = {c.run_id for c in some}
+    return [c for c in cells if c.run_id in wanted]

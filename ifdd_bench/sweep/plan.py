@@ -18,10 +18,12 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from ifdd_bench import registry
-from ifdd_bench.config import DataConfig, RunSpec, TrainConfig, parse_overrides, to_dict, train_hash
+from ifdd_bench.config import (APEX_PERTURBATIONS, PERTURBATIONS, DataConfig, RunSpec, TrainConfig, parse_overrides,
+                               parse_perturbations, to_dict, train_hash)
 from ifdd_bench.data.labels import NUM_FOLDS
 from ifdd_bench.errors import ConfigError, suggest
 from ifdd_bench.spec import build_run_spec, check_dataset, is_embedded, shared_overrides
@@ -120,6 +122,40 @@ def parse_seeds(text: str | Iterable[int] | int | None) -> tuple[int, ...]:
     return seeds
 
 
+def has_apex(dataset: str, data_root: str | os.PathLike | None) -> bool:
+    """Whether every clip's apex frame is known: SynthDFER (embedded, or a folder with its clips.csv)."""
+    if dataset != "synth":
+        return False
+    if data_root is None:
+        return True
+    from ifdd_bench.data.synth.truth import META_FILE, TRUTH_FILE
+
+    root = Path(data_root)
+    return (root / META_FILE).is_file() and (root / TRUTH_FILE).is_file()
+
+
+def resolve_probes(probes: bool, perturb: str | Sequence[str] | None, dataset: str,
+                   data_root: str | os.PathLike | None) -> tuple[str, ...]:
+    """The perturbations each cell is probed with after it trains (:mod:`ifdd_bench.engine.probes`).
+
+    ``probes=False`` -> none. ``perturb=None`` -> every perturbation the dataset supports
+    (:data:`~ifdd_bench.config.PERTURBATIONS`, freeze-apex only where :func:`has_apex`); a list
+    asking for freeze-apex on a dataset without apex knowledge raises :class:`ConfigError`.
+    """
+    if not probes:
+        return ()
+    apex = has_apex(dataset, data_root)
+    if perturb is None:
+        return tuple(p for p in PERTURBATIONS if apex or p not in APEX_PERTURBATIONS)
+    names = parse_perturbations(perturb)
+    if not apex and any(p in APEX_PERTURBATIONS for p in names):
+        others = ",".join(p for p in names if p not in APEX_PERTURBATIONS) or "shuffle"
+        raise ConfigError(f"--perturb freeze-apex needs the apex frame of every clip, which only SynthDFER records "
+                          f"(its clips.csv); {dataset}{f' at {data_root}' if data_root else ''} has none",
+                          hint=f"leave freeze-apex out (--perturb {others})")
+    return names
+
+
 def _split_names(text: str | Sequence[str] | None) -> list[str]:
     if text is None:
         return []
@@ -207,6 +243,9 @@ class SweepPlan:
     baselines: tuple[tuple[str, str], ...] = ()
     runs_dir: str = "runs"
     results_dir: str = "results"
+    #: temporal-reliance probes run on each cell's test split after it trains (() = none); they
+    #: change no trained run, so they are not part of :attr:`sweep_id`
+    probes: tuple[str, ...] = ()
 
     def spec(self, model: str, variant: str, fold: int, seed: int, role: str = "variant") -> RunSpec:
         """The spec of one cell; baseline cells take the train and data overrides only."""
@@ -247,7 +286,7 @@ class SweepPlan:
     def sweep_id(self) -> str:
         """Stable id of the grid: the same command always lands in the same sweep folder."""
         desc = self.describe()
-        desc.pop("runs_dir"), desc.pop("results_dir")
+        desc.pop("runs_dir"), desc.pop("results_dir"), desc.pop("probes")
         digest = hashlib.sha256(json.dumps(desc, sort_keys=True, default=str).encode()).hexdigest()[:8]
         return f"{self.model}-{self.dataset}-{digest}"
 
@@ -264,7 +303,7 @@ class SweepPlan:
             "dataset": self.dataset, "folds": list(self.folds), "seeds": list(self.seeds),
             "train_hash": train_hash(first.train), "recipe_hash": first.recipe_hash, "train": train, "data": data,
             "model_overrides": [[k, v] for k, v in first.model_overrides],
-            "runs_dir": self.runs_dir, "results_dir": self.results_dir,
+            "runs_dir": self.runs_dir, "results_dir": self.results_dir, "probes": list(self.probes),
         }
 
 
@@ -282,6 +321,8 @@ def plan_sweep(
     overrides: Sequence[str] = (),
     runs_dir: str | os.PathLike = "runs",
     results_dir: str | os.PathLike = "results",
+    probes: bool = True,
+    perturb: str | Sequence[str] | None = None,
 ) -> SweepPlan:
     """Validate the sweep arguments and build its :class:`SweepPlan` (no training, no torch).
 
@@ -291,7 +332,9 @@ def plan_sweep(
     :func:`ifdd_bench.spec.build_run_spec` (native geometry, protocol data recipe, embedded CPU
     recipe on SynthDFER); every cell is built here once, so a bad override fails before training.
     ``overrides`` are ``key=value`` strings routed to the train, data or model config
-    (``epochs=3``, ``data.eval_views=2``, ``model.drop_path=0.1``).
+    (``epochs=3``, ``data.eval_views=2``, ``model.drop_path=0.1``). With ``probes`` (the default)
+    every cell that has a checkpoint is probed after it trains with ``perturb`` (default: every
+    perturbation the dataset supports; :func:`resolve_probes`).
     """
     check_dataset(dataset, data_root)
     embedded = is_embedded(dataset, data_root)
@@ -310,6 +353,7 @@ def plan_sweep(
         seeds=parse_seeds(seeds), dataset=dataset, data_root=str(data_root) if data_root else None,
         protocol=protocol, epochs=epochs, overrides=tuple(overrides), baselines=resolve_baselines(baselines),
         runs_dir=str(runs_dir), results_dir=str(results_dir),
+        probes=resolve_probes(probes, perturb, dataset, data_root),
     )
     plan.cells()  # every variant must accept the overrides; refusals surface now
     return plan

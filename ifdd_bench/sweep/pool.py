@@ -77,7 +77,7 @@ def _set_torch_threads(threads: int) -> None:
 
 
 #: engine events a pool worker sends to the parent's progress display, and the fields it keeps
-FORWARDED_KINDS = ("epoch_start", "step", "epoch_end", "warning", "data_progress")
+FORWARDED_KINDS = ("epoch_start", "step", "epoch_end", "warning", "data_progress", "probe")
 FORWARDED_FIELDS = ("kind", "epoch", "epochs", "step", "steps", "loss", "lr", "val_uar", "test_uar",
                     "message", "stage", "done", "total")
 

@@ -13,6 +13,8 @@ printed by the CLI with rich. This package only names the public API; the module
 * ``paired``     :func:`stats_table`: paired differences to the reference over training runs
   (t-intervals from 5 pairs on, Holm-adjusted p); :func:`clip_stats_table`: the same over test
   clips with the trained models held fixed (clip bootstrap interval, swap-test p)
+* ``temporal``   :func:`temporal_table`: ΔUAR per perturbation of the frame order (probes.csv), with
+  t-intervals over runs from 5 runs on (a single run: its clip bootstrap interval)
 * ``labels`` (entry labels and order, dataset order, literature source keys), ``cells`` (number
   formats, ``mean ± std`` cells, bold-best), ``compute`` (the profile.csv row behind a compute
   column, its notes), ``protocol`` (each dataset's protocol footnote): what the builders share
@@ -40,10 +42,12 @@ from ifdd_bench.reports.tables.labels import (DATASET_ORDER, SOURCE_KEYS, entry_
 from ifdd_bench.reports.tables.paired import CLIP_STATS_CAVEAT, clip_stats_table, stats_table
 from ifdd_bench.reports.tables.per_class import absent_class_note, absent_classes, per_class_table
 from ifdd_bench.reports.tables.protocol import SELECTION_TEXT, protocol_notes
+from ifdd_bench.reports.tables.temporal import temporal_table
 
 __all__ = [
     # builders
     "ablation_table", "comparison_table", "per_class_table", "complexity_table", "stats_table", "clip_stats_table",
+    "temporal_table",
     # notes and table text
     "absent_class_note", "absent_classes", "protocol_notes", "CLIP_STATS_CAVEAT", "SELECTION_TEXT",
     # labels, order, sources
