@@ -479,6 +479,9 @@ def test_report_command_does_not_import_torch(results_dir):
     assert done.returncode == 0, done.stderr + done.stdout
     assert "IFDD (full)" in done.stdout and "63.00 ± 2.58" in done.stdout
     assert (results_dir / "report" / "ablation_ifdd_tiny.tex").exists()
+    # piped: the progress display says each step on stderr (stdout keeps the tables only)
+    assert "report: tables" in done.stderr and "report: paired statistics" in done.stderr
+    assert "report:" not in done.stdout
 
 
 def test_cli_errors_are_clean(tmp_path):
