@@ -711,7 +711,7 @@ def test_cli_tables_print_bracketed_labels_as_text():
 
     with tempfile.TemporaryDirectory() as out:
         res = CliRunner().invoke(cli.main, ["report", "--results-dir", str(ROOT / "results"), "--runs-dir",
-                                            str(ROOT / "runs"), "--out", out, "--no-plots"], env={"COLUMNS": "250"})
+                                            str(ROOT / "runs"), "--out-dir", out, "--no-plots"], env={"COLUMNS": "250"})
     assert res.exit_code == 0, res.output
     assert "GAP head [ifdd_tiny]" in res.output and "IFDD (full) [ifdd_tiny_pretext]" in res.output
 
