@@ -44,11 +44,12 @@ def _handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def command(group: click.Group, name: str, *, examples: Sequence[str], **kwargs: Any
+def command(group: click.Group, name: str, *, examples: Sequence[str] = (), **kwargs: Any
             ) -> Callable[[Callable[..., Any]], click.Command]:
     """``group.command`` with the BenchError handler applied and ``examples`` (two or three command
-    lines, each with an optional ``# comment``) shown at the end of its ``--help``."""
-    epilog = "Examples:\n\n\b\n" + "\n".join(f"  {line}" for line in examples)
+    lines, each with an optional ``# comment``) shown at the end of its ``--help``; every command
+    gives them (tests/test_cli.py)."""
+    epilog = "Examples:\n\n\b\n" + "\n".join(f"  {line}" for line in examples) if examples else None
     return lambda fn: group.command(name, epilog=epilog, **kwargs)(_handle_errors(fn))
 
 
