@@ -9,13 +9,18 @@ import functools
 import logging
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import click
 
 from ifdd_bench import console as show
 from ifdd_bench.console import err_console
+from ifdd_bench.config import DEFAULT_DEVICE
 from ifdd_bench.errors import BenchError
+from ifdd_bench.recipe import shipped_recipes
+from ifdd_bench.spec import REQUEST_DEFAULTS
+from ifdd_bench.sweep.plan import (DEFAULT_DATASET, DEFAULT_MODEL, DEFAULT_PROTOCOL, DEFAULT_REAL_MODEL,
+                                   DEFAULT_VARIANTS)
 
 
 def _handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -39,9 +44,45 @@ def _handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def command(group: click.Group, *args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], click.Command]:
-    """``group.command`` with the BenchError handler applied."""
-    return lambda fn: group.command(*args, **kwargs)(_handle_errors(fn))
+def command(group: click.Group, name: str, *, examples: Sequence[str] = (), **kwargs: Any
+            ) -> Callable[[Callable[..., Any]], click.Command]:
+    """``group.command`` with the BenchError handler applied and ``examples`` (two or three command
+    lines, each with an optional ``# comment``) shown at the end of its ``--help``; every command
+    gives them (tests/test_cli.py)."""
+    epilog = "Examples:\n\n\b\n" + "\n".join(f"  {line}" for line in examples) if examples else None
+    return lambda fn: group.command(name, epilog=epilog, **kwargs)(_handle_errors(fn))
+
+
+def out_dir_option(help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--out-dir`` (a folder; ``--out`` always names a file) as the keyword ``out_dir``; the folder's
+    old spelling ``--out`` still works with a deprecation message."""
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, out_dir: str | None = None, old_out: str | None = None, **kwargs: Any) -> Any:
+            if old_out is not None:
+                if out_dir is not None:
+                    raise click.UsageError("give --out-dir only (--out is its deprecated spelling here)")
+                err_console.print("[yellow]deprecated:[/] --out names a file in every command now; use --out-dir "
+                                  "for this folder", highlight=False)
+                out_dir = old_out
+            return fn(*args, out_dir=out_dir, **kwargs)
+
+        wrapper = click.option("--out", "old_out", type=click.Path(file_okay=False), default=None, hidden=True)(wrapper)
+        return click.option("--out-dir", "out_dir", type=click.Path(file_okay=False), default=None, help=help)(wrapper)
+
+    return decorate
+
+
+def set_option(help: str, metavar: str = "KEY=VALUE") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``-s/--set KEY=VALUE`` (repeatable) as the keyword ``sets``, in every command that builds a config."""
+    return click.option("-s", "--set", "sets", multiple=True, metavar=metavar, help=help)
+
+
+def device_option(help: str = "") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--device`` with the one default of every command: ``auto`` (cuda when torch sees a GPU, else cpu)."""
+    return click.option("--device", default=DEFAULT_DEVICE, show_default=True, metavar="auto|cpu|cuda|cuda:N",
+                        help=help or "auto: cuda when torch sees a GPU, else cpu.")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -61,11 +102,14 @@ run = click.Group("run", help="Train models and run ablation sweeps.")
 data = click.Group("data", help="Generate SynthDFER, validate real datasets, benchmark loading.")
 viz = click.Group("viz", help="Figures from trained checkpoints.")
 runs = click.Group("runs", help="Maintain run folders.")
-for _group in (run, data, viz, runs):
+config_group = click.Group("config", help="Recipes: print the resolved run spec.")
+for _group in (run, data, viz, runs, config_group):
     main.add_command(_group)
 
 
-@command(main, "models")
+@command(main, "models", examples=[
+    "ifdd-bench models                     # table of models, families, variants",
+    "ifdd-bench models --json > models.json   # the same as JSON: model, family, variants, description"])
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def models_cmd(as_json: bool) -> None:
     """List registered models and their ablation variants."""
@@ -73,7 +117,10 @@ def models_cmd(as_json: bool) -> None:
     show.models(describe_models(), as_json)
 
 
-@command(data, "check")
+@command(data, "check", examples=[
+    "ifdd-bench data check --dataset dfew --data-root /data/DFEW",
+    "ifdd-bench data check --dataset mafw --data-root /data/MAFW --fold 1 --images decode",
+    "ifdd-bench data check --dataset ferv39k --data-root /data/FERV39k --json > check.json"])
 @click.option("--dataset", type=click.Choice(["dfew", "ferv39k", "mafw", "synth"]), required=True)
 @click.option("--data-root", type=click.Path(path_type=Path), required=True, help="Dataset folder as shipped.")
 @click.option("--fold", "folds", type=int, multiple=True, help="Fold(s) to check (default: all).")
@@ -100,7 +147,9 @@ def data_check_cmd(dataset, data_root, folds, frame_source, label_order, clip_le
         sys.exit(1)
 
 
-@command(data, "bench")
+@command(data, "bench", examples=[
+    "ifdd-bench data bench                               # 42 clips, 0/1/2 workers, three decoders",
+    "ifdd-bench data bench --workers 0,4 --decoders pil --model none"])
 @click.option("--clips", default=42, show_default=True, type=int, help="Clips per generated dataset.")
 @click.option("--workers", "workers_csv", default="0,1,2", show_default=True, help="DataLoader worker counts.")
 @click.option("--decoders", default="pil,torchvision,auto", show_default=True, help="Decoders to compare.")
@@ -118,7 +167,9 @@ def data_bench_cmd(clips: int, workers_csv: str, decoders: str, repeats: int, mo
     show.data_bench(result, as_json)
 
 
-@command(data, "import")
+@command(data, "import", examples=[
+    "ifdd-bench data import --dataset dfew --data-root /data/DFEW --fold 1 --train set_1_train.txt --test set_1_test.txt",
+    "ifdd-bench data import --dataset mafw --data-root /data/MAFW --train train.txt --test test.txt --label-order dfew"])
 @click.option("--dataset", type=click.Choice(["dfew", "ferv39k", "mafw"]), required=True)
 @click.option("--data-root", type=click.Path(path_type=Path), required=True,
               help="Root to write ifdd_splits/ into (then train with this --data-root).")
@@ -137,18 +188,19 @@ def data_import_cmd(dataset, data_root, fold, train_list, test_list, label_order
     show.imported(summary, dataset, data_root, fold)
 
 
-@command(data, "synth")
+@command(data, "synth", examples=[
+    "ifdd-bench data synth                                      # the default preset into the cache runs read",
+    "ifdd-bench data synth --preset smoke --out-dir /tmp/synth-smoke",
+    "ifdd-bench data synth -s clips=300 -s frames=32 --out-dir /data/synth-32f --force"])
 @click.option("--preset", "preset_name", default="default", show_default=True, help="smoke | default | hard")
-@click.option("--out", type=click.Path(path_type=Path), default=None,
-              help="Folder to write (DFEW layout). Default: the cache folder that runs use.")
-@click.option("--set", "sets", multiple=True, metavar="KNOB=VALUE",
-              help="Knob override, repeatable: clips=300, frames=16, size=64, seed=1, context_bias=0.8 ...")
+@out_dir_option("Folder to write (DFEW layout). Default: the cache folder that runs use.")
+@set_option("Knob override, repeatable: clips=300, frames=16, size=64, seed=1, context_bias=0.8 ...", "KNOB=VALUE")
 @click.option("--workers", type=int, default=None, help="Worker processes (default: all usable CPUs).")
-@click.option("--force", is_flag=True, help="Replace --out if it already exists.")
-def data_synth_cmd(preset_name, out, sets, workers, force) -> None:
+@click.option("--force", is_flag=True, help="Replace --out-dir if it already exists.")
+def data_synth_cmd(preset_name, out_dir, sets, workers, force) -> None:
     """Generate the SynthDFER benchmark in the official DFEW layout."""
     from ifdd_bench.data.synth import run_synth_job, synth_config, synth_job
-    job = synth_job(synth_config(preset_name, sets), out, workers=workers, force=force)
+    job = synth_job(synth_config(preset_name, sets), Path(out_dir) if out_dir else None, workers=workers, force=force)
     if job.ready:
         return show.synth_ready(job)
     with show.synth_bar(job.cfg) as progress:
@@ -156,13 +208,15 @@ def data_synth_cmd(preset_name, out, sets, workers, force) -> None:
     show.synth_written(written)
 
 
-@command(data, "preview")
+@command(data, "preview", examples=[
+    "ifdd-bench data preview --out sheet.png",
+    "ifdd-bench data preview --preset hard --per-class 3 --cell 96 --out hard.png"])
 @click.option("--preset", "preset_name", default="default", show_default=True, help="smoke | default | hard")
-@click.option("--out", type=click.Path(path_type=Path), default=Path("synth_preview.png"), show_default=True,
-              help="PNG file to write.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("synth_preview.png"),
+              show_default=True, help="PNG file to write.")
 @click.option("--per-class", default=2, show_default=True, type=int, help="Clips shown per class (1..20).")
 @click.option("--cell", default=None, type=int, help="Displayed frame size in pixels (default: max(size, 64)).")
-@click.option("--set", "sets", multiple=True, metavar="KNOB=VALUE", help="Knob override, repeatable.")
+@set_option("Knob override, repeatable.", "KNOB=VALUE")
 def data_preview_cmd(preset_name: str, out: Path, per_class: int, cell: int | None, sets: tuple[str, ...]) -> None:
     """Contact sheet of SynthDFER clips: one clip per row, frames left to right, apex framed in red."""
     from ifdd_bench.data.synth import contact_sheet, synth_config
@@ -170,10 +224,12 @@ def data_preview_cmd(preset_name: str, out: Path, per_class: int, cell: int | No
     show.preview_written(contact_sheet(cfg, out, per_class=per_class, cell=cell), cfg, per_class)
 
 
-@command(data, "probe")
+@command(data, "probe", examples=[
+    "ifdd-bench data probe                          # where the label lives in the default preset",
+    "ifdd-bench data probe --preset hard -s context_bias=0.8"])
 @click.option("--preset", "preset_name", default="default", show_default=True, help="smoke | default | hard")
 @click.option("--clips", default=2100, show_default=True, type=int, help="Clips sampled (parameters only, no pixels).")
-@click.option("--set", "sets", multiple=True, metavar="KNOB=VALUE", help="Knob override, repeatable.")
+@set_option("Knob override, repeatable.", "KNOB=VALUE")
 def data_probe_cmd(preset_name: str, clips: int, sets: tuple[str, ...]) -> None:
     """Where the label lives: a linear classifier on views of the expression parameters (seconds)."""
     from ifdd_bench.data.synth import synth_config
@@ -182,40 +238,89 @@ def data_probe_cmd(preset_name: str, clips: int, sets: tuple[str, ...]) -> None:
     show.probe_table(cfg, parameter_probe(cfg))
 
 
-@command(run, "train")
-@click.option("--model", required=True, help="Registered model (see `ifdd-bench models`).")
-@click.option("--variant", default=None, help="Ablation variant of the model (default: full).")
-@click.option("--dataset", default="synth", show_default=True, help="synth | dfew | ferv39k | mafw")
-@click.option("--data-root", default=None, help="Dataset folder as shipped (synth: embedded SynthDFER when absent).")
-@click.option("--fold", default=1, show_default=True, type=int, help="Official fold (1..5; FERV39k: 1).")
-@click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--protocol", default="unified", show_default=True, help="reference | unified")
-@click.option("-s", "--set", "sets", multiple=True, metavar="KEY=VALUE",
-              help="Config override, repeatable: epochs=3, lr=1e-4, data.size=64, model.drop_path=0.1 ...")
-@click.option("--epochs", default=None, type=int, help="Shortcut for --set epochs=N (warm-up clamped to N-1).")
-@click.option("--device", default=None, help="auto | cpu | cuda | cuda:N (default: the config's, auto).")
-@click.option("--runs-dir", default="runs", show_default=True)
-@click.option("--results-dir", default="results", show_default=True)
+def _default(key: str) -> str:
+    return f"[default: {REQUEST_DEFAULTS[key]}]"
+
+
+def config_option(command_name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--config FILE.yaml|NAME``: a recipe file or a shipped recipe's name (docs/recipes.md)."""
+    return click.option("--config", "config", default=None, metavar="FILE.yaml|NAME",
+                        help=f"Recipe: a YAML file or a shipped recipe ({', '.join(shipped_recipes())}); the "
+                             f"options and -s/--set of {command_name} override it.")
+
+
+def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The options that build one run's spec: ``run train`` and ``config show`` take the same ones."""
+    options = [
+        config_option("the command"),
+        click.option("--model", default=None, help="Registered model (see `ifdd-bench models`); required without a "
+                                                   "recipe that names one."),
+        click.option("--variant", default=None, help="Ablation variant of the model [default: full]."),
+        click.option("--dataset", default=None, help=f"synth | dfew | ferv39k | mafw  {_default('dataset')}"),
+        click.option("--data-root", default=None, help="Dataset folder as shipped (synth: embedded SynthDFER when absent)."),
+        click.option("--fold", default=None, type=int, help=f"Official fold (1..5; FERV39k: 1).  {_default('fold')}"),
+        click.option("--seed", default=None, type=int, help=_default("seed")),
+        click.option("--protocol", default=None, help=f"reference | unified  {_default('protocol')}"),
+        set_option("Config override, repeatable: epochs=3, lr=1e-4, data.size=64, model.drop_path=0.1 ..."),
+        click.option("--epochs", default=None, type=int, help="Shortcut for --set epochs=N (warm-up clamped to N-1)."),
+        click.option("--device", default=None, metavar="auto|cpu|cuda|cuda:N",
+                     help=f"[default: the recipe's, else {DEFAULT_DEVICE}: cuda when torch sees a GPU, else cpu]"),
+        click.option("--runs-dir", default=None, help=_default("runs_dir")),
+        click.option("--results-dir", default=None, help=_default("results_dir")),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+@command(run, "train", examples=[
+    "ifdd-bench run train --model ifdd_tiny_pretext --variant no_issm        # embedded SynthDFER, CPU",
+    "ifdd-bench run train --config dfew-reference --data-root /data/DFEW --fold 2 -s device=cuda",
+    "ifdd-bench run train --config my_recipe.yaml -s lr=1e-4 --epochs 30"])
+@run_options
 @click.option("--restart", is_flag=True, help="Train from scratch even if the run folder holds a checkpoint.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result row as JSON instead of the summary.")
-def train_cmd(model, variant, dataset, data_root, fold, seed, protocol, sets, epochs, device, runs_dir,
+def train_cmd(config, model, variant, dataset, data_root, fold, seed, protocol, sets, epochs, device, runs_dir,
               results_dir, restart, as_json) -> None:
     """Train one model on one dataset fold under the shared protocol (resumes when re-run).
 
     Runs alone or under `torchrun --nproc_per_node N` (DistributedDataParallel; only rank 0
-    writes). Writes runs/<run_id>/ and appends a row to results/runs.csv.
+    writes). Writes runs/<run_id>/ and appends a row to results/runs.csv. `ifdd-bench config show`
+    with the same options prints the run it trains.
     """
     from ifdd_bench.engine.run import train_run
-    from ifdd_bench.spec import build_run_spec
-    spec = build_run_spec(model, variant, dataset=dataset, data_root=data_root, fold=fold, seed=seed,
-                          protocol=protocol, epochs=epochs, overrides=sets, device=device, runs_dir=runs_dir,
-                          results_dir=results_dir)
+    from ifdd_bench.spec import run_spec
+    spec = run_spec(config, model=model, variant=variant, dataset=dataset, data_root=data_root, fold=fold, seed=seed,
+                    protocol=protocol, epochs=epochs, overrides=sets, device=device, runs_dir=runs_dir,
+                    results_dir=results_dir)
     with show.TrainProgress(as_json) as progress:
         row = train_run(spec, progress=progress, resume=not restart)
     show.train_result(row, progress, as_json)
 
 
-@command(run, "pretrain")
+@command(config_group, "show", examples=[
+    "ifdd-bench config show --config dfew-reference --data-root /data/DFEW     # the paper's DFEW run",
+    "ifdd-bench config show --model ifdd_tiny -s lr=1e-3 > my_recipe.yaml     # a recipe to edit and cite",
+    "ifdd-bench config show --config my_recipe.yaml --fold 3"])
+@run_options
+def config_show_cmd(config, model, variant, dataset, data_root, fold, seed, protocol, sets, epochs, device, runs_dir,
+                    results_dir) -> None:
+    """Print the fully resolved run spec that `run train` with the same options trains, as YAML.
+
+    It names the run id and its recipe hash (the run's training identity), and reads back as a
+    recipe: `--config` of the printed file trains the same run.
+    """
+    from ifdd_bench.recipe import spec_yaml
+    from ifdd_bench.spec import run_spec
+    spec = run_spec(config, model=model, variant=variant, dataset=dataset, data_root=data_root, fold=fold, seed=seed,
+                    protocol=protocol, epochs=epochs, overrides=sets, device=device, runs_dir=runs_dir,
+                    results_dir=results_dir)
+    show.spec_yaml(spec_yaml(spec))
+
+
+@command(run, "pretrain", examples=[
+    "ifdd-bench run pretrain --out /tmp/my_pretext.pt --threads 2",
+    "ifdd-bench run pretrain --out pretext_ifdd.pt --model ifdd --clips 6000 -s batch_size=8"])
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Weight file to write (refused if it exists); a resumable <out>.state.pt sits next to it meanwhile.")
 @click.option("--model", default="ifdd_tiny", show_default=True, help="IFDD model whose backbone is pre-trained.")
@@ -225,12 +330,8 @@ def train_cmd(model, variant, dataset, data_root, fold, seed, protocol, sets, ep
 @click.option("--lr", default=1e-3, show_default=True, type=float, help="Peak AdamW learning rate (one-cycle).")
 @click.option("--seed", default=0, show_default=True, type=int, help="Initialisation and shuffling seed.")
 @click.option("--threads", default=None, type=int, help="Torch threads (default: torch's).")
-@click.option("--objective", default="masked-video", show_default=True,
-              type=click.Choice(["masked-video", "expression-motion"]),
-              help="masked-video: reconstruct hidden pixels (label-neutral); expression-motion: the earlier "
-                   "regression of expression parameters (reproduces the older weight file).")
-@click.option("--mask-ratio", default=0.6, show_default=True, type=float, help="Hidden share per clip (masked-video).")
-def pretrain_cmd(out, model, clips, val_clips, epochs, lr, seed, threads, objective, mask_ratio) -> None:
+@set_option("Pretext config override, repeatable: objective=expression-motion, mask_ratio=0.75, batch_size=32, render_size=112 ...")
+def pretrain_cmd(out, model, clips, val_clips, epochs, lr, seed, threads, sets) -> None:
     """Pre-train an IFDD embedding + backbone on emotion-free SynthDFER clips.
 
     The stand-in for the paper's Kinetics-400 initialisation on a CPU: SynthDFER clips of a disjoint
@@ -239,19 +340,21 @@ def pretrain_cmd(out, model, clips, val_clips, epochs, lr, seed, threads, object
     `--set model.pretrained=PATH`.
     """
     from ifdd_bench.pretext.train import pretext_config, pretrain
-    cfg = pretext_config(threads=threads, model=model, clips=clips, val_clips=val_clips, epochs=epochs, lr=lr,
-                         seed=seed, objective=objective, mask_ratio=mask_ratio)
+    cfg = pretext_config(threads=threads, overrides=sets, model=model, clips=clips, val_clips=val_clips,
+                         epochs=epochs, lr=lr, seed=seed)
     with show.PretrainProgress(out) as progress:
         meta = pretrain(cfg, out, progress=progress, threads=threads)
     show.pretrained(out, meta)
 
 
-@command(main, "predict")
+@command(main, "predict", examples=[
+    "ifdd-bench predict --checkpoint runs/RUN_ID clips/00017 talk.mp4",
+    "ifdd-bench predict --checkpoint runs/RUN_ID/best.pt clip_dir --device cpu --json"])
 @click.option("--checkpoint", required=True, metavar="RUN_DIR_OR_FILE",
               help="A run folder (uses best.pt) or a checkpoint file.")
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 @click.option("--top", default=3, show_default=True, type=int, help="Classes listed per clip in the table.")
-@click.option("--device", default="auto", show_default=True)
+@device_option()
 @click.option("--json", "as_json", is_flag=True, help="Print all class probabilities as JSON.")
 def predict_cmd(checkpoint, paths, top, device, as_json):
     """Classify frame folders or video files with a trained checkpoint."""
@@ -259,7 +362,11 @@ def predict_cmd(checkpoint, paths, top, device, as_json):
     show.predictions(predict(paths, checkpoint=checkpoint, device=device), top, as_json)
 
 
-@command(main, "eval")
+@command(main, "eval", examples=[
+    "ifdd-bench eval runs/ifdd-full-dfew-f1-s0-reference-1a2b3c4d --fold 2",
+    "ifdd-bench eval runs/RUN_ID --views 2 --split test",
+    "ifdd-bench eval runs/RUN_ID --perturb shuffle,reverse,single,freeze-apex,half-rate",
+    "ifdd-bench eval runs/RUN_ID --dataset mafw --data-root /data/MAFW -s data.eval_sampling=center"])
 @click.argument("source", metavar="RUN_DIR_OR_CHECKPOINT", type=click.Path())
 @click.option("--dataset", default=None, help="synth | dfew | ferv39k | mafw [default: the run's own].")
 @click.option("--data-root", default=None, help="Dataset folder as shipped [default: the run's own].")
@@ -267,9 +374,8 @@ def predict_cmd(checkpoint, paths, top, device, as_json):
 @click.option("--split", type=click.Choice(["test", "val"]), default="test", show_default=True,
               help="val: the unified protocol's hold-out of the train fold, drawn as in training.")
 @click.option("--views", default=None, type=int, help="Temporal views averaged per clip [default: the run's].")
-@click.option("-s", "--set", "sets", multiple=True, metavar="data.KEY=VALUE",
-              help="Data config override, repeatable (data.eval_sampling=center, data.frames=16 ...).")
-@click.option("--device", default="auto", show_default=True)
+@set_option("Data config override, repeatable (data.eval_sampling=center, data.frames=16 ...).", "data.KEY=VALUE")
+@device_option()
 @click.option("--perturb", default=None, metavar="LIST",
               help="Temporal-reliance probes, a comma list of shuffle, reverse, single, freeze-apex (SynthDFER "
                    "only), half-rate, or 'all': also score the clips perturbed, with ΔUAR/ΔWAR to the clean input.")
@@ -281,12 +387,7 @@ def eval_cmd(source, dataset, data_root, fold, split, views, sets, device, pertu
 
     Writes predictions.csv and metrics.json to <run>/evals/<eval_id>/ and one row (kind=eval) to
     <results-dir>/evals.csv; with --perturb also one row per perturbation to <results-dir>/probes.csv
-    (docs/probes.md). Examples:
-
-    \b
-      ifdd-bench eval runs/ifdd-full-dfew-f1-s0-reference-1a2b3c4d --fold 2
-      ifdd-bench eval runs/<run_id> --views 2 --split test
-      ifdd-bench eval runs/<run_id> --perturb shuffle,reverse,single,freeze-apex,half-rate
+    (docs/probes.md).
     """
     from ifdd_bench.engine.evaluate import evaluate_run
     result = evaluate_run(source, dataset=dataset, data_root=data_root, fold=fold, split=split, views=views,
@@ -294,37 +395,38 @@ def eval_cmd(source, dataset, data_root, fold, split, views, sets, device, pertu
     show.evaluation(result, results_dir, as_json)
 
 
-@command(runs, "migrate")
+@command(runs, "migrate", examples=[
+    "ifdd-bench runs migrate --dry-run",
+    "ifdd-bench runs migrate --runs-dir runs --results-dir results"])
 @click.option("--runs-dir", default="runs", show_default=True)
 @click.option("--results-dir", default="results", show_default=True)
 @click.option("--dry-run", is_flag=True, help="List the renames without writing.")
 def runs_migrate_cmd(runs_dir, results_dir, dry_run):
-    """Rename run folders of the older identity scheme (no recipe hash) and their result rows.
-
-    \b
-      ifdd-bench runs migrate --dry-run
-      ifdd-bench runs migrate --runs-dir runs --results-dir results
-    """
+    """Rename run folders of the older identity scheme (no recipe hash) and their result rows."""
     from ifdd_bench.engine.migrate import migrate_runs
     show.migration(migrate_runs(runs_dir, results_dir, dry_run=dry_run), dry_run)
 
 
-@command(run, "ablation")
-@click.option("--model", default=None, help="Model to ablate [default: ifdd_tiny_pretext; ifdd with --data-root].")
+@command(run, "ablation", examples=[
+    "ifdd-bench run ablation --dry-run                   # the default grid, nothing trained",
+    "ifdd-bench run ablation --config dfew-reference --data-root /data/DFEW -s device=cuda",
+    "ifdd-bench run ablation --variants full,no_issm --seeds 0-2 --baselines former_dfer_tiny,c3d_tiny"])
+@config_option("run ablation")
+@click.option("--model", default=None,
+              help=f"Model to ablate [default: the recipe's, else {DEFAULT_MODEL}; {DEFAULT_REAL_MODEL} with --data-root].")
 @click.option("--variants", default=None,
-              help="Comma list of variants or 'all' [default: baseline,no_ladm,no_issm_no_lift,no_issm,no_lift,full,gap].")
+              help=f"Comma list of variants or 'all' [default: {','.join(DEFAULT_VARIANTS)}].")
 @click.option("--baselines", default=None,
               help="Comma list of baseline models (name or name:variant) under the same protocol, or 'none' "
                    "[default: static_control for the default ablation on SynthDFER, none otherwise].")
-@click.option("--dataset", default="synth", show_default=True, help="synth | dfew | ferv39k | mafw.")
+@click.option("--dataset", default=None, help=f"synth | dfew | ferv39k | mafw  [default: {DEFAULT_DATASET}]")
 @click.option("--data-root", type=click.Path(file_okay=False), default=None,
               help="Dataset folder as shipped (default: the embedded SynthDFER benchmark).")
 @click.option("--folds", default=None, help="Folds, e.g. 1-5 or 1,3 [default: 1 on SynthDFER, all official folds otherwise].")
 @click.option("--seeds", default=None, help="Seeds, e.g. 0,1,2 or 0-2 [default: 0].")
 @click.option("--epochs", type=int, default=None, help="Epochs per run (overrides the protocol's).")
-@click.option("--protocol", default="unified", show_default=True, help="unified | reference.")
-@click.option("-s", "--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Config override for every cell: lr=1e-3, data.eval_views=2, model.drop_path=0.1 (repeatable).")
+@click.option("--protocol", default=None, help=f"unified | reference  [default: {DEFAULT_PROTOCOL}]")
+@set_option("Config override for every cell: lr=1e-3, data.eval_views=2, model.drop_path=0.1 (repeatable).")
 @click.option("--executor", type=click.Choice(["local", "submitit"]), default="local", show_default=True)
 @click.option("--jobs", type=click.IntRange(min=1), default=None,
               help="Cells run at once (local processes or submitit jobs) [default: 2 for the embedded "
@@ -342,8 +444,8 @@ def runs_migrate_cmd(runs_dir, results_dir, dry_run):
               help="GPUs per job; N > 1 trains each cell as N DDP ranks, one per GPU.")
 @click.option("--timeout-min", type=click.IntRange(min=1), default=None,
               help="Time limit per job in minutes (as --slurm-time) [default: 1440].")
-@click.option("--runs-dir", type=click.Path(file_okay=False), default="runs", show_default=True)
-@click.option("--results-dir", type=click.Path(file_okay=False), default="results", show_default=True)
+@click.option("--runs-dir", type=click.Path(file_okay=False), default=None, help=_default("runs_dir"))
+@click.option("--results-dir", type=click.Path(file_okay=False), default=None, help=_default("results_dir"))
 @click.option("--restart", is_flag=True, help="Train unfinished cells from scratch instead of resuming their last.pt.")
 @click.option("--dry-run", is_flag=True, help="Print the grid and which cells would run, then stop.")
 @click.option("--no-report", is_flag=True, help="Do not render tables and plots into the results folder at the end.")
@@ -352,24 +454,27 @@ def runs_migrate_cmd(runs_dir, results_dir, dry_run):
 @click.option("--perturb", default=None, metavar="LIST",
               help="Perturbations of the probes [default: shuffle,reverse,single,freeze-apex,half-rate; "
                    "freeze-apex on SynthDFER only].")
-def ablation_cmd(model, variants, baselines, dataset, data_root, folds, seeds, epochs, protocol, overrides,
+def ablation_cmd(config, model, variants, baselines, dataset, data_root, folds, seeds, epochs, protocol, sets,
                  executor, jobs, cluster, partition, account, mem, time_limit, constraint, extra, gpus_per_job,
                  timeout_min, runs_dir, results_dir, restart, dry_run, no_report, probes, perturb) -> None:
     """Run an ablation grid (variants x folds x seeds), skipping cells already in runs.csv.
 
-    With no arguments: IFDD-tiny's ablation on the embedded SynthDFER benchmark on the CPU,
-    ending with the summary table and the rendered report in the results folder. Each trained
-    cell is then probed on its test split with its frames perturbed (docs/probes.md); cells whose
-    probes.csv rows exist are not probed again.
+    With no arguments: the ablation of {model} (and the static control) on the embedded SynthDFER
+    benchmark on the CPU, ending with the summary table and the rendered report in the results
+    folder. Each trained cell is then probed on its test split with its frames perturbed
+    (docs/probes.md); cells whose probes.csv rows exist are not probed again.
     --executor submitit and the cluster options need pip install 'ifdd-bench[slurm]'.
     """
     from ifdd_bench import sweep
+    from ifdd_bench.recipe import load_recipe
     options = sweep.submitit_options(executor=executor, cluster=cluster, partition=partition, account=account,
                                      mem=mem, time=time_limit, constraint=constraint, extra=extra,
                                      gpus_per_job=gpus_per_job, timeout_min=timeout_min)
     plan = sweep.plan_sweep(model, variants, baselines=baselines, dataset=dataset, data_root=data_root,
-                            folds=folds, seeds=seeds, epochs=epochs, protocol=protocol, overrides=overrides,
-                            runs_dir=runs_dir, results_dir=results_dir, probes=probes, perturb=perturb)
+                            folds=folds, seeds=seeds, epochs=epochs, protocol=protocol, overrides=sets,
+                            runs_dir=runs_dir, results_dir=results_dir,
+                            recipe=load_recipe(config) if config is not None else None, probes=probes,
+                            perturb=perturb)
     status = sweep.sweep_status(plan, executor=executor, jobs=jobs)
     show.sweep_status(status, executor, dry_run=dry_run)
     if dry_run:
@@ -385,6 +490,9 @@ def ablation_cmd(model, variants, baselines, dataset, data_root, folds, seeds, e
         sys.exit(3)
 
 
+ablation_cmd.help = (ablation_cmd.help or "").format(model=DEFAULT_MODEL)  # the one definition of the default
+
+
 def _csv_list(value: str, option: str) -> tuple[str, ...]:
     items = tuple(v.strip() for v in value.split(",") if v.strip())
     if not items:
@@ -392,13 +500,16 @@ def _csv_list(value: str, option: str) -> tuple[str, ...]:
     return items
 
 
-@command(main, "profile")
+@command(main, "profile", examples=[
+    "ifdd-bench profile ifdd --mode train --batch 2 --device cpu  # train step vs the authors' 10.3 s / 4.5 GB",
+    "ifdd-bench profile --all --complexity-only --reported",
+    "ifdd-bench profile ifdd_tiny former_dfer --device cuda --precision fp32,bf16 --results-dir results_gpu"])
 @click.argument("models", nargs=-1)
 @click.option("--all", "all_models", is_flag=True, help="Profile every registered model (variant full).")
 @click.option("--frames", type=int, default=None, help="Frames T (default: each model's native T).")
 @click.option("--size", type=int, default=None, help="Frame size H=W (default: each model's native size).")
 @click.option("--batch", type=int, default=1, show_default=True, help="Batch of the latency / train-step rows.")
-@click.option("--device", default="cpu", show_default=True, help="cpu or cuda (cuda:N).")
+@device_option()
 @click.option("--precision", default="fp32", show_default=True, help="Comma list of fp32, bf16, fp16 (autocast).")
 @click.option("--mode", default="infer", show_default=True, help="Comma list of infer (eval forward), train (fwd+bwd+AdamW).")
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the model before warm-up.")
@@ -416,23 +527,22 @@ def _csv_list(value: str, option: str) -> tuple[str, ...]:
 @click.option("--in-process", is_flag=True,
               help="Time in this process (cpu peak RSS then includes earlier work; default: a fresh process per row).")
 @click.option("--reported", is_flag=True, help="Show our params/MACs beside the literature's reported numbers.")
-@click.option("--out", type=click.Path(dir_okay=False), default="results/profile.csv", show_default=True,
-              help="CSV the rows are appended to.")
-@click.option("--no-write", is_flag=True, help="Print only; append nothing to --out.")
+@click.option("--results-dir", default="results", show_default=True, type=click.Path(file_okay=False),
+              help="Folder whose profile.csv gets the rows (the one `report --results-dir` reads).")
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="CSV file the rows are appended to instead  [default: RESULTS_DIR/profile.csv]")
+@click.option("--no-write", is_flag=True, help="Print only; append nothing.")
 def profile_cmd(models, all_models, frames, size, batch, device, precision, mode, compile_, by_module, depth,
                 throughput, max_batch, iters, warmup, max_seconds, threads, cudnn_benchmark, complexity_only,
-                in_process, reported, out, no_write) -> None:
+                in_process, reported, results_dir, out, no_write) -> None:
     """Parameters, MACs, FLOPs, latency, throughput, train-step time and peak memory.
 
     MODEL[:VARIANT]... are registry names (see `ifdd-bench models`). Every row states its input
-    shape, counters (name, version, unit), device, versions and precision, and is appended to --out.
-
-    \b
-    ifdd-bench profile ifdd --mode train --batch 2     # train step vs the authors' 10.3 s / 4.5 GB
-    ifdd-bench profile --all --complexity-only --reported
-    ifdd-bench profile ifdd_tiny former_dfer --device cuda --precision fp32,bf16
+    shape, counters (name, version, unit), device, versions and precision, and is appended to
+    RESULTS_DIR/profile.csv (or --out).
     """
     from ifdd_bench.engine import profile as prof
+    out = prof.profile_csv(results_dir, out)
     if reported and not models and not all_models:
         with show.counting() as progress:
             return show.reported(prof.reported_rows(prof.load_measured(out), progress=progress))
@@ -453,13 +563,15 @@ def profile_cmd(models, all_models, frames, size, batch, device, precision, mode
             show.reported(prof.reported_rows(rows, progress=progress))
 
 
-@command(main, "report")
+@command(main, "report", examples=[
+    "ifdd-bench report                                          # results/*.csv -> results/report/",
+    "ifdd-bench report --results-dir results_gpu --runs-dir runs_gpu --no-plots",
+    "ifdd-bench report --filter dataset=dfew --reference full --out-dir /tmp/dfew-report"])
 @click.option("--results-dir", default="results", show_default=True, type=click.Path(file_okay=False),
               help="Folder with runs.csv (and per_class.csv, profile.csv).")
 @click.option("--runs-dir", default="runs", show_default=True, type=click.Path(file_okay=False),
               help="Run folders with history.csv / predictions.csv (curves, confusion matrices).")
-@click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False),
-              help="Output folder  [default: RESULTS_DIR/report]")
+@out_dir_option("Output folder  [default: RESULTS_DIR/report]")
 @click.option("--format", "formats", default="latex,md", show_default=True, help="Comma list of latex, md.")
 @click.option("--plots/--no-plots", default=True, show_default=True, help="Also write PNG + PDF figures.")
 @click.option("--allow-mixed", is_flag=True, help="Render rows of different protocols / train hashes together.")
@@ -489,7 +601,9 @@ def report_cmd(results_dir, runs_dir, out_dir, formats, plots, allow_mixed, refe
         show.readme_updated(readme_path, update_readme(readme_path, result, result.out_dir))
 
 
-@command(viz, "splits")
+@command(viz, "splits", examples=[
+    "ifdd-bench viz splits --checkpoint runs/RUN_ID --out-dir my-splits     # RUN_ID: a trained IFDD run",
+    "ifdd-bench viz splits --capture my-splits/capture.npz --clips 00001,00002 --out-dir again"])
 @click.option("--checkpoint", type=click.Path(exists=False), default=None,
               help="IFDD run folder (uses best.pt, else last.pt) or checkpoint file.")
 @click.option("--capture", "capture_file", type=click.Path(dir_okay=False), default=None,
@@ -499,9 +613,8 @@ def report_cmd(results_dir, runs_dir, out_dir, formats, plots, allow_mixed, refe
 @click.option("--limit", type=int, default=None, help="Capture only the first N clips of the split.")
 @click.option("--data-root", type=click.Path(file_okay=False), default=None,
               help="Dataset folder, when it moved since training (default: the one in the checkpoint).")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
-              help="Output folder [default: <run folder>/splits].")
-@click.option("--device", default="cpu", show_default=True)
+@out_dir_option("Output folder [default: <run folder>/splits].")
+@device_option()
 @click.option("--batch-size", type=int, default=16, show_default=True)
 @click.option("--threshold", type=float, default=0.5, show_default=True,
               help="Expression tokens: token intensity >= threshold x the clip's peak (SynthDFER).")

@@ -60,6 +60,11 @@ def parse_perturbations(text: str | Sequence[str] | None, *, option: str = "--pe
     return tuple(p for p in PERTURBATIONS if p in items)
 
 
+#: ``--device`` of every command and the train config's default: ``auto`` = the first CUDA device
+#: when torch sees one, else the CPU (docs/protocol.md, "Devices")
+DEFAULT_DEVICE = "auto"
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """Which clips a run reads and how they become tensors of shape (C, T, H, W) in [0, 1]."""
@@ -110,7 +115,7 @@ class TrainConfig:
     amp: str = "none"  # none | bf16 | fp16 (autocast; GPU)
     compile: bool = False  # torch.compile the model
     channels_last: bool = False  # channels_last_3d memory format on GPU
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    device: str = DEFAULT_DEVICE  # auto (cuda if available, else cpu) | cpu | cuda | cuda:N
     seed: int = 0
     deterministic: bool = True  # torch.use_deterministic_algorithms on CPU
     eval_batch_size: int = 16

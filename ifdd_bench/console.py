@@ -16,7 +16,8 @@ from typing import Any, Callable, Iterator
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn)
 from rich.table import Table
 
 from ifdd_bench.atomic import json_text
@@ -729,6 +730,16 @@ def reported(rows: list[dict[str, Any]]) -> None:
 
 
 # ============================================================================================
+# config show
+
+
+def spec_yaml(text: str) -> None:
+    """``config show``: the resolved spec's YAML as is (no rich markup), so it can be redirected to a file."""
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+# ============================================================================================
 # report
 
 
@@ -780,9 +791,34 @@ def temporal_reliance(out: Console, result: Any) -> None:
 
 @contextlib.contextmanager
 def rendering() -> Iterator[Callable[[dict], None]]:
-    """A spinner naming each table and plot as ``render_report`` writes it."""
-    with console.status("rendering report ...") as status:
-        yield lambda event: status.update(f"rendered {event['name']}")
+    """Progress of ``report`` on stderr, fed by ``render_report``'s events: in a terminal a live line
+    with the step (and panel k/n of a figure), what is written so far and the elapsed time; when
+    piped, one line per step."""
+    written = {"table": 0, "plot": 0}
+    if not err_console.is_terminal:
+        def line(event: dict) -> None:
+            if event.get("kind") == "stage":
+                err_console.print(f"report: {event['name']}", highlight=False)
+        yield line
+        return
+    bar = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err_console,
+                   transient=True)
+    with bar:
+        task = bar.add_task("report: starting", total=None)
+        step = ["starting"]
+
+        def on_event(event: dict) -> None:
+            kind = event.get("kind")
+            if kind in written:
+                written[kind] += 1
+            elif kind == "stage":
+                step[0] = str(event["name"])
+            elif kind == "panel":
+                step[0] = f"{event['name']}: panel {event['done']}/{event['total']}"
+            bar.update(task, description=f"report: {escape(step[0])}  [dim]({written['table']} tables, "
+                                         f"{written['plot']} figures written)[/]")
+
+        yield on_event
 
 
 def report(result: Any) -> None:

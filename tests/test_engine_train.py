@@ -293,6 +293,15 @@ def test_cli_train_and_predict(tmp_path, dfew_root):
     assert result.exit_code == 0, result.output
     assert "selected on validation UAR" in result.text and "per-class recall" in result.text
     (run_dir,) = runs.glob(f"{fx.TEST_MODEL}-full-dfew-f1-s0-unified-*")
+    # the same request as a recipe file is the same run: found finished, not trained again
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(f"model: {fx.TEST_MODEL}\ndataset: dfew\ndata_root: {dfew_root}\nepochs: 2\nset:\n"
+                      "  frames: 4\n  batch_size: 8\n  device: cpu\n  data:\n    segments: 4\n    size: 8\n")
+    mtime = (run_dir / "last.pt").stat().st_mtime_ns
+    again = _cli("run", "train", "--config", str(recipe), "--runs-dir", str(runs), "--results-dir",
+                 str(tmp_path / "results"), "--json")
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.output)["run_id"] == run_dir.name and (run_dir / "last.pt").stat().st_mtime_ns == mtime
     clip = next(p for p in (dfew_root / "Clip").rglob("*") if p.is_dir() and p.name.isdigit())
     out = _cli("predict", "--checkpoint", str(run_dir), str(clip), "--json")
     assert out.exit_code == 0, out.output

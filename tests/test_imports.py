@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("base", ("ifdd_bench.config", "ifdd_bench.results", "ifdd_bench.errors", "ifdd_bench.atomic",
               "ifdd_bench.hashing", "ifdd_bench.events", "ifdd_bench.clipstats")),
-    ("registry", ("ifdd_bench.registry", "ifdd_bench.spec")),
+    ("registry", ("ifdd_bench.registry", "ifdd_bench.spec", "ifdd_bench.recipe")),
     ("data", ("ifdd_bench.data",)),
     ("models", ("ifdd_bench.models", "baselines")),
     ("engine", ("ifdd_bench.engine", "ifdd_bench.pretext")),

@@ -38,8 +38,10 @@ def rendered(tmp_path_factory):
     for name in ("runs.csv", "per_class.csv", "profile.csv", "probes.csv"):
         shutil.copy(FIXTURES / name, root / name)
     _fake_run_folders(root / "runs.csv", root / "runs")
+    events: list[dict] = []
     result = render_report(root, root / "runs", root / "out", known_models=KNOWN,
-                           literature_path=FIXTURES / "literature.csv")
+                           literature_path=FIXTURES / "literature.csv", progress=events.append)
+    result.events = events  # what the report command's progress display was fed
     return root / "out", result
 
 
@@ -64,6 +66,20 @@ def test_rerendering_the_same_csvs_gives_identical_files(rendered, tmp_path, mon
     for path in again.files:
         if path.suffix in (".png", ".pdf"):
             assert path.read_bytes() == (out / path.relative_to(tmp_path / "again")).read_bytes(), path.name
+
+
+def test_progress_events_announce_each_step_before_it_runs(rendered):
+    _, result = rendered
+    events = result.events
+    kinds = [e["kind"] for e in events]
+    assert kinds[0] == "stage" and set(kinds) == {"stage", "table", "plot", "panel"}
+    for i, event in enumerate(events):  # each figure's step is announced before the figure is written
+        if event["kind"] == "plot":
+            stages = [e["name"] for e in events[:i] if e["kind"] == "stage"]
+            assert stages[-1] == f"plot: {event['name']}"
+    panels = [e for e in events if e["kind"] == "panel"]
+    assert [p["done"] for p in panels] == list(range(1, len(panels) + 1)) and panels[-1]["total"] == len(panels)
+    assert kinds.index("panel") < kinds.index("plot", kinds.index("panel"))  # panels before their figure is done
 
 
 def test_nothing_skipped_and_no_temp_files(rendered):

@@ -147,12 +147,36 @@ def test_cli_profile_writes_rows_and_reports_bad_input(tmp_path):
     out = tmp_path / "p.csv"
     runner = CliRunner()
     result = runner.invoke(main, ["profile", NAME, "--iters", "2", "--warmup", "1", "--in-process",
-                                  "--by-module", "--out", str(out)])
+                                  "--by-module", "--device", "cpu", "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert "GMACs" in result.output and "stem" in result.output
     with out.open() as fh:
         assert [r["measure"] for r in csv.DictReader(fh)] == ["latency"]
     bad = runner.invoke(main, ["profile", "no_such_model", "--out", str(out)])
     assert bad.exit_code == 2 and "unknown model" in bad.output
-    bad = runner.invoke(main, ["profile", NAME, "--precision", "fp16", "--out", str(out)])
+    bad = runner.invoke(main, ["profile", NAME, "--precision", "fp16", "--device", "cpu", "--out", str(out)])
     assert bad.exit_code == 2 and "--precision fp16" in bad.output
+
+
+def test_cli_profile_writes_the_results_dir_that_report_reads(tmp_path):
+    """`profile --results-dir X` appends to X/profile.csv, so `report --results-dir X` has the compute numbers."""
+    import shutil
+    from pathlib import Path
+
+    from cli import main
+    from ifdd_bench.reports.render import render_report
+
+    results = tmp_path / "results"
+    shutil.copytree(Path(__file__).parent / "fixtures", results, ignore=shutil.ignore_patterns("profile.csv"))
+    committed = Path(__file__).parents[1] / "results" / "profile.csv"
+    before = committed.read_bytes()
+    no_profile = render_report(results, tmp_path / "runs", tmp_path / "before", plots=False)
+    assert any("profile.csv not found" in item for item in no_profile.skipped)
+    done = CliRunner().invoke(main, ["profile", "ifdd_tiny", "--frames", "8", "--size", "32", "--complexity-only",
+                                     "--results-dir", str(results)])
+    assert done.exit_code == 0, done.output
+    assert "appended 1 row(s)" in done.output and (results / "profile.csv").exists()
+    assert committed.read_bytes() == before  # not the default results/profile.csv
+    report = render_report(results, tmp_path / "runs", tmp_path / "after", plots=False)
+    assert not any("profile.csv" in item for item in report.skipped)
+    assert "complexity" in report.tables

@@ -154,7 +154,7 @@ def test_report_readme_is_checked_before_anything_is_rendered(tmp_path, readme_t
     if readme_text is not None:
         target.write_text(readme_text)
     out = CliRunner().invoke(cli.main, ["report", "--results-dir", str(ROOT / "results"), "--runs-dir",
-                                        str(ROOT / "runs"), "--out", str(tmp_path / "report"), "--readme",
+                                        str(ROOT / "runs"), "--out-dir", str(tmp_path / "report"), "--readme",
                                         str(target), *extra])
     flat = "".join(out.output.split())  # rich may wrap anywhere in a long path
     assert out.exit_code == 2 and message.replace(" ", "") in flat and "Traceback" not in out.output

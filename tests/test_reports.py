@@ -479,6 +479,9 @@ def test_report_command_does_not_import_torch(results_dir):
     assert done.returncode == 0, done.stderr + done.stdout
     assert "IFDD (full)" in done.stdout and "63.00 ± 2.58" in done.stdout
     assert (results_dir / "report" / "ablation_ifdd_tiny.tex").exists()
+    # piped: the progress display says each step on stderr (stdout keeps the tables only)
+    assert "report: tables" in done.stderr and "report: paired statistics" in done.stderr
+    assert "report:" not in done.stdout
 
 
 def test_cli_errors_are_clean(tmp_path):
@@ -708,7 +711,7 @@ def test_cli_tables_print_bracketed_labels_as_text():
 
     with tempfile.TemporaryDirectory() as out:
         res = CliRunner().invoke(cli.main, ["report", "--results-dir", str(ROOT / "results"), "--runs-dir",
-                                            str(ROOT / "runs"), "--out", out, "--no-plots"], env={"COLUMNS": "250"})
+                                            str(ROOT / "runs"), "--out-dir", out, "--no-plots"], env={"COLUMNS": "250"})
     assert res.exit_code == 0, res.output
     assert "GAP head [ifdd_tiny]" in res.output and "IFDD (full) [ifdd_tiny_pretext]" in res.output
 

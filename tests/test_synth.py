@@ -338,11 +338,11 @@ def test_cli_synth_and_preview(tmp_path):
 
     runner = CliRunner()
     out = tmp_path / "cli-smoke"
-    res = runner.invoke(main, ["data", "synth", "--preset", "smoke", "--out", str(out), "--set", "clips=14",
+    res = runner.invoke(main, ["data", "synth", "--preset", "smoke", "--out-dir", str(out), "--set", "clips=14",
                                "--workers", "1"])
     assert res.exit_code == 0, res.output
     assert "14 clips (14 folders) x 8 frames x 32x32" in " ".join(res.output.split()) and is_complete(out, preset("smoke", clips=14))
-    res = runner.invoke(main, ["data", "synth", "--preset", "smoke", "--out", str(out), "--set", "frames=0"])
+    res = runner.invoke(main, ["data", "synth", "--preset", "smoke", "--out-dir", str(out), "-s", "frames=0"])
     assert res.exit_code == 2 and "'frames' must be in [4, 256]" in " ".join(res.output.split())
     res = runner.invoke(main, ["data", "preview", "--preset", "smoke", "--per-class", "1", "--out",
                                str(tmp_path / "p.png")])

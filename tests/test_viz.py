@@ -187,14 +187,14 @@ def test_viz_splits_cli_on_tiny_checkpoint(tiny_run, tmp_path):
 
     out = tmp_path / "viz"
     res = CliRunner().invoke(cli.main, ["viz", "splits", "--checkpoint", str(tiny_run), "--limit", "8",
-                                        "--clips", "00001", "--out", str(out)])
+                                        "--clips", "00001", "--out-dir", str(out), "--device", "cpu"])
     assert res.exit_code == 0, res.output
     assert "expression share" in res.output and "| ISSM detail group |" in res.output
     assert (out / "split_stats.md").exists() and (out / "split_00001.png").exists()
     # re-render from the capture alone (no checkpoint, no torch work)
     clip = str(slots.load_capture(out / "capture.npz")["clip_ids"][1])
     res = CliRunner().invoke(cli.main, ["viz", "splits", "--capture", str(out / "capture.npz"), "--clips", clip,
-                                        "--out", str(tmp_path / "again")])
+                                        "--out-dir", str(tmp_path / "again")])
     assert res.exit_code == 0, res.output
     res = CliRunner().invoke(cli.main, ["viz", "splits", "--checkpoint", str(tiny_run), "--clips", "99999"])
     assert res.exit_code == 2 and "99999" in res.output and "Traceback" not in res.output

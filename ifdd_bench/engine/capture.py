@@ -55,6 +55,7 @@ import torch.nn as nn
 from ifdd_bench.atomic import atomic_path, write_text_atomic
 from ifdd_bench.config import DataConfig, from_dict
 from ifdd_bench.engine.checkpoint import load_model, resolve_checkpoint
+from ifdd_bench.engine.distributed import resolve_device
 from ifdd_bench.errors import CheckpointError, ConfigError, DataError, suggest
 from ifdd_bench.events import Progress
 from ifdd_bench.registry import get_entry
@@ -229,8 +230,10 @@ def capture_slots(
     Every clip of ``split`` is captured (or the first ``limit``), so slot statistics cover the
     whole split; input frames are kept for the clips named in ``clips`` (unknown ids raise) or,
     without names, for the first ``strip_clips`` clips (on SynthDFER: clips with an expression).
-    ``data_root`` replaces the dataset folder recorded in the checkpoint (moved data).
+    ``data_root`` replaces the dataset folder recorded in the checkpoint (moved data). ``device``:
+    auto | cpu | cuda | cuda:N (:func:`~ifdd_bench.engine.distributed.resolve_device`).
     """
+    device, _ = resolve_device(device)
     model, ckpt, file = load_ifdd(checkpoint, device)
     ds, data_cfg, bundle = _dataset_for(ckpt, file, split, data_root, progress)
     ids = [r.clip_id for r in ds.records]

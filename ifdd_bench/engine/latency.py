@@ -100,7 +100,10 @@ class OutOfMemory(BenchError):
 
 
 def resolve_device(device: str) -> torch.device:
-    """``torch.device`` for ``--device``; CUDA without a GPU is a :class:`ConfigError`."""
+    """``torch.device`` for ``--device``: ``auto`` (the default of every command) is the first CUDA
+    device when torch sees one, else the CPU; CUDA asked for without a GPU is a :class:`ConfigError`."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         dev = torch.device(device)
     except RuntimeError:

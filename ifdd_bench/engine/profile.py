@@ -34,9 +34,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from ifdd_bench.config import DEFAULT_DEVICE
 from ifdd_bench.engine.environment import git_sha
 from ifdd_bench.errors import ConfigError
-from ifdd_bench.results import literature_rows, load
+from ifdd_bench.results import PROFILE_CSV, literature_rows, load
 
 MEASURES = ("complexity", "latency", "throughput", "train_step")
 
@@ -76,7 +77,7 @@ class ProfileRequest:
     frames: int | None = None  # None -> each model's native frames
     size: int | None = None  # None -> each model's native img_size
     batch: int = 1
-    device: str = "cpu"
+    device: str = DEFAULT_DEVICE  # auto (cuda when torch sees a GPU, else cpu) | cpu | cuda | cuda:N
     precisions: tuple[str, ...] = ("fp32",)
     modes: tuple[str, ...] = ("infer",)
     compile: bool = False
@@ -269,8 +270,11 @@ def profile(request: ProfileRequest, *, progress: Callable[[str], None] | None =
     measurement under ``"_authors"`` (:func:`authors_comparison`); neither is a CSV column
     (:func:`write_rows` writes :data:`PROFILE_COLUMNS` only).
     """
+    from ifdd_bench.engine.latency import resolve_device
+
     progress = progress or (lambda message: None)
     _check_options(request)
+    request = dataclasses.replace(request, device=str(resolve_device(request.device)))  # auto -> cpu | cuda
     pairs = resolve_models(request)
     stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
     sha = git_sha()
@@ -302,6 +306,12 @@ def profile(request: ProfileRequest, *, progress: Callable[[str], None] | None =
                 row["_authors"] = comparison
         rows.extend(model_rows)
     return rows
+
+
+def profile_csv(results_dir: str | os.PathLike = "results", out: str | os.PathLike | None = None) -> str:
+    """The profile CSV a command reads and appends to: ``out`` when given, else
+    ``<results_dir>/profile.csv``, the file ``ifdd-bench report --results-dir`` reads."""
+    return os.fspath(out) if out else os.path.join(os.fspath(results_dir), PROFILE_CSV)
 
 
 def write_rows(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]]) -> int:

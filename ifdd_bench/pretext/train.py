@@ -28,13 +28,13 @@ import time
 from functools import partial
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
 
 from ifdd_bench import registry
-from ifdd_bench.config import to_dict
+from ifdd_bench.config import apply_overrides, to_dict
 from ifdd_bench.engine.checkpoint import save_atomic
 from ifdd_bench.engine.seeding import rng_restore, rng_snapshot, seed_everything
 from ifdd_bench.engine.step import train_step
@@ -220,12 +220,13 @@ def _train_epoch(model: nn.Module, optim: torch.optim.Optimizer, sched: Any, cli
     return total / seen
 
 
-def pretext_config(*, threads: int | None = None, **fields: Any) -> PretextConfig:
-    """The :class:`PretextConfig` of ``ifdd-bench run pretrain``'s options, refusing ``threads`` < 1
-    (the torch threads :func:`pretrain` is given) before the fields are checked."""
+def pretext_config(*, threads: int | None = None, overrides: Sequence[str] = (), **fields: Any) -> PretextConfig:
+    """The :class:`PretextConfig` of ``ifdd-bench run pretrain``'s options and ``-s/--set key=value``
+    ``overrides`` (any field, e.g. ``batch_size=32``; unknown keys are refused with the valid ones),
+    refusing ``threads`` < 1 (the torch threads :func:`pretrain` is given) before the fields are checked."""
     if threads is not None and threads < 1:
         raise ConfigError(f"--threads must be >= 1, got {threads}")
-    return PretextConfig(**fields)
+    return apply_overrides(PretextConfig(**fields), overrides, what="pretext config")
 
 
 def pretrain(cfg: PretextConfig, out: str | Path, *, progress: Progress | None = None,

@@ -25,7 +25,7 @@ import contextlib
 import math
 import os
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 import matplotlib
 
@@ -216,14 +216,18 @@ def uar_vs_compute(agg: pd.DataFrame, compute: Mapping[str, float], order: Seque
 
 
 def confusion_matrices(predictions: pd.DataFrame, class_names: Mapping[str, Sequence[str]], order: Sequence[str],
-                       labels: Mapping[str, str], out_dir: str | os.PathLike, stem: str = "confusion") -> list[Path]:
+                       labels: Mapping[str, str], out_dir: str | os.PathLike, stem: str = "confusion",
+                       on_panel: Callable[[int, int], None] | None = None) -> list[Path]:
     """Row-normalised confusion matrices (% of each true class), one panel per entry, one figure per dataset.
 
     ``predictions`` holds ``label``, ``pred``, ``entry``, ``dataset``, ``run_id`` columns (from the
     runs' ``predictions.csv``); counts are summed over runs before normalising.
     ``class_names[dataset]`` gives the class order; missing names fall back to indices.
+    ``on_panel(done, total)`` is called after each panel (the slow part: seconds per panel).
     """
     written = []
+    total = sum(len(_present(order, predictions[predictions["dataset"] == d])) for d in _datasets(predictions))
+    done = 0
     for dataset in _datasets(predictions):
         part = predictions[predictions["dataset"] == dataset]
         ent = _present(order, part)
@@ -251,6 +255,9 @@ def confusion_matrices(predictions: pd.DataFrame, class_names: Mapping[str, Sequ
                 ax.set_ylabel("true" if idx % ncols == 0 else "", fontsize=8)
                 ax.tick_params(axis="x", labelrotation=60, labelsize=7)
                 ax.tick_params(axis="y", labelrotation=0, labelsize=7)
+                done += 1
+                if on_panel is not None:
+                    on_panel(done, total)
             for idx in range(len(ent), nrows * ncols):
                 axes[idx // ncols][idx % ncols].set_visible(False)
             fig.suptitle(f"{dataset_name(dataset)}: confusion matrices, % of each true class (pooled over runs)")

@@ -186,8 +186,9 @@ def render_report(
     shown as undefined, and the UAR tables say their mean is over the classes present.
     """
     start = time.perf_counter()
-    notify = progress or (lambda event: None)
+    notify = progress or (lambda event: None)  # events: stage (a step starts), panel, table, plot (written)
     formats = parse_formats(formats)
+    notify({"kind": "stage", "name": "reading the results CSVs"})
     results_dir = Path(results_dir)
     out_dir = Path(out_dir) if out_dir is not None else results_dir / "report"
     result = RenderResult(out_dir=out_dir)
@@ -209,6 +210,7 @@ def render_report(
         result.skipped.append("comparison rows from the literature: literature.csv not found")
 
     # ---- tables
+    notify({"kind": "stage", "name": "tables"})
     ifdd_models = inputs.ifdd_models_in(runs)
     for model in ifdd_models or [None]:
         table = tables.ablation_table(runs, model=model, profile=profile, literature=literature,
@@ -228,10 +230,12 @@ def render_report(
             result.tables[table.key] = table
     if literature is not None or profile is not None:
         result.tables["complexity"] = tables.complexity_table(literature, profile)
+    notify({"kind": "stage", "name": "reading predictions.csv of the runs"})
     predictions, problems = inputs.load_predictions(Path(runs_dir), runs)
     result.skipped += problems
     diffs = clip_diffs = pd.DataFrame()
     if not result.reference_note:  # without a reference run there is nothing to pair (said once, above)
+        notify({"kind": "stage", "name": f"paired statistics ({n_resamples:,} resamples)"})
         diffs, clip_diffs = _paired_tables(runs, predictions, reference, ifdd_models, literature, runs_dir,
                                            n_resamples, seed, result)
     probes = inputs.load_probes(results_dir / results.PROBES_CSV, runs)
@@ -337,6 +341,10 @@ def _render_plots(runs, agg, per_class, profile, literature, predictions, probes
     palette = plots.entry_palette(order)
     figures: list[tuple[str, Path]] = []
 
+    def stage(title: str) -> str:
+        notify({"kind": "stage", "name": f"plot: {title}"})
+        return title
+
     def keep(title: str, paths: list[Path]) -> None:
         result.files.extend(paths)
         for path in paths:
@@ -344,28 +352,30 @@ def _render_plots(runs, agg, per_class, profile, literature, predictions, probes
                 figures.append((title, path))
         notify({"kind": "plot", "name": title})
 
-    keep("UAR and WAR per variant", plots.metric_bars(runs, order, labels, palette, plot_dir))
+    keep(stage("UAR and WAR per variant"), plots.metric_bars(runs, order, labels, palette, plot_dir))
     compute, axis_label, stem = _compute_by_entry(runs, profile)
     if compute:
-        keep("UAR vs compute", plots.uar_vs_compute(agg, compute, order, labels, palette, plot_dir,
+        keep(stage("UAR vs compute"), plots.uar_vs_compute(agg, compute, order, labels, palette, plot_dir,
                                                    axis_label=axis_label, stem=stem))
         if stem == "uar_vs_params":
             result.skipped.append("UAR vs GMACs: no GMACs in profile.csv, plotted against params instead")
     else:
         result.skipped.append("UAR vs compute: neither profile.csv GMACs nor runs.csv params")
     if per_class is not None and not per_class.empty:
-        keep("Per-class recall", plots.per_class_heatmap(per_class, order, labels, plot_dir))
+        keep(stage("Per-class recall"), plots.per_class_heatmap(per_class, order, labels, plot_dir))
     history, problems = inputs.load_histories(runs_dir, runs)
     result.skipped += problems
     if history is not None:
-        keep("Training curves", plots.training_curves(history, order, labels, palette, plot_dir))
+        keep(stage("Training curves"), plots.training_curves(history, order, labels, palette, plot_dir))
     else:
         result.skipped.append(f"training curves: no history.csv under {runs_dir}/<run_id>/")
     if not probe_summary.empty:
         keep("Temporal reliance", plots.temporal_reliance(probe_summary, probes, order, labels, palette, plot_dir))
     if predictions is not None:
-        keep("Confusion matrices", plots.confusion_matrices(predictions, _class_names(per_class, predictions), order, labels,
-                                                            plot_dir))
+        title = stage("Confusion matrices")
+        keep(title, plots.confusion_matrices(
+            predictions, _class_names(per_class, predictions), order, labels, plot_dir,
+            on_panel=lambda done, total: notify({"kind": "panel", "name": title, "done": done, "total": total})))
     else:
         result.skipped.append(f"confusion matrices: no predictions.csv under {runs_dir}/<run_id>/")
     return figures

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -26,7 +26,9 @@ from ifdd_bench.config import (APEX_PERTURBATIONS, PERTURBATIONS, DataConfig, Ru
                                parse_perturbations, to_dict, train_hash)
 from ifdd_bench.data.labels import NUM_FOLDS
 from ifdd_bench.errors import ConfigError, suggest
-from ifdd_bench.spec import build_run_spec, check_dataset, is_embedded, shared_overrides
+from ifdd_bench.recipe import Recipe
+from ifdd_bench.spec import (REQUEST_DEFAULTS, build_run_spec, check_dataset, is_embedded, request_values,
+                             shared_overrides)
 
 
 # --------------------------------------------------------------------------------------------
@@ -48,8 +50,9 @@ DEFAULT_VARIANTS = ("baseline", "no_ladm", "no_issm_no_lift", "no_issm", "no_lif
 #: control trained beside the default ablation (embedded benchmark, default model, ``--baselines``
 #: not given): a frame classifier that cannot use dynamics, the floor the temporal rows must clear
 DEFAULT_SYNTH_BASELINES = ("static_control",)
-DEFAULT_DATASET = "synth"
-DEFAULT_PROTOCOL = "unified"
+#: dataset and protocol: the ones every run request starts from (ifdd_bench.spec.REQUEST_DEFAULTS)
+DEFAULT_DATASET = REQUEST_DEFAULTS["dataset"]
+DEFAULT_PROTOCOL = REQUEST_DEFAULTS["protocol"]
 #: folds / seeds of the embedded CPU sweep (real datasets default to every official fold)
 DEFAULT_FOLDS = (1,)
 DEFAULT_SEEDS = (0,)
@@ -246,14 +249,18 @@ class SweepPlan:
     #: temporal-reliance probes run on each cell's test split after it trains (() = none); they
     #: change no trained run, so they are not part of :attr:`sweep_id`
     probes: tuple[str, ...] = ()
+    recipe: Recipe | None = field(default=None, compare=False)  # --config: its set: entries and epochs
 
     def spec(self, model: str, variant: str, fold: int, seed: int, role: str = "variant") -> RunSpec:
-        """The spec of one cell; baseline cells take the train and data overrides only."""
-        overrides = self.overrides if role == "variant" else shared_overrides(self.overrides, self.model,
-                                                                              self.variants[0])
+        """The spec of one cell; baseline cells take the train and data overrides (and the recipe's) only."""
+        overrides, recipe = self.overrides, self.recipe
+        if role != "variant":
+            overrides = shared_overrides(self.overrides, self.model, self.variants[0])
+            if recipe is not None:
+                recipe = recipe.without_model(shared_overrides(recipe.items, self.model, self.variants[0]))
         return build_run_spec(model, variant, dataset=self.dataset, data_root=self.data_root, fold=fold, seed=seed,
                               protocol=self.protocol, epochs=self.epochs, overrides=overrides,
-                              runs_dir=self.runs_dir, results_dir=self.results_dir)
+                              runs_dir=self.runs_dir, results_dir=self.results_dir, recipe=recipe)
 
     def cells(self) -> list[Cell]:
         """Every cell: variants first, then baselines, each over folds x seeds."""
@@ -312,15 +319,16 @@ def plan_sweep(
     variants: str | Sequence[str] | None = None,
     *,
     baselines: str | Sequence[str] | None = None,
-    dataset: str = DEFAULT_DATASET,
+    dataset: str | None = None,
     data_root: str | None = None,
     folds: str | Iterable[int] | int | None = None,
     seeds: str | Iterable[int] | int | None = None,
     epochs: int | None = None,
-    protocol: str = DEFAULT_PROTOCOL,
+    protocol: str | None = None,
     overrides: Sequence[str] = (),
-    runs_dir: str | os.PathLike = "runs",
-    results_dir: str | os.PathLike = "results",
+    runs_dir: str | os.PathLike | None = None,
+    results_dir: str | os.PathLike | None = None,
+    recipe: Recipe | None = None,
     probes: bool = True,
     perturb: str | Sequence[str] | None = None,
 ) -> SweepPlan:
@@ -332,27 +340,47 @@ def plan_sweep(
     :func:`ifdd_bench.spec.build_run_spec` (native geometry, protocol data recipe, embedded CPU
     recipe on SynthDFER); every cell is built here once, so a bad override fails before training.
     ``overrides`` are ``key=value`` strings routed to the train, data or model config
-    (``epochs=3``, ``data.eval_views=2``, ``model.drop_path=0.1``). With ``probes`` (the default)
+    (``epochs=3``, ``data.eval_views=2``, ``model.drop_path=0.1``). A ``recipe`` (``--config``)
+    gives every argument left as None, its ``variants``/``folds``/``seeds``/``baselines`` (or a single
+    ``variant``/``fold``/``seed``) included; arguments given win. With ``probes`` (the default)
     every cell that has a checkpoint is probed after it trains with ``perturb`` (default: every
-    perturbation the dataset supports; :func:`resolve_probes`).
+    perturbation the dataset supports; :func:`resolve_probes`). The default ablation (embedded
+    benchmark, default model, no baselines asked for) trains :data:`DEFAULT_SYNTH_BASELINES` too.
     """
+    sweep_keys = {}
+    if recipe is not None:
+        sweep_keys = {key: recipe.get(key) for key in ("variants", "folds", "seeds", "baselines")}
+        for single, plural in (("variant", "variants"), ("fold", "folds"), ("seed", "seeds")):
+            if recipe.get(single) is not None:
+                if sweep_keys[plural] is not None:
+                    raise ConfigError(f"{recipe.where(single)}: give {single} or {plural}, not both")
+                sweep_keys[plural] = [recipe.get(single)]
+        sweep_keys = {k: ",".join(map(str, v)) if isinstance(v, list) else v for k, v in sweep_keys.items()}
+        recipe = replace(recipe, derived={k: v for k, v in recipe.derived.items() if k != "run_id"})
+    req = request_values(recipe, require_model=False, model=model, dataset=dataset, data_root=data_root, protocol=protocol,
+                         runs_dir=runs_dir, results_dir=results_dir)
+    dataset, data_root, protocol = req["dataset"], req.get("data_root"), req["protocol"]
+    variants = variants if variants is not None else sweep_keys.get("variants")
+    folds = folds if folds is not None else sweep_keys.get("folds")
+    seeds = seeds if seeds is not None else sweep_keys.get("seeds")
+    baselines = baselines if baselines is not None else sweep_keys.get("baselines")
     check_dataset(dataset, data_root)
     embedded = is_embedded(dataset, data_root)
-    if baselines is None and embedded and model in (None, DEFAULT_MODEL):
+    model = req.get("model") or (DEFAULT_MODEL if embedded else DEFAULT_REAL_MODEL)
+    if baselines is None and embedded and model == DEFAULT_MODEL:
         baselines = DEFAULT_SYNTH_BASELINES
-    model = model or (DEFAULT_MODEL if embedded else DEFAULT_REAL_MODEL)
     registry.get_entry(model)  # unknown model -> clear error
-    axes = {key.split(".")[-1] for key, _ in parse_overrides(overrides)}
+    axes = {key.split(".")[-1] for key, _ in parse_overrides([*overrides, *(recipe.items if recipe else [])])}
     if "fold" in axes:
-        raise ConfigError("set folds with --folds, not data.fold=")
+        raise ConfigError("set folds with --folds (a recipe: folds:), not data.fold=")
     if "seed" in axes:
-        raise ConfigError("set seeds with --seeds, not seed=")
+        raise ConfigError("set seeds with --seeds (a recipe: seeds:), not seed=")
     plan = SweepPlan(
         model=model, variants=resolve_variants(model, variants),
         folds=parse_folds(folds if folds is not None else (DEFAULT_FOLDS if embedded else None), dataset),
         seeds=parse_seeds(seeds), dataset=dataset, data_root=str(data_root) if data_root else None,
         protocol=protocol, epochs=epochs, overrides=tuple(overrides), baselines=resolve_baselines(baselines),
-        runs_dir=str(runs_dir), results_dir=str(results_dir),
+        runs_dir=str(req["runs_dir"]), results_dir=str(req["results_dir"]), recipe=recipe,
         probes=resolve_probes(probes, perturb, dataset, data_root),
     )
     plan.cells()  # every variant must accept the overrides; refusals surface now

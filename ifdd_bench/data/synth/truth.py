@@ -84,7 +84,7 @@ def load_meta(root: str | Path) -> dict[str, Any]:
     path = Path(root) / META_FILE
     if not path.is_file():
         raise DataError(f"{path} not found: {root} is not a (complete) SynthDFER dataset",
-                        hint="generate one with `ifdd-bench data synth --out PATH`")
+                        hint="generate one with `ifdd-bench data synth --out-dir PATH`")
     try:
         return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as err:

@@ -234,10 +234,10 @@ def generate(cfg: SynthConfig, out_dir: str | Path, *, workers: int | None = Non
     """
     out = Path(out_dir).expanduser().resolve()
     if out.exists() and not out.is_dir():
-        raise DataError(f"{out} exists and is not a folder; choose another --out")
+        raise DataError(f"{out} exists and is not a folder; choose another --out-dir")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise DataError(f"{out} already exists and is not empty",
-                        hint="pass --force (overwrite=True) to replace it, or choose another --out")
+                        hint="pass --force (overwrite=True) to replace it, or choose another --out-dir")
     out.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temps(out)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{secrets.token_hex(3)}"
