@@ -45,7 +45,7 @@ PRETEXT_FORMAT = "ifdd-bench-pretext/1"
 GEOMETRY_KEYS = ("frames", "img_size", "in_chans", "input_norm", "embed_kernel", "patch_stride", "widths",
                  "depths", "heads", "kv_strides", "mlp_ratio", "taps")
 #: names accepted by ``IFDDConfig.pretrained`` besides a path: weight files shipped in the package
-BUILTIN_WEIGHTS = {"synth-pretext": Path(__file__).parent / "weights" / "ifdd_tiny_synth_pretext.pt"}
+BUILTIN_WEIGHTS = {"synth-pretext": Path(__file__).parent / "weights" / "ifdd_tiny_synth_mvm.pt"}
 
 #: MViTv2-S block index -> IFDD (MFViT_XS) block index
 BLOCK_MAP = {**{i: i for i in range(8)}, 14: 8, 15: 9}
