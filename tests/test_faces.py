@@ -1,9 +1,10 @@
 """Face cropping of raw clips (ifdd_bench.data.faces / facecrop), `predict` on raw videos, `data crop`.
 
 The faces are real photographs shipped inside scikit-image's wheel (nothing is downloaded):
-``skimage.data.astronaut()`` (one face, annotated below by hand) moved and scaled over the frames of
-a video written with PyAV, and the LFW faces of ``skimage.data.lfw_subset()``. The clips without a
-face use scikit-image's coffee and rocket photographs.
+``skimage.data.astronaut()`` (one face, annotated by hand: ``fixtures.ASTRONAUT_FACE``) moved and
+scaled over the frames of a video written with PyAV (``fixtures.face_clip_frames``), and the LFW
+faces of ``skimage.data.lfw_subset()``. The clips without a face pan over scikit-image's coffee and
+rocket photographs.
 """
 
 from __future__ import annotations
@@ -14,74 +15,26 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import skimage.data as skdata  # the test extra: real photographs inside the wheel
 from click.testing import CliRunner
 from PIL import Image
 
-av = pytest.importorskip("av")
-skdata = pytest.importorskip("skimage.data")
-
-import test_engine_fixtures as fx  # noqa: E402
-from ifdd_bench.data.decode import list_frames, load_video_frames  # noqa: E402
-from ifdd_bench.data.facecrop import MANIFEST, crop_folder, find_clips  # noqa: E402
-from ifdd_bench.data.faces import (CropConfig, FaceDetector, NoFaceError, crop_boxes, crop_clip,  # noqa: E402
-                                   follow_face, import_cv2, smooth_track)
-from ifdd_bench.errors import ConfigError, DataError  # noqa: E402
-
-#: the astronaut's face in skimage.data.astronaut() (512 x 512): centre between eyes and mouth, and
-#: the face's width (cheek to cheek) in pixels, read off the photograph by hand
-ASTRONAUT_FACE = (225.0, 118.0, 92.0)
-
-
-def _encode(path: Path, frames: list[np.ndarray], rotation: int = 0) -> None:
-    """Write RGB frames ``(H, W, 3)`` as an MPEG-4 video (``rotation``: display rotation, degrees)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    height, width = frames[0].shape[:2]
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("mpeg4", rate=10)
-        stream.width, stream.height, stream.pix_fmt, stream.bit_rate = width, height, "yuv420p", 2_000_000
-        if rotation:
-            stream.set_display_rotation(rotation)
-        for rgb in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-
-
-def face_frames(n: int = 24, size: tuple[int, int] = (320, 240)) -> tuple[list[np.ndarray], np.ndarray]:
-    """The astronaut's photograph moving right, bobbing and growing over a coffee-table background.
-
-    Returns the frames and the true face position per frame ``(n, 3)`` = cx, cy, face width.
-    """
-    width, height = size
-    photo = Image.fromarray(skdata.astronaut())
-    background = Image.fromarray(skdata.coffee()).resize(size)
-    frames, truth = [], []
-    fx0, fy0, fw = ASTRONAUT_FACE
-    for t in range(n):
-        scale = 0.45 + 0.15 * t / (n - 1)  # face width 41 -> 55 px
-        cx, cy = 0.34 * width + 100 * t / (n - 1), 0.5 * height + 20 * np.sin(t / 4)
-        left, top = round(cx - fx0 * scale), round(cy - fy0 * scale)
-        frame = background.copy()
-        frame.paste(photo.resize((round(512 * scale),) * 2, Image.BILINEAR), (left, top))
-        frames.append(np.asarray(frame))
-        truth.append((left + fx0 * scale, top + fy0 * scale, fw * scale))
-    return frames, np.array(truth)
-
-
-def scene_frames(name: str, n: int = 12, size: tuple[int, int] = (320, 240)) -> list[np.ndarray]:
-    """A slow pan over one of scikit-image's photographs without a face."""
-    photo = Image.fromarray(getattr(skdata, name)()).resize((size[0] + 2 * n, size[1]))
-    return [np.asarray(photo.crop((2 * t, 0, 2 * t + size[0], size[1]))) for t in range(n)]
+import test_engine_fixtures as fx
+from ifdd_bench.data.decode import list_frames, load_video_frames
+from ifdd_bench.data.facecrop import MANIFEST, crop_folder, find_clips
+from ifdd_bench.data.faces import (CropConfig, FaceDetector, NoFaceError, crop_boxes, crop_clip, follow_face,
+                                   import_cv2, smooth_track)
+from ifdd_bench.data.fixtures import face_clip_frames, scene_clip_frames, write_video
+from ifdd_bench.errors import ConfigError, DataError
 
 
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory):
     root = tmp_path_factory.mktemp("raw")
-    frames, truth = face_frames()
-    _encode(root / "face.mp4", frames)
-    _encode(root / "coffee.mp4", scene_frames("coffee"))
-    _encode(root / "rocket.mp4", scene_frames("rocket"))
+    frames, truth = face_clip_frames()
+    write_video(root / "face.mp4", frames)
+    write_video(root / "coffee.mp4", scene_clip_frames("coffee"))
+    write_video(root / "rocket.mp4", scene_clip_frames("rocket"))
     return {"root": root, "face": root / "face.mp4", "truth": truth, "coffee": root / "coffee.mp4",
             "rocket": root / "rocket.mp4"}
 
@@ -143,16 +96,16 @@ def test_a_clip_without_a_face_ends_in_a_clear_error_and_writes_nothing(clips, t
 
 
 def test_a_phone_clip_stored_sideways_is_turned_upright(clips, tmp_path):
-    frames, _ = face_frames(n=8)
+    frames, _ = face_clip_frames(n=8)
     sideways = [np.rot90(f, -1) for f in frames]  # stored turned clockwise, shown turned back
-    _encode(tmp_path / "phone.mp4", sideways, rotation=90)
+    write_video(tmp_path / "phone.mp4", sideways, rotation=90)
     assert load_video_frames(tmp_path / "phone.mp4", [0], 32).shape == (1, 3, 32, 32)
     result = crop_clip(tmp_path / "phone.mp4", tmp_path / "crop")
     assert (result.width, result.height) == (320, 240) and result.detected >= 3
 
 
 def test_frame_folders_are_cropped_like_videos(clips, tmp_path):
-    frames, _ = face_frames(n=10)
+    frames, _ = face_clip_frames(n=10)
     for i, rgb in enumerate(frames):
         (tmp_path / "raw").mkdir(exist_ok=True)
         Image.fromarray(rgb).save(tmp_path / "raw" / f"{i + 1}.png")

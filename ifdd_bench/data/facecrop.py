@@ -19,7 +19,7 @@ extension>/1.jpg .. N.jpg`` (:func:`ifdd_bench.data.faces.crop_clip`). ``clips/0
   in ``out_dir/face_crop.json``; the settings, the detector and the per-clip detection counts are
   recorded there too, and a re-run with other settings into the same folder is refused.
 * The command fails (exit 1) only when no clip could be cropped; real datasets have clips without a
-  detectable face (DFEW dropped 362 of its 12,059 for that reason).
+  detectable face (DFEW left out 362 of its 12,059 single-labelled clips for that reason).
 """
 
 from __future__ import annotations

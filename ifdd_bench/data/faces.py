@@ -123,7 +123,7 @@ def import_cv2():
 class FaceDetector:
     """OpenCV's frontal-face Haar cascade: ``detector(gray)`` -> ``int (N, 4)`` boxes x, y, w, h."""
 
-    def __init__(self, scale_factor: float = 1.1, min_neighbors: int = 5):
+    def __init__(self, scale_factor: float = 1.2, min_neighbors: int = 5):
         self._cv2 = import_cv2()
         self._cascade = self._cv2.CascadeClassifier(str(Path(self._cv2.data.haarcascades) / CASCADE))
         if self._cascade.empty():
@@ -330,13 +330,12 @@ def track_clip(source: Path, cfg: CropConfig, detector: FaceDetector) -> CropRes
     examined = sum(d is not None for d in detections)
     detected = sum(b is not None for b in chosen)
     if detected == 0 or detected < cfg.min_detected * examined:
-        every = "every frame" if cfg.detect_every == 1 else f"every {cfg.detect_every}th frame"
         raise NoFaceError(f"no face found in {source}: a face was detected in {detected} of the {examined} "
-                          f"frames examined ({every} of {len(detections)}); at least "
+                          f"frames examined (1 in {cfg.detect_every} of {len(detections)}); at least "
                           f"{cfg.min_detected:.0%} are needed",
-                          hint="for a clip that is already a face crop pass --no-crop; faces must be roughly "
-                               f"frontal and at least {cfg.min_face:.0%} of the frame's shorter side "
-                               "(--min-face)")
+                          hint="for a clip that is already a face crop pass --no-crop; the detector finds "
+                               f"roughly frontal faces at least {cfg.min_face:.0%} of the frame's shorter side "
+                               "(`data crop --min-face`)")
     boxes = crop_boxes(smooth_track(chosen, cfg.smooth), width, height, margin=cfg.margin, shift=cfg.shift)
     return CropResult(source=source, out_dir=None, frames=len(detections), examined=examined, detected=detected,
                       width=width, height=height, boxes=boxes)
