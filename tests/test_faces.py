@@ -99,7 +99,11 @@ def test_a_phone_clip_stored_sideways_is_turned_upright(clips, tmp_path):
     frames, _ = face_clip_frames(n=8)
     sideways = [np.rot90(f, -1) for f in frames]  # stored turned clockwise, shown turned back
     write_video(tmp_path / "phone.mp4", sideways, rotation=90)
-    assert load_video_frames(tmp_path / "phone.mp4", [0], 32).shape == (1, 3, 32, 32)
+    write_video(tmp_path / "upright.mp4", frames)
+    shown = load_video_frames(tmp_path / "phone.mp4", [0], 48).float()
+    upright = load_video_frames(tmp_path / "upright.mp4", [0], 48).float()
+    assert (shown - upright).abs().mean() < 6  # the same picture (up to compression) ...
+    assert (shown - upright.transpose(-1, -2)).abs().mean() > 20  # ... and not a turned one
     result = crop_clip(tmp_path / "phone.mp4", tmp_path / "crop")
     assert (result.width, result.height) == (320, 240) and result.detected >= 3
 
@@ -289,3 +293,8 @@ def test_data_crop_bad_input(clips, tmp_path):
     assert clash.exit_code == 2 and "twosources:x.aviandx.mp4" in clash.text
     missing = _cli("data", "crop", tmp_path / "nope", "--out-dir", tmp_path / "o4")
     assert missing.exit_code == 2 and "doesnotexist" in missing.text
+    (tmp_path / "file").write_text("keep me")
+    to_file = _cli("data", "crop", src, "--out-dir", tmp_path / "file")
+    assert to_file.exit_code == 2 and "isafile" in to_file.text and (tmp_path / "file").read_text() == "keep me"
+    bad_margin = _cli("data", "crop", src, "--out-dir", tmp_path / "o5", "--margin", "-1")
+    assert bad_margin.exit_code == 2 and "margin=-1.0mustbein[0,2]" in bad_margin.text

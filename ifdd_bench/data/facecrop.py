@@ -148,6 +148,8 @@ def crop_folder(input_dir: Path, out_dir: Path, cfg: CropConfig | None = None, *
                         else f"{input_dir} is not a folder", hint="pass the folder that holds the raw videos")
     if workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {workers}")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DataError(f"--out-dir {out_dir} is a file", hint="pass a folder (it is created if missing)")
     if out_dir.resolve().is_relative_to(input_dir.resolve()):
         raise ConfigError(f"the output folder {out_dir} is inside the input folder {input_dir}",
                           hint="its crops would be read as clips on the next run; choose a folder outside it")
