@@ -80,7 +80,7 @@ def detect_ms(detector: FaceDetector, size: tuple[int, int], repeats: int) -> fl
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        detector(_detection_gray(frames[0], scale, detector._cv2))
+        detector(_detection_gray(frames[0], scale, detector.cv2))
         times.append(time.perf_counter() - t0)
     return 1000 * statistics.median(times)
 
@@ -102,7 +102,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="Timed repeats (median reported).")
     args = parser.parse_args()
     detector = FaceDetector()
-    detector._cv2.setNumThreads(1)
+    detector.cv2.setNumThreads(1)
     print(f"detector: {detector.describe()}")
     found, false = lfw_rates(detector)
     print(f"LFW subset: {found}/100 faces found, {false}/100 non-face patches with a detection")
