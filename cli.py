@@ -188,6 +188,40 @@ def data_import_cmd(dataset, data_root, fold, train_list, test_list, label_order
     show.imported(summary, dataset, data_root, fold)
 
 
+@command(data, "crop", examples=[
+    "ifdd-bench data crop MAFW/data/clips --out-dir MAFW/data/faces      # then data.frame_source=faces",
+    "ifdd-bench data crop DFEW/Clip/original --out-dir DFEW/Clip/clip_224x224 --workers 8",
+    "ifdd-bench data crop my_videos/ --out-dir my_faces/ --margin 0.25"])
+@click.argument("input_dir", type=click.Path(path_type=Path))
+@click.option("--out-dir", type=click.Path(path_type=Path), required=True,
+              help="Folder to write <clip>/1.jpg..N.jpg face crops into (resumes when re-run).")
+@click.option("--size", default=224, show_default=True, type=int, help="Crop side in pixels (the datasets': 224).")
+@click.option("--margin", default=0.2, show_default=True, type=float,
+              help="Added on each side of the detected face box, as a fraction of its side.")
+@click.option("--min-face", default=0.08, show_default=True, type=float,
+              help="Smallest face looked for, as a fraction of the frame's shorter side.")
+@click.option("--detect-every", default=2, show_default=True, type=int,
+              help="Run the detector on every k-th frame (the smoothed track fills the others).")
+@click.option("--workers", default=1, show_default=True, type=int, help="Clips cropped at once (threads).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def data_crop_cmd(input_dir, out_dir, size, margin, min_face, detect_every, workers, as_json) -> None:
+    """Turn a folder of raw videos (or raw frame folders) into face-crop frame folders.
+
+    Each clip's largest face is detected, followed, smoothed and cropped to a square; clip
+    INPUT_DIR/a/b.mp4 becomes OUT_DIR/a/b/1.jpg..N.jpg, the layout the readers take. Clips without
+    a face are skipped and listed (also in OUT_DIR/face_crop.json); the exit code is 1 only when no
+    clip could be cropped. Needs the [face] extra (OpenCV).
+    """
+    from ifdd_bench.data.facecrop import crop_folder
+    from ifdd_bench.data.faces import CropConfig
+    cfg = CropConfig(size=size, margin=margin, min_face=min_face, detect_every=detect_every)
+    with show.DataBar(err_console) as bar:
+        summary = crop_folder(input_dir, out_dir, cfg, workers=workers, progress=bar)
+    show.crop_summary(summary, as_json)
+    if not summary.ok:
+        sys.exit(1)
+
+
 @command(data, "synth", examples=[
     "ifdd-bench data synth                                      # the default preset into the cache runs read",
     "ifdd-bench data synth --preset smoke --out-dir /tmp/synth-smoke",
@@ -349,17 +383,29 @@ def pretrain_cmd(out, model, clips, val_clips, epochs, lr, seed, threads, sets) 
 
 @command(main, "predict", examples=[
     "ifdd-bench predict --checkpoint runs/RUN_ID clips/00017 talk.mp4",
-    "ifdd-bench predict --checkpoint runs/RUN_ID/best.pt clip_dir --device cpu --json"])
+    "ifdd-bench predict --checkpoint runs/RUN_ID/best.pt clip_dir --device cpu --json",
+    "ifdd-bench predict --checkpoint runs/RUN_ID already_cropped.mp4 --no-crop"])
 @click.option("--checkpoint", required=True, metavar="RUN_DIR_OR_FILE",
               help="A run folder (uses best.pt) or a checkpoint file.")
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 @click.option("--top", default=3, show_default=True, type=int, help="Classes listed per clip in the table.")
 @device_option()
+@click.option("--crop/--no-crop", default=None,
+              help="Face-crop the clips first [default: video files yes, frame folders no]; needs the [face] extra.")
 @click.option("--json", "as_json", is_flag=True, help="Print all class probabilities as JSON.")
-def predict_cmd(checkpoint, paths, top, device, as_json):
-    """Classify frame folders or video files with a trained checkpoint."""
+def predict_cmd(checkpoint, paths, top, device, crop, as_json):
+    """Classify frame folders or video files with a trained checkpoint.
+
+    A video file is a raw clip: its largest face is found, followed and cropped like the datasets'
+    224x224 face crops before it is classified, and a video without a face ends in an error. Frame
+    folders are taken as face crops already. --no-crop classifies whole frames; --crop crops folders too.
+
+    \b
+    ifdd-bench predict --checkpoint runs/RUN_ID phone_clip.mp4
+    ifdd-bench predict --checkpoint runs/RUN_ID --no-crop already_cropped.mp4 DFEW/Clip/clip_224x224_16f/00001
+    """
     from ifdd_bench.engine.predict import predict
-    show.predictions(predict(paths, checkpoint=checkpoint, device=device), top, as_json)
+    show.predictions(predict(paths, checkpoint=checkpoint, device=device, crop=crop), top, as_json)
 
 
 @command(main, "eval", examples=[

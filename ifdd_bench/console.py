@@ -438,10 +438,32 @@ def predictions(result: dict[str, Any], top: int, as_json: bool = False) -> None
     table.add_column("prediction")
     table.add_column("p", justify="right")
     table.add_column(f"top {top}")
+    cropped = any(pred.get("face") for pred in result["predictions"])
+    if cropped:
+        table.add_column("face found in", justify="right")
     for pred in result["predictions"]:
-        table.add_row(pred["path"], pred["label"], f"{pred['prob']:.3f}",
-                      ", ".join(f"{name} {p:.3f}" for name, p in pred["top"][:top]))
+        face = pred.get("face")
+        cells = [pred["path"], pred["label"], f"{pred['prob']:.3f}",
+                 ", ".join(f"{name} {p:.3f}" for name, p in pred["top"][:top])]
+        if cropped:
+            cells.append(f"{face['detected']}/{face['examined']} frames" if face else "not cropped")
+        table.add_row(*cells)
     console.print(table)
+
+
+def crop_summary(summary: Any, as_json: bool = False) -> None:
+    """``data crop``: clips cropped, already there, and the ones skipped with the reason."""
+    if as_json:
+        return print_json(summary.as_dict())
+    console.print(f"{summary.total} clip(s) under {summary.input_dir}: {len(summary.cropped)} cropped, "
+                  f"{len(summary.finished_before)} already done, {len(summary.failed)} skipped", highlight=False)
+    for name, why in list(summary.failed.items())[:10]:
+        console.print(f"  [yellow]skipped[/] {name}: {why}", highlight=False)
+    if len(summary.failed) > 10:
+        console.print(f"  ... and {len(summary.failed) - 10} more", highlight=False)
+    console.print(f"crops in {summary.out_dir}; settings and per-clip counts in {summary.manifest}", highlight=False)
+    if not summary.ok:
+        err_console.print("[bold red]error:[/] no clip could be cropped", highlight=False)
 
 
 def evaluation(result: dict[str, Any], results_dir: str, as_json: bool = False) -> None:

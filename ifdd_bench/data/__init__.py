@@ -6,7 +6,8 @@ SplitRecords), ``collect`` (clip resolution and problem collection shared by rea
 repositories' list formats, ``data import``), ``decode`` (frames -> uint8 tensors),
 ``sampling`` (frame indices), ``transforms`` (clip-consistent augmentation), ``holdout`` (validation
 split), ``dataset`` (ClipDataset, build_datasets), ``check`` (``data check``), ``loader_bench``
-(``data bench``), ``synth`` (the SynthDFER generator).
+(``data bench``), ``faces`` (face cropping of one raw clip), ``facecrop`` (``data crop``), ``synth``
+(the SynthDFER generator).
 
 The names below are imported lazily so that ``import ifdd_bench.data.records`` (and ``labels``)
 stays torch-free.

@@ -284,10 +284,22 @@ def count_video_frames(path: Path) -> int:
         raise DataError(f"cannot read video {path}: {err}", hint="check the file plays, or re-download it") from None
 
 
+def upright_rgb(frame) -> np.ndarray:
+    """A decoded PyAV video frame as RGB ``uint8 (H, W, 3)``, turned as the file says it is shown.
+
+    Phone recordings are often stored sideways with a display rotation (``frame.rotation``,
+    counter-clockwise degrees); players turn them, and so does this.
+    """
+    rgb = frame.to_ndarray(format="rgb24")  # (H, W, 3) as stored
+    turns = round(getattr(frame, "rotation", 0) / 90) % 4
+    return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
+
+
 def load_video_frames(path: Path, indices: Sequence[int] | None, size: int) -> torch.Tensor:
     """Decode frames ``indices`` (all when ``None``) of a video -> uint8 ``(len, 3, size, size)``.
 
-    Indices past the last decodable frame are clamped to it (headers sometimes over-count).
+    Indices past the last decodable frame are clamped to it (headers sometimes over-count). Frames
+    are turned upright by the file's display rotation (:func:`upright_rgb`).
     """
     from PIL import Image
 
@@ -301,7 +313,7 @@ def load_video_frames(path: Path, indices: Sequence[int] | None, size: int) -> t
                 if last is not None and k > last:
                     break
                 if wanted is None or k in wanted:
-                    img = frame.to_image().convert("RGB")
+                    img = Image.fromarray(upright_rgb(frame))
                     if img.size != (size, size):
                         img = img.resize((size, size), Image.BILINEAR)
                     frames.append(torch.from_numpy(np.array(img)).permute(2, 0, 1))  # (3, S, S)

@@ -3,6 +3,11 @@
 Frames are smooth random colour fields with a moving bright square (so resizing, cropping and
 frame order are visible), written as JPEG (DFEW, FERV39k) or PNG (MAFW). Each writer returns the
 root folder. Quirks are opt-in so tests can exercise the documented rules.
+
+Raw clips for the face cropper (tests and ``benchmarks/bench_faces.py``): :func:`face_clip_frames`
+moves and scales a real face photograph that ships inside scikit-image's wheel, with its true
+position per frame; :func:`scene_clip_frames` pans over a photograph without a face;
+:func:`write_video` encodes frames with PyAV.
 """
 
 from __future__ import annotations
@@ -116,4 +121,63 @@ def write_mafw(root: Path, train: Sequence[tuple[str, int]], test: Sequence[tupl
     return root
 
 
-__all__ = ["frame_image", "write_frames", "write_dfew", "balanced_dfew_rows", "write_ferv39k", "write_mafw"]
+#: the astronaut's face in ``skimage.data.astronaut()`` (512 x 512): centre between the eyes and the
+#: mouth, and the face's width cheek to cheek, in pixels, read off the photograph by hand
+ASTRONAUT_FACE = (225.0, 118.0, 92.0)
+
+
+def face_clip_frames(n: int = 24, size: tuple[int, int] = (320, 240)) -> tuple[list[np.ndarray], np.ndarray]:
+    """A raw clip with one real face: the astronaut photograph moving right, bobbing and growing
+    (face width 0.13 -> 0.17 of the frame width) over scikit-image's coffee photograph.
+
+    Returns the RGB frames ``(H, W, 3)`` and the true face per frame ``(n, 3)`` = cx, cy, width.
+    Needs scikit-image (test extra), whose wheel holds both photographs.
+    """
+    from skimage import data
+
+    width, height = size
+    photo = Image.fromarray(data.astronaut())
+    background = Image.fromarray(data.coffee()).resize(size)
+    fx, fy, fw = ASTRONAUT_FACE
+    frames, truth = [], []
+    for t in range(n):
+        scale = (0.45 + 0.15 * t / max(n - 1, 1)) * width / 320
+        cx, cy = width * (0.34 + 0.31 * t / max(n - 1, 1)), height * (0.5 + 0.08 * np.sin(t / 4))
+        left, top = round(cx - fx * scale), round(cy - fy * scale)
+        frame = background.copy()
+        frame.paste(photo.resize((round(512 * scale),) * 2, Image.BILINEAR), (left, top))
+        frames.append(np.asarray(frame))
+        truth.append((left + fx * scale, top + fy * scale, fw * scale))
+    return frames, np.array(truth)
+
+
+def scene_clip_frames(name: str = "coffee", n: int = 12, size: tuple[int, int] = (320, 240)) -> list[np.ndarray]:
+    """A raw clip without a face: a slow pan over scikit-image's photograph ``name`` (coffee, rocket ...)."""
+    from skimage import data
+
+    photo = Image.fromarray(getattr(data, name)()).resize((size[0] + 2 * n, size[1]))
+    return [np.asarray(photo.crop((2 * t, 0, 2 * t + size[0], size[1]))) for t in range(n)]
+
+
+def write_video(path: Path, frames: Sequence[np.ndarray], *, rate: int = 10, rotation: int = 0) -> Path:
+    """Encode RGB frames ``(H, W, 3)`` as MPEG-4 with PyAV; ``rotation``: the display rotation in
+    degrees counter-clockwise (a phone clip stored sideways)."""
+    import av
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    height, width = frames[0].shape[:2]
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=rate)
+        stream.width, stream.height, stream.pix_fmt, stream.bit_rate = width, height, "yuv420p", 2_000_000
+        if rotation:
+            stream.set_display_rotation(rotation)
+        for rgb in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+__all__ = ["frame_image", "write_frames", "write_dfew", "balanced_dfew_rows", "write_ferv39k", "write_mafw",
+           "ASTRONAUT_FACE", "face_clip_frames", "scene_clip_frames", "write_video"]

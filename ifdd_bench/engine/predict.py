@@ -10,6 +10,12 @@ carries the model name and resolved config, so the model is rebuilt exactly
 (:func:`ifdd_bench.engine.checkpoint.load_model`); clips are read with
 the run's own data config (frames, size, sampling, evaluation views) through the same
 :class:`~ifdd_bench.data.dataset.ClipDataset` code as training-time evaluation.
+
+Raw videos first become face crops like the datasets' (:func:`ifdd_bench.data.faces.crop_clip`:
+detect, follow and crop the largest face into 224 x 224 frames in a temporary folder): ``crop=None``
+(default) crops video files and takes frame folders as they are (a dataset's frame folders are
+already face crops); ``crop=True`` crops both, ``crop=False`` neither. A clip without a face raises
+:class:`~ifdd_bench.data.faces.NoFaceError` (a DataError) instead of getting an emotion.
 """
 
 from __future__ import annotations
@@ -26,44 +32,81 @@ from ifdd_bench.errors import DataError
 from ifdd_bench.models.output import unpack_output
 
 
-def _records(paths: Sequence[str | Path]) -> list:
-    from ifdd_bench.data.decode import count_video_frames, is_video, list_frames
-    from ifdd_bench.data.records import ClipRecord
+def _check_paths(paths: Sequence[str | Path]) -> list[Path]:
+    """Each path as a Path, after checking it is a folder of frames or a video file."""
+    from ifdd_bench.data.decode import is_video, list_frames
 
-    records = []
+    out = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            n = len(list_frames(path))
-            if n == 0:
+            if not list_frames(path):
                 raise DataError(f"{path} contains no image frames (.jpg/.png/...)")
-        elif path.is_file() and is_video(path):
-            n = count_video_frames(path)
-        elif path.exists():
+        elif path.is_file() and not is_video(path):
             raise DataError(f"{path} is neither a folder of frames nor a video file (.mp4/.avi/...)")
-        else:
+        elif not path.exists():
             raise DataError(f"{path} does not exist")
-        records.append(ClipRecord(clip_id=str(raw), source=path, label=0, num_frames=n))
-    return records
+        out.append(path)
+    return out
+
+
+def _records(paths: Sequence[Path], crop: bool | None, crop_cfg: Any, workdir: Path) -> tuple[list, list]:
+    """``(ClipRecord per path, face-crop summary per path or None)``; cropped clips go under ``workdir``."""
+    from ifdd_bench.data.decode import count_video_frames, is_video, list_frames
+    from ifdd_bench.data.records import ClipRecord
+
+    detector = None
+    records, faces = [], []
+    for k, path in enumerate(paths):
+        face = None
+        if crop or (crop is None and is_video(path)):
+            from ifdd_bench.data.faces import FaceDetector, crop_clip
+
+            detector = detector or FaceDetector()
+            result = crop_clip(path, workdir / f"clip{k}", crop_cfg, detector=detector)
+            face = result.summary()
+            path = result.out_dir
+        n = len(list_frames(path)) if path.is_dir() else count_video_frames(path)
+        records.append(ClipRecord(clip_id=str(k), source=path, label=0, num_frames=n))
+        faces.append(face)
+    return records, faces
 
 
 @torch.inference_mode()
 def predict(paths: Sequence[str | Path], *, checkpoint: str | Path, device: str = "auto",
-            batch_size: int = 8, top: int | None = None) -> dict[str, Any]:
+            batch_size: int = 8, top: int | None = None, crop: bool | None = None,
+            crop_config: Any = None) -> dict[str, Any]:
     """Class probabilities for each clip in ``paths``.
 
     Returns ``{"checkpoint", "model", "variant", "epoch", "classes", "predictions": [{"path",
-    "label", "prob", "probs": {class: p}, "top": [(class, p), ...]}]}``; multi-view checkpoints
-    average the views' logits, as in evaluation.
+    "label", "prob", "probs": {class: p}, "top": [(class, p), ...], "face"}]}``; multi-view
+    checkpoints average the views' logits, as in evaluation. ``crop`` (None: video files only) and
+    ``crop_config`` (a :class:`~ifdd_bench.data.faces.CropConfig`; default the datasets' crop) say
+    which clips are face-cropped first; ``face`` is then the crop's summary (frames, frames
+    examined, frames with the face), else None.
     """
+    import tempfile
+
+    paths = _check_paths(paths)
+    dev, _ = resolve_device(device)
+    model, ckpt = load_model(checkpoint, dev)
+    with tempfile.TemporaryDirectory(prefix="ifdd-bench-faces-") as workdir:
+        records, faces = _records(paths, crop, crop_config, Path(workdir))
+        result = _classify(model, ckpt, records, dev, batch_size, top)
+    for pred, path, face in zip(result["predictions"], paths, faces):
+        pred["path"], pred["face"] = str(path), face
+    return result
+
+
+def _classify(model: torch.nn.Module, ckpt: dict, records: list, dev: torch.device, batch_size: int,
+              top: int | None) -> dict[str, Any]:
+    """Run the model over ``records`` read with the checkpoint's data config."""
     from ifdd_bench.data.dataset import ClipDataset, sampling_spec
     from ifdd_bench.data.transforms import ClipTransform, augment_spec
 
-    dev, _ = resolve_device(device)
-    model, ckpt = load_model(checkpoint, dev)
     classes = list(ckpt["classes"])
     data_cfg = from_dict(DataConfig, ckpt["data_config"], strict=False)
-    dataset = ClipDataset(_records(paths), classes, sampling=sampling_spec(data_cfg),
+    dataset = ClipDataset(records, classes, sampling=sampling_spec(data_cfg),
                           transform=ClipTransform(augment_spec(data_cfg.train_aug, data_cfg.dataset), data_cfg.size,
                                                   train=False),
                           train=False, seed=0, size=data_cfg.size, split="test")
