@@ -193,7 +193,7 @@ def data_import_cmd(dataset, data_root, fold, train_list, test_list, label_order
     "ifdd-bench data crop DFEW/Clip/original --out-dir DFEW/Clip/clip_224x224 --workers 8",
     "ifdd-bench data crop my_videos/ --out-dir my_faces/ --margin 0.25"])
 @click.argument("input_dir", type=click.Path(path_type=Path))
-@click.option("--out-dir", type=click.Path(path_type=Path), required=True,
+@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder to write <clip>/1.jpg..N.jpg face crops into (resumes when re-run).")
 @click.option("--size", default=224, show_default=True, type=int, help="Crop side in pixels (the datasets': 224).")
 @click.option("--margin", default=0.2, show_default=True, type=float,
@@ -383,8 +383,7 @@ def pretrain_cmd(out, model, clips, val_clips, epochs, lr, seed, threads, sets) 
 
 @command(main, "predict", examples=[
     "ifdd-bench predict --checkpoint runs/RUN_ID clips/00017 talk.mp4",
-    "ifdd-bench predict --checkpoint runs/RUN_ID/best.pt clip_dir --device cpu --json",
-    "ifdd-bench predict --checkpoint runs/RUN_ID already_cropped.mp4 --no-crop"])
+    "ifdd-bench predict --checkpoint runs/RUN_ID already_cropped.mp4 --no-crop --json"])
 @click.option("--checkpoint", required=True, metavar="RUN_DIR_OR_FILE",
               help="A run folder (uses best.pt) or a checkpoint file.")
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
@@ -410,7 +409,6 @@ def predict_cmd(checkpoint, paths, top, device, crop, as_json):
 
 @command(main, "eval", examples=[
     "ifdd-bench eval runs/ifdd-full-dfew-f1-s0-reference-1a2b3c4d --fold 2",
-    "ifdd-bench eval runs/RUN_ID --views 2 --split test",
     "ifdd-bench eval runs/RUN_ID --perturb shuffle,reverse,single,freeze-apex,half-rate",
     "ifdd-bench eval runs/RUN_ID --dataset mafw --data-root /data/MAFW -s data.eval_sampling=center"])
 @click.argument("source", metavar="RUN_DIR_OR_CHECKPOINT", type=click.Path())
@@ -505,9 +503,9 @@ def ablation_cmd(config, model, variants, baselines, dataset, data_root, folds, 
                  timeout_min, runs_dir, results_dir, restart, dry_run, no_report, probes, perturb) -> None:
     """Run an ablation grid (variants x folds x seeds), skipping cells already in runs.csv.
 
-    With no arguments: the ablation of {model} (and the static control) on the embedded SynthDFER
-    benchmark on the CPU, ending with the summary table and the rendered report in the results
-    folder. Each trained cell is then probed on its test split with its frames perturbed
+    With no arguments: the ablation of {model} on the embedded SynthDFER benchmark on the CPU, with
+    the static control beside it, ending with the summary table and the rendered report in the
+    results folder. Each trained cell is then probed on its test split with its frames perturbed
     (docs/probes.md); cells whose probes.csv rows exist are not probed again.
     --executor submitit and the cluster options need pip install 'ifdd-bench[slurm]'.
     """
