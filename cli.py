@@ -30,7 +30,7 @@ def _handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except BenchError as err:
             if debug:
                 raise
-            err_console.print(f"[bold red]error:[/] {err}", highlight=False)
+            show.error(err)
             sys.exit(err.exit_code)
         except KeyboardInterrupt:
             err_console.print("[yellow]interrupted[/]; finished work is kept, re-run the same command to resume")
@@ -56,6 +56,12 @@ def main(ctx: click.Context, debug: bool, verbose: bool) -> None:
     logging.basicConfig(level=logging.INFO if verbose or debug else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
 
+
+#: ``--log`` of ``run train`` and ``run ablation``
+log_option = click.option("--log", "loggers", multiple=True, metavar="LOGGER",
+                          help="Also log to tensorboard (event files in the run folder's tb/) or wandb (offline "
+                               "unless WANDB_MODE is set); repeatable or a comma list. The CSV files are always "
+                               "written.")
 
 run = click.Group("run", help="Train models and run ablation sweeps.")
 data = click.Group("data", help="Generate SynthDFER, validate real datasets, benchmark loading.")
@@ -197,9 +203,10 @@ def data_probe_cmd(preset_name: str, clips: int, sets: tuple[str, ...]) -> None:
 @click.option("--runs-dir", default="runs", show_default=True)
 @click.option("--results-dir", default="results", show_default=True)
 @click.option("--restart", is_flag=True, help="Train from scratch even if the run folder holds a checkpoint.")
+@log_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result row as JSON instead of the summary.")
 def train_cmd(model, variant, dataset, data_root, fold, seed, protocol, sets, epochs, device, runs_dir,
-              results_dir, restart, as_json) -> None:
+              results_dir, restart, loggers, as_json) -> None:
     """Train one model on one dataset fold under the shared protocol (resumes when re-run).
 
     Runs alone or under `torchrun --nproc_per_node N` (DistributedDataParallel; only rank 0
@@ -209,7 +216,7 @@ def train_cmd(model, variant, dataset, data_root, fold, seed, protocol, sets, ep
     from ifdd_bench.spec import build_run_spec
     spec = build_run_spec(model, variant, dataset=dataset, data_root=data_root, fold=fold, seed=seed,
                           protocol=protocol, epochs=epochs, overrides=sets, device=device, runs_dir=runs_dir,
-                          results_dir=results_dir)
+                          results_dir=results_dir, loggers=loggers)
     with show.TrainProgress(as_json) as progress:
         row = train_run(spec, progress=progress, resume=not restart)
     show.train_result(row, progress, as_json)
@@ -324,9 +331,10 @@ def runs_migrate_cmd(runs_dir, results_dir, dry_run):
 @click.option("--restart", is_flag=True, help="Train unfinished cells from scratch instead of resuming their last.pt.")
 @click.option("--dry-run", is_flag=True, help="Print the grid and which cells would run, then stop.")
 @click.option("--no-report", is_flag=True, help="Do not render tables and plots into the results folder at the end.")
+@log_option
 def ablation_cmd(model, variants, baselines, dataset, data_root, folds, seeds, epochs, protocol, overrides,
                  executor, jobs, cluster, partition, gpus_per_job, timeout_min, runs_dir, results_dir, restart,
-                 dry_run, no_report) -> None:
+                 dry_run, no_report, loggers) -> None:
     """Run an ablation grid (variants x folds x seeds), skipping cells already in runs.csv.
 
     With no arguments: IFDD-tiny's ablation on the embedded SynthDFER benchmark on the CPU,
@@ -335,7 +343,7 @@ def ablation_cmd(model, variants, baselines, dataset, data_root, folds, seeds, e
     from ifdd_bench import sweep
     plan = sweep.plan_sweep(model, variants, baselines=baselines, dataset=dataset, data_root=data_root,
                             folds=folds, seeds=seeds, epochs=epochs, protocol=protocol, overrides=overrides,
-                            runs_dir=runs_dir, results_dir=results_dir)
+                            runs_dir=runs_dir, results_dir=results_dir, loggers=loggers)
     status = sweep.sweep_status(plan, executor=executor, jobs=jobs)
     show.sweep_status(status, executor, dry_run=dry_run)
     if dry_run:

@@ -30,8 +30,8 @@ from dataclasses import replace
 from typing import Any, Mapping, Sequence
 
 from ifdd_bench import registry
-from ifdd_bench.config import (DATASETS, DataConfig, RunSpec, apply_overrides, parse_overrides, protocol_preset,
-                               route_overrides)
+from ifdd_bench.config import (DATASETS, DataConfig, RunSpec, apply_overrides, parse_loggers, parse_overrides,
+                               protocol_preset, route_overrides)
 from ifdd_bench.errors import ConfigError, unknown
 
 #: TrainConfig values of the embedded SynthDFER benchmark on a CPU (over the protocol preset): no
@@ -108,15 +108,19 @@ def build_run_spec(
     device: str | None = None,
     runs_dir: str | os.PathLike = "runs",
     results_dir: str | os.PathLike = "results",
+    loggers: str | Sequence[str] = (),
 ) -> RunSpec:
     """The :class:`RunSpec` that is trained for this request (see the module docstring for the
     order in which presets, geometry, recipe and overrides apply).
 
     ``overrides`` are ``key=value`` strings (``lr=1e-3``, ``data.size=96``, ``model.drop_path=0.1``;
-    an unscoped key goes to the one config that has it). Unknown models, variants, keys and
-    values raise :class:`ConfigError` naming them.
+    an unscoped key goes to the one config that has it). ``loggers`` names the loggers beside the
+    CSV files (``"tensorboard"``, ``"wandb"`` or a comma list; not part of the run id). Unknown
+    models, variants, keys, values and loggers, and loggers whose package is missing, raise
+    :class:`ConfigError` naming them.
     """
     check_dataset(dataset, data_root)
+    log_to = parse_loggers(loggers)
     if epochs is not None and epochs < 1:
         raise ConfigError(f"--epochs must be >= 1, got {epochs}")
     root = os.path.abspath(os.fspath(data_root)) if data_root else None
@@ -145,7 +149,7 @@ def build_run_spec(
         keys = dict.fromkeys(item.split("=", 1)[0] for item in routed["model"])
         pairs = tuple((k, getattr(typed, k)) for k in keys)
     return RunSpec(model, variant=variant or "full", data=data, train=train, model_overrides=pairs,
-                   runs_dir=os.fspath(runs_dir), results_dir=os.fspath(results_dir))
+                   runs_dir=os.fspath(runs_dir), results_dir=os.fspath(results_dir), loggers=log_to)
 
 
 def shared_overrides(overrides: Sequence[str], model: str, variant: str | None = None) -> list[str]:

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 #: package prefix; "=name" matches that module alone, so a new ifdd_bench module must be placed)
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("base", ("ifdd_bench.config", "ifdd_bench.results", "ifdd_bench.errors", "ifdd_bench.atomic",
-              "ifdd_bench.hashing", "ifdd_bench.events")),
+              "ifdd_bench.hashing", "ifdd_bench.events", "ifdd_bench.extras")),
     ("registry", ("ifdd_bench.registry", "ifdd_bench.spec")),
     ("data", ("ifdd_bench.data",)),
     ("models", ("ifdd_bench.models", "baselines")),

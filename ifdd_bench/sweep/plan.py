@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
 from ifdd_bench import registry
-from ifdd_bench.config import DataConfig, RunSpec, TrainConfig, parse_overrides, to_dict, train_hash
+from ifdd_bench.config import DataConfig, RunSpec, TrainConfig, parse_loggers, parse_overrides, to_dict, train_hash
 from ifdd_bench.data.labels import NUM_FOLDS
 from ifdd_bench.errors import ConfigError, suggest
 from ifdd_bench.spec import build_run_spec, check_dataset, is_embedded, shared_overrides
@@ -201,6 +201,7 @@ class SweepPlan:
     baselines: tuple[tuple[str, str], ...] = ()
     runs_dir: str = "runs"
     results_dir: str = "results"
+    loggers: tuple[str, ...] = ()  # every cell's loggers beside the CSVs (not part of the sweep id)
 
     def spec(self, model: str, variant: str, fold: int, seed: int, role: str = "variant") -> RunSpec:
         """The spec of one cell; baseline cells take the train and data overrides only."""
@@ -208,7 +209,7 @@ class SweepPlan:
                                                                               self.variants[0])
         return build_run_spec(model, variant, dataset=self.dataset, data_root=self.data_root, fold=fold, seed=seed,
                               protocol=self.protocol, epochs=self.epochs, overrides=overrides,
-                              runs_dir=self.runs_dir, results_dir=self.results_dir)
+                              runs_dir=self.runs_dir, results_dir=self.results_dir, loggers=self.loggers)
 
     def cells(self) -> list[Cell]:
         """Every cell: variants first, then baselines, each over folds x seeds."""
@@ -276,6 +277,7 @@ def plan_sweep(
     overrides: Sequence[str] = (),
     runs_dir: str | os.PathLike = "runs",
     results_dir: str | os.PathLike = "results",
+    loggers: str | Sequence[str] = (),
 ) -> SweepPlan:
     """Validate the sweep arguments and build its :class:`SweepPlan` (no training, no torch).
 
@@ -285,7 +287,8 @@ def plan_sweep(
     :func:`ifdd_bench.spec.build_run_spec` (native geometry, protocol data recipe, embedded CPU
     recipe on SynthDFER); every cell is built here once, so a bad override fails before training.
     ``overrides`` are ``key=value`` strings routed to the train, data or model config
-    (``epochs=3``, ``data.eval_views=2``, ``model.drop_path=0.1``).
+    (``epochs=3``, ``data.eval_views=2``, ``model.drop_path=0.1``). ``loggers`` (``tensorboard``,
+    ``wandb``) go to every cell's run folder; a missing logger package fails here.
     """
     check_dataset(dataset, data_root)
     embedded = is_embedded(dataset, data_root)
@@ -301,7 +304,7 @@ def plan_sweep(
         folds=parse_folds(folds if folds is not None else (DEFAULT_FOLDS if embedded else None), dataset),
         seeds=parse_seeds(seeds), dataset=dataset, data_root=str(data_root) if data_root else None,
         protocol=protocol, epochs=epochs, overrides=tuple(overrides), baselines=resolve_baselines(baselines),
-        runs_dir=str(runs_dir), results_dir=str(results_dir),
+        runs_dir=str(runs_dir), results_dir=str(results_dir), loggers=parse_loggers(loggers),
     )
     plan.cells()  # every variant must accept the overrides; refusals surface now
     return plan
