@@ -289,6 +289,34 @@ def eval_cmd(source, dataset, data_root, fold, split, views, sets, device, resul
     show.evaluation(result, results_dir, as_json)
 
 
+@command(main, "export")
+@click.argument("source", metavar="RUN_DIR_OR_CHECKPOINT", type=click.Path())
+@click.option("--format", "formats", default="pt2,onnx", show_default=True,
+              help="Comma list of pt2 (torch.export) and onnx (needs the export extra).")
+@click.option("--out-dir", default=None, type=click.Path(file_okay=False),
+              help="Folder for model.pt2 / model.onnx / export.json  [default: <run folder>/export]")
+@click.option("--batch", default=2, show_default=True, type=int,
+              help="Batch of the check input (a batch one larger is checked too; the batch dimension is dynamic).")
+@click.option("--atol", default=1e-4, show_default=True, type=float,
+              help="Largest accepted absolute logit difference between the export and the eager model.")
+@click.option("--json", "as_json", is_flag=True, help="Print export.json instead of the summary.")
+def export_cmd(source, formats, out_dir, batch, atol, as_json):
+    """Export a trained run to torch.export (.pt2) and ONNX, each checked against the eager model.
+
+    Exits 1 when an export's logits differ from the eager model's by more than --atol.
+
+    \b
+      ifdd-bench export runs/<run_id>
+      ifdd-bench export runs/<run_id>/best.pt --format onnx --out-dir deploy/
+    """
+    from ifdd_bench.engine.export import export_run
+    with show.exporting() as progress:
+        result = export_run(source, formats, out_dir, batch=batch, atol=atol, progress=progress)
+    show.exported(result, as_json)
+    if not result["ok"]:
+        sys.exit(1)
+
+
 @command(runs, "migrate")
 @click.option("--runs-dir", default="runs", show_default=True)
 @click.option("--results-dir", default="results", show_default=True)

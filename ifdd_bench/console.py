@@ -457,6 +457,30 @@ def evaluation(result: dict[str, Any], results_dir: str, as_json: bool = False) 
                   f"{Path(results_dir) / EVALS_CSV}", highlight=False)
 
 
+@contextlib.contextmanager
+def exporting() -> Iterator[Callable[[dict], None]]:
+    """A spinner naming the export step running (tracing, each format, writing)."""
+    with err_console.status("exporting ...") as status:
+        yield lambda event: status.update(f"exporting: {event['stage']}")
+
+
+def exported(result: dict[str, Any], as_json: bool = False) -> None:
+    """``export``: per format its file, size and the largest difference from the eager model."""
+    if as_json:
+        return print_json(result)
+    table = Table(title=f"{result['model']}:{result['variant']} epoch {result['epoch']}, input "
+                        f"{' x '.join(str(d) for d in result['input_shape'])}", title_justify="left")
+    for col, justify in (("format", "left"), ("file", "left"), ("MB", "right"), ("max |diff|", "right"),
+                         ("checked with", "left"), ("", "left")):
+        table.add_column(col, justify=justify)
+    for name, info in result["formats"].items():
+        table.add_row(name, info["file"], f"{info['bytes'] / 1e6:.1f}", f"{info['max_abs_diff']:.2e}",
+                      info["checked_with"], "[green]ok[/]" if info["ok"] else f"[red]> {result['atol']:g}[/]")
+    console.print(table)
+    console.print(f"wrote {result['out_dir']}/ ({', '.join(i['file'] for i in result['formats'].values())}, "
+                  f"export.json)", highlight=False)
+
+
 def recall_table(per_class: list[dict], title: str) -> Table:
     """Per-class recall in % and the class's clips; a class without clips has an undefined recall."""
     table = Table(title=title, box=None, header_style="bold")
