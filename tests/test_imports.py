@@ -34,7 +34,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("sweep", ("ifdd_bench.sweep",)),
     ("reports", ("ifdd_bench.reports",)),
     # the command line, the display module only it imports, and the package's Python API
-    ("cli", ("cli", "ifdd_bench.console", "ifdd_bench.readme_models", "=ifdd_bench")),
+    ("cli", ("cli", "ifdd_bench.console", "ifdd_bench.readme_models", "=ifdd_bench", "ifdd_bench.api")),
 ]
 RANK = {name: i for i, (name, _) in enumerate(LAYERS)}
 
