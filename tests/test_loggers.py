@@ -4,12 +4,10 @@ clear error before training when a logger's package is missing."""
 
 from __future__ import annotations
 
-import csv
 import math
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 import test_engine_fixtures as fx
 from ifdd_bench.data.fixtures import balanced_dfew_rows, write_dfew
@@ -19,19 +17,6 @@ from ifdd_bench.errors import ConfigError
 from ifdd_bench.spec import build_run_spec
 
 SETS = ("frames=4", "data.size=8", "batch_size=4", "device=cpu", "log_every=1")
-
-
-def _cli(*args):
-    from cli import main
-
-    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-    result.text = "".join(result.output.split())
-    return result
-
-
-def _rows(path: Path) -> list[dict]:
-    with path.open(newline="") as fh:
-        return list(csv.DictReader(fh))
 
 
 def _events(run_dir: Path):
@@ -44,7 +29,8 @@ def _events(run_dir: Path):
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory):
-    """A DFEW-layout folder of 21 training clips (6 steps of 4 per epoch) and 7 test clips."""
+    """A DFEW-layout folder: 3 training clips per class (the unified protocol holds some out for
+    validation; batches of 4 give several steps per epoch) and 1 test clip per class."""
     root = tmp_path_factory.mktemp("loggers") / "dfew"
     write_dfew(root, balanced_dfew_rows(3, frames=6), test=balanced_dfew_rows(1, frames=6, start=100), size=16)
     return root
@@ -56,7 +42,7 @@ def _spec(root: Path, base: Path, loggers: str, epochs: int = 2):
 
 
 def test_tensorboard_event_files_mirror_the_csv_files(root, tmp_path):
-    out = _cli("run", "train", "--model", fx.TEST_MODEL, "--dataset", "dfew", "--data-root", root, "--epochs", 2,
+    out = fx.run_cli("run", "train", "--model", fx.TEST_MODEL, "--dataset", "dfew", "--data-root", root, "--epochs", 2,
                *[a for s in SETS for a in ("-s", s)], "--log", "tensorboard",
                "--runs-dir", tmp_path / "runs", "--results-dir", tmp_path / "results")
     assert out.exit_code == 0, out.output
@@ -70,11 +56,11 @@ def test_tensorboard_event_files_mirror_the_csv_files(root, tmp_path):
     steps = [e.step for e in acc.Scalars("step/loss")]
     per_epoch = len(steps) // 2
     assert per_epoch >= 2 and steps == list(range(2 * per_epoch))  # log_every=1: every step once
-    history = _rows(run_dir / "history.csv")
+    history = fx.csv_rows(run_dir / "history.csv")
     for tag, column in (("epoch/train_loss", "train_loss"), ("epoch/val_uar", "val_uar"), ("epoch/lr", "lr")):
         logged = [(e.step, e.value) for e in acc.Scalars(tag)]
         assert logged == [(int(r["epoch"]), pytest.approx(float(r[column]), rel=1e-6)) for r in history]
-    (row,) = _rows(tmp_path / "results" / "runs.csv")
+    (row,) = fx.csv_rows(tmp_path / "results" / "runs.csv")
     (uar,) = acc.Scalars("result/uar")
     assert uar.step == int(row["selected_epoch"]) and uar.value == pytest.approx(float(row["uar"]), rel=1e-6)
     (image,) = acc.Images("result/confusion")
@@ -117,21 +103,23 @@ def test_a_failing_logger_warns_once_and_the_run_finishes(root, tmp_path, monkey
     row = train_run(_spec(root, tmp_path, "tensorboard"), progress=events.append)
     warnings = [e["message"] for e in events if e["kind"] == "warning"]
     assert len(warnings) == 1 and "tensorboard logger stopped" in warnings[0] and "No space left" in warnings[0]
-    assert math.isfinite(row["uar"]) and len(_rows(tmp_path / "results" / "runs.csv")) == 1
+    assert math.isfinite(row["uar"]) and len(fx.csv_rows(tmp_path / "results" / "runs.csv")) == 1
     assert [e["kind"] for e in events].count("epoch_end") == 2  # training went on after the failure
 
 
 def test_wandb_runs_offline_in_the_run_folder(root, tmp_path, monkeypatch):
-    pytest.importorskip("wandb", reason="wandb is in the test extra; this checks it when installed")
     for var in ("WANDB_MODE", "WANDB_API_KEY", "WANDB_PROJECT"):
         monkeypatch.delenv(var, raising=False)
     for var in ("WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR", "WANDB_ARTIFACT_DIR"):
         monkeypatch.setenv(var, str(tmp_path / "wandb-home"))
     monkeypatch.setenv("WANDB_SILENT", "true")
+    import wandb
+
     spec = _spec(root, tmp_path, "wandb", epochs=1)
     events = []
     train_run(spec, progress=events.append)
-    assert not [e for e in events if e["kind"] == "warning"]
+    assert [e["message"] for e in events if e["kind"] == "warning"] == []
+    wandb.teardown()  # the run is finished; stopping wandb's service process flushes its record file
     run_dir = Path(spec.runs_dir) / spec.run_id
     (offline,) = (run_dir / "wandb").glob("offline-run-*")
     (record,) = offline.glob("run-*.wandb")
@@ -148,7 +136,7 @@ def test_a_missing_logger_package_fails_before_anything_is_written(root, tmp_pat
     real = extras.installed
     monkeypatch.setattr(extras, "installed", lambda module: module != "wandb" and real(module))
     model = ("--model", fx.TEST_MODEL) if command == "train" else ("--model", "ifdd_tiny", "--variants", "full")
-    out = _cli("run", command, *model, "--dataset", "dfew", "--data-root", root, "--epochs", 1,
+    out = fx.run_cli("run", command, *model, "--dataset", "dfew", "--data-root", root, "--epochs", 1,
                "--log", "tensorboard,wandb", "--runs-dir", tmp_path / "runs", "--results-dir", tmp_path / "results")
     assert out.exit_code == 2, out.output
     assert "--logwandbneedsthepackage'wandb'" in out.text and "pipinstall'ifdd-bench[wandb]'" in out.text
@@ -162,3 +150,15 @@ def test_unknown_logger_names_the_valid_ones(root, tmp_path):
     spec = _spec(root, tmp_path, ["tensorboard", "tensorboard"])
     assert spec.loggers == ("tensorboard",)
     assert spec.run_id == _spec(root, tmp_path, "").run_id  # loggers are not part of the run's identity
+
+
+def test_every_sweep_cell_logs_and_the_sweep_id_stays(root):
+    from ifdd_bench.sweep import plan_sweep
+
+    def plan(loggers):
+        return plan_sweep(fx.TEST_MODEL, "full,wide", dataset="dfew", data_root=root, folds="1", seeds="0,1",
+                          overrides=SETS, loggers=loggers)
+
+    logged, plain = plan("tensorboard"), plan(())
+    assert [c.spec.loggers for c in logged.cells()] == [("tensorboard",)] * 4
+    assert logged.sweep_id == plain.sweep_id and [c.run_id for c in logged.cells()] == [c.run_id for c in plain.cells()]

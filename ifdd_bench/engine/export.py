@@ -185,7 +185,8 @@ def export_run(source: str | os.PathLike, formats: str | Sequence[str] = FORMATS
         "dynamic_batch": [1, MAX_BATCH], "checked_batches": [int(x.shape[0]) for x in inputs], "atol": atol,
         "torch_export_seconds": round(traced_s, 3),
         "ok": all(info["ok"] for info in report.values()), "formats": report,
-        "torch_version": str(torch.__version__), "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "torch_version": str(torch.__version__),
+        "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     F.write_json(out / EXPORT_JSON, record)
     return {**record, "out_dir": str(out)}
