@@ -476,8 +476,9 @@ def exported(result: dict[str, Any], as_json: bool = False) -> None:
     for name, info in result["formats"].items():
         table.add_row(name, info["file"], f"{info['bytes'] / 1e6:.1f}", f"{info['max_abs_diff']:.2e}",
                       info["checked_with"], "[green]ok[/]" if info["ok"] else f"[red]> {result['atol']:g}[/]")
-    console.print(table)
-    console.print(f"wrote {result['out_dir']}/ ({', '.join(i['file'] for i in result['formats'].values())}, "
+    out = wide_console()  # piped output: keep each format on one line
+    out.print(table)
+    out.print(f"wrote {result['out_dir']}/ ({', '.join(i['file'] for i in result['formats'].values())}, "
                   f"export.json)", highlight=False)
 
 
