@@ -98,6 +98,12 @@ def main(ctx: click.Context, debug: bool, verbose: bool) -> None:
                         format="%(levelname)s %(name)s: %(message)s")
 
 
+#: ``--log`` of ``run train`` and ``run ablation``
+log_option = click.option("--log", "loggers", multiple=True, metavar="LOGGER",
+                          help="Also log to tensorboard (event files in the run folder's tb/) or wandb (offline "
+                               "unless WANDB_MODE is set); repeatable or a comma list. The CSV files are always "
+                               "written.")
+
 run = click.Group("run", help="Train models and run ablation sweeps.")
 data = click.Group("data", help="Generate SynthDFER, validate real datasets, benchmark loading.")
 viz = click.Group("viz", help="Figures from trained checkpoints.")
@@ -313,9 +319,10 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     "ifdd-bench run train --config my_recipe.yaml -s lr=1e-4 --epochs 30"])
 @run_options
 @click.option("--restart", is_flag=True, help="Train from scratch even if the run folder holds a checkpoint.")
+@log_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result row as JSON instead of the summary.")
 def train_cmd(config, model, variant, dataset, data_root, fold, seed, protocol, sets, epochs, device, runs_dir,
-              results_dir, restart, as_json) -> None:
+              results_dir, restart, loggers, as_json) -> None:
     """Train one model on one dataset fold under the shared protocol (resumes when re-run).
 
     Runs alone or under `torchrun --nproc_per_node N` (DistributedDataParallel; only rank 0
@@ -326,7 +333,7 @@ def train_cmd(config, model, variant, dataset, data_root, fold, seed, protocol, 
     from ifdd_bench.spec import run_spec
     spec = run_spec(config, model=model, variant=variant, dataset=dataset, data_root=data_root, fold=fold, seed=seed,
                     protocol=protocol, epochs=epochs, overrides=sets, device=device, runs_dir=runs_dir,
-                    results_dir=results_dir)
+                    results_dir=results_dir, loggers=loggers)
     with show.TrainProgress(as_json) as progress:
         row = train_run(spec, progress=progress, resume=not restart)
     show.train_result(row, progress, as_json)
@@ -439,6 +446,32 @@ def eval_cmd(source, dataset, data_root, fold, split, views, sets, device, pertu
     show.evaluation(result, results_dir, as_json)
 
 
+@command(main, "export", examples=[
+    "ifdd-bench export runs/RUN_ID",
+    "ifdd-bench export runs/RUN_ID/best.pt --format onnx --out-dir deploy/"])
+@click.argument("source", metavar="RUN_DIR_OR_CHECKPOINT", type=click.Path())
+@click.option("--format", "formats", default="pt2,onnx", show_default=True,
+              help="Comma list of pt2 (torch.export) and onnx (needs the export extra).")
+@click.option("--out-dir", default=None, type=click.Path(file_okay=False),
+              help="Folder for model.pt2 / model.onnx / export.json  [default: <run folder>/export]")
+@click.option("--batch", default=2, show_default=True, type=int,
+              help="Batch of the check input (a batch one larger is checked too; the batch dimension is dynamic).")
+@click.option("--atol", default=1e-4, show_default=True, type=float,
+              help="Largest accepted absolute logit difference between the export and the eager model.")
+@click.option("--json", "as_json", is_flag=True, help="Print export.json instead of the summary.")
+def export_cmd(source, formats, out_dir, batch, atol, as_json):
+    """Export a trained run to torch.export (.pt2) and ONNX, each checked against the eager model.
+
+    Exits 1 when an export's logits differ from the eager model's by more than --atol.
+    """
+    from ifdd_bench.engine.export import export_run
+    with show.exporting() as progress:
+        result = export_run(source, formats, out_dir, batch=batch, atol=atol, progress=progress)
+    show.exported(result, as_json)
+    if not result["ok"]:
+        sys.exit(1)
+
+
 @command(runs, "migrate", examples=[
     "ifdd-bench runs migrate --dry-run",
     "ifdd-bench runs migrate --runs-dir runs --results-dir results"])
@@ -498,9 +531,11 @@ def runs_migrate_cmd(runs_dir, results_dir, dry_run):
 @click.option("--perturb", default=None, metavar="LIST",
               help="Perturbations of the probes [default: shuffle,reverse,single,freeze-apex,half-rate; "
                    "freeze-apex on SynthDFER only].")
+@log_option
 def ablation_cmd(config, model, variants, baselines, dataset, data_root, folds, seeds, epochs, protocol, sets,
                  executor, jobs, cluster, partition, account, mem, time_limit, constraint, extra, gpus_per_job,
-                 timeout_min, runs_dir, results_dir, restart, dry_run, no_report, probes, perturb) -> None:
+                 timeout_min, runs_dir, results_dir, restart, dry_run, no_report, probes, perturb,
+                 loggers) -> None:
     """Run an ablation grid (variants x folds x seeds), skipping cells already in runs.csv.
 
     With no arguments: the ablation of {model} on the embedded SynthDFER benchmark on the CPU, with
@@ -518,7 +553,7 @@ def ablation_cmd(config, model, variants, baselines, dataset, data_root, folds, 
                             folds=folds, seeds=seeds, epochs=epochs, protocol=protocol, overrides=sets,
                             runs_dir=runs_dir, results_dir=results_dir,
                             recipe=load_recipe(config) if config is not None else None, probes=probes,
-                            perturb=perturb)
+                            perturb=perturb, loggers=loggers)
     status = sweep.sweep_status(plan, executor=executor, jobs=jobs)
     show.sweep_status(status, executor, dry_run=dry_run)
     if dry_run:

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any, Mapping, Sequence
 
 from ifdd_bench.errors import ConfigError, suggest
+from ifdd_bench.extras import require
 
 DATASETS = ("synth", "dfew", "ferv39k", "mafw")
 PROTOCOLS = ("reference", "unified")
@@ -63,6 +64,10 @@ def parse_perturbations(text: str | Sequence[str] | None, *, option: str = "--pe
 #: ``--device`` of every command and the train config's default: ``auto`` = the first CUDA device
 #: when torch sees one, else the CPU (docs/protocol.md, "Devices")
 DEFAULT_DEVICE = "auto"
+
+#: loggers a run can mirror its progress to besides its CSV files (ifdd_bench.engine.loggers):
+#: name -> (package it imports, extra that installs it)
+LOGGERS: Mapping[str, tuple[str, str]] = {"tensorboard": ("tensorboard", "tensorboard"), "wandb": ("wandb", "wandb")}
 
 
 @dataclass(frozen=True)
@@ -261,6 +266,21 @@ def route_overrides(items: Sequence[str], scopes: Mapping[str, Any]) -> dict[str
     return routed
 
 
+def parse_loggers(values: str | Sequence[str] | None) -> tuple[str, ...]:
+    """Logger names from a comma list or repeated options (``["tensorboard,wandb"]``), in order and
+    without repeats. An unknown name, or a logger whose package is not installed, raises
+    :class:`ConfigError` (naming the extra to install) before anything runs."""
+    items = [values] if isinstance(values, str) else list(values or ())
+    names = tuple(dict.fromkeys(n.strip().lower() for item in items for n in str(item).split(",") if n.strip()))
+    for name in names:
+        if name not in LOGGERS:
+            raise ConfigError(f"unknown logger {name!r}{suggest(name, LOGGERS)}; valid: {', '.join(LOGGERS)}",
+                              hint="the CSV files are always written; --log adds tensorboard or wandb")
+        module, extra = LOGGERS[name]
+        require(module, extra=extra, feature=f"--log {name}")
+    return names
+
+
 # --------------------------------------------------------------------------------------------
 # serialisation and hashing
 
@@ -352,6 +372,9 @@ class RunSpec:
     model_overrides: tuple[tuple[str, Any], ...] = ()  # typed (key, value) pairs for the model config
     runs_dir: str = "runs"
     results_dir: str = "results"
+    # loggers beside the CSV files (LOGGERS: tensorboard, wandb); where progress goes, not what is
+    # trained, so they are outside the run id and a run may resume with other loggers
+    loggers: tuple[str, ...] = ()
 
     @property
     def recipe_hash(self) -> str:

@@ -53,6 +53,12 @@ def print_json(data: Any) -> None:
     sys.stdout.flush()
 
 
+def error(err: BaseException) -> None:
+    """A :class:`~ifdd_bench.errors.BenchError` as one message on stderr; its text is printed as is
+    (a hint such as ``pip install 'ifdd-bench[export]'`` is not rich markup)."""
+    err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False)
+
+
 def _opt(value: Any) -> str:
     return "-" if value is None else str(value)
 
@@ -500,6 +506,31 @@ def probe_table(rows: list[dict]) -> Table:
                       _signed_pp(r["delta_war"]),
                       f"[{_signed_pp(r['delta_war_low'])}, {_signed_pp(r['delta_war_high'])}]")
     return table
+
+
+@contextlib.contextmanager
+def exporting() -> Iterator[Callable[[dict], None]]:
+    """A spinner naming the export step running (tracing, each format, writing)."""
+    with err_console.status("exporting ...") as status:
+        yield lambda event: status.update(f"exporting: {event['stage']}")
+
+
+def exported(result: dict[str, Any], as_json: bool = False) -> None:
+    """``export``: per format its file, size and the largest difference from the eager model."""
+    if as_json:
+        return print_json(result)
+    table = Table(title=f"{result['model']}:{result['variant']} epoch {result['epoch']}, input "
+                        f"{' x '.join(str(d) for d in result['input_shape'])}", title_justify="left")
+    for col, justify in (("format", "left"), ("file", "left"), ("MB", "right"), ("max |diff|", "right"),
+                         ("checked with", "left"), ("", "left")):
+        table.add_column(col, justify=justify)
+    for name, info in result["formats"].items():
+        table.add_row(name, info["file"], f"{info['bytes'] / 1e6:.1f}", f"{info['max_abs_diff']:.2e}",
+                      info["checked_with"], "[green]ok[/]" if info["ok"] else f"[red]> {result['atol']:g}[/]")
+    out = wide_console()  # piped output: keep each format on one line
+    out.print(table)
+    out.print(f"wrote {result['out_dir']}/ ({', '.join(i['file'] for i in result['formats'].values())}, "
+                  f"export.json)", highlight=False)
 
 
 def recall_table(per_class: list[dict], title: str) -> Table:

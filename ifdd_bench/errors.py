@@ -34,6 +34,12 @@ class CheckpointError(BenchError):
     """A checkpoint cannot be used for the requested run."""
 
 
+class ExportError(BenchError):
+    """A trained model cannot be exported (the exporter cannot trace or convert it)."""
+
+    exit_code = 3
+
+
 class TrainingError(BenchError):
     """Training cannot go on (for example a non-finite loss)."""
 

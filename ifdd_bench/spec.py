@@ -35,8 +35,8 @@ from dataclasses import fields, replace
 from typing import Any, Mapping, Sequence
 
 from ifdd_bench import registry
-from ifdd_bench.config import (DATASETS, DataConfig, RunSpec, apply_overrides, parse_overrides, protocol_preset,
-                               route_overrides)
+from ifdd_bench.config import (DATASETS, DataConfig, RunSpec, apply_overrides, parse_loggers, parse_overrides,
+                               protocol_preset, route_overrides)
 from ifdd_bench.errors import ConfigError, unknown
 from ifdd_bench.recipe import RUN_KEYS, SWEEP_KEYS, Recipe, check_derived, load_recipe
 
@@ -162,6 +162,7 @@ def build_run_spec(
     runs_dir: str | os.PathLike | None = None,
     results_dir: str | os.PathLike | None = None,
     recipe: Recipe | None = None,
+    loggers: str | Sequence[str] = (),
 ) -> RunSpec:
     """The :class:`RunSpec` that is trained for this request (see the module docstring for the
     order in which presets, geometry, recipe and overrides apply).
@@ -172,8 +173,11 @@ def build_run_spec(
     ``overrides``, which win; when a later layer sets ``epochs`` (``data.frames``) but not
     ``warmup_epochs`` (``data.segments``), the warm-up is clamped (``U * V == T`` kept) as without a
     recipe. Unknown models, variants, keys and values raise :class:`ConfigError` naming them (and
-    the recipe's file and line).
+    the recipe's file and line). ``loggers`` names the loggers beside the CSV files
+    (``"tensorboard"``, ``"wandb"`` or a comma list; not part of the run id); an unknown logger or
+    one whose package is missing raises :class:`ConfigError` too.
     """
+    log_to = parse_loggers(loggers)
     req = request_values(recipe, model=model, variant=variant, dataset=dataset, data_root=data_root, fold=fold,
                          seed=seed, protocol=protocol, epochs=epochs, device=device, runs_dir=runs_dir,
                          results_dir=results_dir)
@@ -226,7 +230,8 @@ def build_run_spec(
         names = dict.fromkeys(item.split("=", 1)[0] for item in model_items)
         pairs = tuple((k, getattr(typed, k)) for k in names)
     spec = RunSpec(model, variant=variant or "full", data=data, train=train, model_overrides=pairs,
-                   runs_dir=os.fspath(req["runs_dir"]), results_dir=os.fspath(req["results_dir"]))
+                   runs_dir=os.fspath(req["runs_dir"]), results_dir=os.fspath(req["results_dir"]),
+                   loggers=log_to)
     if recipe is not None:
         check_derived(recipe, spec)
     return spec

@@ -11,11 +11,13 @@ batch B/N compute the same gradient (DDP averages the per-rank means of equal-si
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -124,6 +126,24 @@ def make_spec(runs_dir: str | Path, *, epochs: int = 3, protocol: str = "unified
     data = DataConfig(dataset="synth", frames=4, size=8)
     return RunSpec(TEST_MODEL, variant=variant, data=data, train=train, model_overrides=model_overrides,
                    runs_dir=str(runs_dir), results_dir=str(Path(runs_dir) / "results"))
+
+
+def run_cli(*args: object) -> Any:
+    """``ifdd-bench ARGS`` in this process; ``result.text`` is its output with every space and line
+    break removed (rich wraps long lines mid-word), for message assertions."""
+    from click.testing import CliRunner
+
+    from cli import main as cli_main
+
+    result = CliRunner().invoke(cli_main, [str(a) for a in args], catch_exceptions=False)
+    result.text = "".join(result.output.split())
+    return result
+
+
+def csv_rows(path: Path) -> list[dict]:
+    """The rows of a CSV file as dicts of strings."""
+    with Path(path).open(newline="") as fh:
+        return list(csv.DictReader(fh))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 #: package prefix; "=name" matches that module alone, so a new ifdd_bench module must be placed)
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("base", ("ifdd_bench.config", "ifdd_bench.results", "ifdd_bench.errors", "ifdd_bench.atomic",
-              "ifdd_bench.hashing", "ifdd_bench.events", "ifdd_bench.clipstats")),
+              "ifdd_bench.hashing", "ifdd_bench.events", "ifdd_bench.clipstats", "ifdd_bench.extras")),
     ("registry", ("ifdd_bench.registry", "ifdd_bench.spec", "ifdd_bench.recipe")),
     ("data", ("ifdd_bench.data",)),
     ("models", ("ifdd_bench.models", "baselines")),
@@ -34,7 +34,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("sweep", ("ifdd_bench.sweep",)),
     ("reports", ("ifdd_bench.reports",)),
     # the command line, the display module only it imports, and the package's Python API
-    ("cli", ("cli", "ifdd_bench.console", "ifdd_bench.readme_models", "=ifdd_bench")),
+    ("cli", ("cli", "ifdd_bench.console", "ifdd_bench.readme_models", "=ifdd_bench", "ifdd_bench.api")),
 ]
 RANK = {name: i for i, (name, _) in enumerate(LAYERS)}
 

@@ -13,12 +13,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ifdd_bench.config import DATASETS, PROTOCOLS, RunSpec
+from ifdd_bench.config import DATASETS, PROTOCOLS, RunSpec, parse_loggers
 from ifdd_bench.data.labels import NUM_FOLDS
 from ifdd_bench.engine import distributed as D
 from ifdd_bench.engine import runfiles as F
 from ifdd_bench.engine.checkpoint import check_resumable, run_identity
 from ifdd_bench.engine.loaders import build_run_data
+from ifdd_bench.engine.loggers import attach_loggers
 from ifdd_bench.engine.loop import fit
 from ifdd_bench.errors import BenchError, CheckpointError, ConfigError, unknown
 from ifdd_bench.events import Progress
@@ -36,35 +37,43 @@ def train_run(spec: RunSpec, *, progress: Progress | None = None, resume: bool =
     per-class rows to ``per_class.csv``. With ``resume`` a finished run returns its stored row
     without training and an interrupted one continues from ``last.pt``; without it the run starts
     from scratch (its old files are replaced as the new ones are written). ``progress`` receives
-    event dicts (see :class:`~ifdd_bench.engine.events.Reporter`). Works alone or under ``torchrun``.
+    event dicts (see :class:`~ifdd_bench.engine.events.Reporter`); so do the loggers of
+    ``spec.loggers`` (:mod:`ifdd_bench.engine.loggers`). Works alone or under ``torchrun``.
     """
     validate_spec(spec)
     ctx = D.init_distributed(spec.train.device)
     try:
-        run_dir = Path(spec.runs_dir) / spec.run_id
-        stored, error = None, None
-        if resume and ctx.is_main:
-            try:
-                stored = finished_run(spec, run_dir)
-            except BenchError as err:
-                error = err
-        if not D.all_agree(error is None, ctx.device):
-            raise error or CheckpointError(f"rank 0 rejected the finished run in {run_dir}")
-        stored = D.broadcast_object(stored)
-        if stored is not None:
-            if ctx.is_main and progress:  # what a finished run's done event carries, from its result.json
-                progress({"kind": "done", "cached": True, "row": stored["row"], "run_dir": str(run_dir),
-                          **{key: stored.get(key) for key in ("per_class", "confusion", "classes")}})
-            return dict(stored["row"])
-        bundle = build_run_data(spec, ctx, run_dir, progress)
-        return fit(spec, bundle, ctx=ctx, progress=progress, resume=resume)
+        with attach_loggers(spec, progress, enabled=ctx.is_main) as progress:  # rank 0 logs
+            return _train(spec, ctx, progress, resume)
     finally:
         D.shutdown(ctx)
 
 
+def _train(spec: RunSpec, ctx: D.DistContext, progress: Progress | None, resume: bool) -> dict:
+    """:func:`train_run` once the process group is up: the stored row of a finished run, else fit."""
+    run_dir = Path(spec.runs_dir) / spec.run_id
+    stored, error = None, None
+    if resume and ctx.is_main:
+        try:
+            stored = finished_run(spec, run_dir)
+        except BenchError as err:
+            error = err
+    if not D.all_agree(error is None, ctx.device):
+        raise error or CheckpointError(f"rank 0 rejected the finished run in {run_dir}")
+    stored = D.broadcast_object(stored)
+    if stored is not None:
+        if ctx.is_main and progress:  # what a finished run's done event carries, from its result.json
+            progress({"kind": "done", "cached": True, "row": stored["row"], "run_dir": str(run_dir),
+                      **{key: stored.get(key) for key in ("per_class", "confusion", "classes")}})
+        return dict(stored["row"])
+    bundle = build_run_data(spec, ctx, run_dir, progress)
+    return fit(spec, bundle, ctx=ctx, progress=progress, resume=resume)
+
+
 def validate_spec(spec: RunSpec) -> None:
-    """Reject unknown dataset / protocol / selection / optimiser / precision names early, with the
-    valid choices (model, variant and config keys are checked by the registry)."""
+    """Reject unknown dataset / protocol / selection / optimiser / precision / logger names early, with
+    the valid choices, and loggers whose package is missing (model, variant and config keys are
+    checked by the registry)."""
     cfg = spec.train
     if spec.data.dataset not in DATASETS:
         raise unknown("dataset", spec.data.dataset, DATASETS)
@@ -76,6 +85,7 @@ def validate_spec(spec: RunSpec) -> None:
         raise unknown("optimizer", cfg.optimizer, OPTIMIZERS)
     if cfg.amp not in AMP_MODES:
         raise unknown("amp mode", cfg.amp, AMP_MODES)
+    parse_loggers(spec.loggers)  # unknown logger, or its package missing
     if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.eval_batch_size < 1:
         raise ConfigError(f"epochs, batch_size and eval_batch_size must be >= 1 "
                           f"(got {cfg.epochs}, {cfg.batch_size}, {cfg.eval_batch_size})")

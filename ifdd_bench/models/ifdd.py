@@ -238,7 +238,7 @@ class ISSM(nn.Module):
 
     def positions(self, index: torch.Tensor) -> torch.Tensor:
         """Frame coordinates actually sampled for lattice-plus-offset indices ``(B, K)``."""
-        return (index * self.pos_scale + self.pos_shift).clamp(0.0, self.frames - 1)
+        return (index * self.pos_scale + self.pos_shift).clamp(0.0, float(self.frames - 1))
 
     def forward(self, x: torch.Tensor) -> SplitOutput:
         """``x (B, T', h*w, C)`` -> two groups ``(B, T'/2*h*w, C)``."""

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from ifdd_bench import registry
-from ifdd_bench.config import (APEX_PERTURBATIONS, PERTURBATIONS, DataConfig, RunSpec, TrainConfig, parse_overrides,
-                               parse_perturbations, to_dict, train_hash)
+from ifdd_bench.config import (APEX_PERTURBATIONS, PERTURBATIONS, DataConfig, RunSpec, TrainConfig, parse_loggers,
+                               parse_overrides, parse_perturbations, to_dict, train_hash)
 from ifdd_bench.data.labels import NUM_FOLDS
 from ifdd_bench.errors import ConfigError, suggest
 from ifdd_bench.recipe import Recipe
@@ -250,6 +250,7 @@ class SweepPlan:
     #: change no trained run, so they are not part of :attr:`sweep_id`
     probes: tuple[str, ...] = ()
     recipe: Recipe | None = field(default=None, compare=False)  # --config: its set: entries and epochs
+    loggers: tuple[str, ...] = ()  # every cell's loggers beside the CSVs (not part of the sweep id)
 
     def spec(self, model: str, variant: str, fold: int, seed: int, role: str = "variant") -> RunSpec:
         """The spec of one cell; baseline cells take the train and data overrides (and the recipe's) only."""
@@ -260,7 +261,8 @@ class SweepPlan:
                 recipe = recipe.without_model(shared_overrides(recipe.items, self.model, self.variants[0]))
         return build_run_spec(model, variant, dataset=self.dataset, data_root=self.data_root, fold=fold, seed=seed,
                               protocol=self.protocol, epochs=self.epochs, overrides=overrides,
-                              runs_dir=self.runs_dir, results_dir=self.results_dir, recipe=recipe)
+                              runs_dir=self.runs_dir, results_dir=self.results_dir, recipe=recipe,
+                              loggers=self.loggers)
 
     def cells(self) -> list[Cell]:
         """Every cell: variants first, then baselines, each over folds x seeds."""
@@ -331,6 +333,7 @@ def plan_sweep(
     recipe: Recipe | None = None,
     probes: bool = True,
     perturb: str | Sequence[str] | None = None,
+    loggers: str | Sequence[str] = (),
 ) -> SweepPlan:
     """Validate the sweep arguments and build its :class:`SweepPlan` (no training, no torch).
 
@@ -346,6 +349,8 @@ def plan_sweep(
     every cell that has a checkpoint is probed after it trains with ``perturb`` (default: every
     perturbation the dataset supports; :func:`resolve_probes`). The default ablation (embedded
     benchmark, default model, no baselines asked for) trains :data:`DEFAULT_SYNTH_BASELINES` too.
+    ``loggers`` (``tensorboard``, ``wandb``) go to every cell's run folder; a missing logger package
+    fails here.
     """
     sweep_keys = {}
     if recipe is not None:
@@ -382,6 +387,7 @@ def plan_sweep(
         protocol=protocol, epochs=epochs, overrides=tuple(overrides), baselines=resolve_baselines(baselines),
         runs_dir=str(req["runs_dir"]), results_dir=str(req["results_dir"]), recipe=recipe,
         probes=resolve_probes(probes, perturb, dataset, data_root),
+        loggers=parse_loggers(loggers),
     )
     plan.cells()  # every variant must accept the overrides; refusals surface now
     return plan
