@@ -53,12 +53,6 @@ def print_json(data: Any) -> None:
     sys.stdout.flush()
 
 
-def error(err: BaseException) -> None:
-    """A :class:`~ifdd_bench.errors.BenchError` as one message on stderr; its text is printed as is
-    (a hint such as ``pip install 'ifdd-bench[export]'`` is not rich markup)."""
-    err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False)
-
-
 def _opt(value: Any) -> str:
     return "-" if value is None else str(value)
 
