@@ -6,6 +6,10 @@ masked-modelling recipe of VideoMAE / MaskFeat, in the form that suits a pooling
 (the tokens stay on their grid, as in SimMIM, instead of being dropped). The targets are the clip's
 own pixels: no expression parameter, no class, nothing of the label space is ever read.
 
+Two targets (:data:`TARGETS`): ``pixels``, the unit's pixels standardised per unit; ``motion``,
+each pixel's deviation from its own mean over the clip (what moved, the still parts being ~0),
+scaled by the clip's overall deviation. Both are computed from the pixels alone.
+
 The masking unit is one token of the first backbone tap (the coarser of the two taps IFDD reads):
 one token frame (two input frames) by ``s x s`` embedding tokens, where ``s`` is the spatial stride
 between the embedding grid and that tap. Every unit is predicted from the same tap, after the
@@ -21,16 +25,32 @@ from torch import nn
 from ifdd_bench.models.ifdd import TOKEN_FRAMES
 
 
-def patch_units(x: torch.Tensor, t_unit: int, s_unit: int) -> torch.Tensor:
-    """Pixels of each masking unit, standardised per unit.
+#: reconstruction targets of the masked-video objective
+TARGETS = ("pixels", "motion")
+
+
+def patch_units(x: torch.Tensor, t_unit: int, s_unit: int, standardise: bool = True) -> torch.Tensor:
+    """Pixels of each masking unit, standardised per unit unless ``standardise`` is False.
 
     ``x (B, C, T, H, W)`` -> ``(B, T/t_unit, H/s_unit, W/s_unit, t_unit*s_unit*s_unit*C)``.
     """
     b, c, t, h, w = x.shape
     units = x.reshape(b, c, t // t_unit, t_unit, h // s_unit, s_unit, w // s_unit, s_unit)
     units = units.permute(0, 2, 4, 6, 3, 5, 7, 1).reshape(b, t // t_unit, h // s_unit, w // s_unit, -1)
+    if not standardise:
+        return units
     mean, var = units.mean(-1, keepdim=True), units.var(-1, keepdim=True, unbiased=False)
     return (units - mean) / (var + 1e-6).sqrt()
+
+
+def motion_residual(x: torch.Tensor) -> torch.Tensor:
+    """Each pixel minus its mean over the clip's frames, divided by the clip's residual std.
+
+    ``(B, C, T, H, W)`` -> same shape; still pixels go to ~0, moving ones keep their change.
+    """
+    residual = x - x.mean(dim=2, keepdim=True)
+    scale = residual.flatten(1).std(dim=1).clamp_min(1e-4)  # (B,)
+    return residual / scale.view(-1, 1, 1, 1, 1)
 
 
 def sample_mask(batch: int, grid: tuple[int, int, int], ratio: float,
@@ -55,8 +75,11 @@ def masked_mse(pred: torch.Tensor, target_and_mask: tuple[torch.Tensor, torch.Te
 class MaskedVideoModel(nn.Module):
     """IFDD's embedding + backbone with a mask token and a linear pixel head on the first tap's grid."""
 
-    def __init__(self, ifdd: nn.Module):
+    def __init__(self, ifdd: nn.Module, target: str = "pixels"):
         super().__init__()
+        if target not in TARGETS:
+            raise ValueError(f"masked-video target must be one of {TARGETS}, got {target!r}")
+        self.target = target
         cfg = ifdd.cfg
         self.embed, self.backbone = ifdd.embed, ifdd.backbone
         self.in_chans = cfg.in_chans
@@ -74,7 +97,9 @@ class MaskedVideoModel(nn.Module):
         self.out = nn.Linear(channels, self.t_unit * self.s_unit * self.s_unit * cfg.in_chans)
 
     def targets(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, C, T, H, W)`` -> standardised unit pixels ``(B, t, h, w, D)``."""
+        """``(B, C, T, H, W)`` -> unit targets ``(B, t, h, w, D)`` (:data:`TARGETS`)."""
+        if self.target == "motion":
+            return patch_units(motion_residual(x), self.t_unit, self.s_unit, standardise=False)
         return patch_units(x, self.t_unit, self.s_unit)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -44,7 +44,7 @@ from ifdd_bench.hashing import sha256_file
 from ifdd_bench.models.ifdd import TOKEN_FRAMES
 from ifdd_bench.models.pretrained import PRETEXT_FORMAT, backbone_geometry
 from ifdd_bench.pretext.data import PRETEXT_SEED, TARGET_NAMES, pretext_synth_config, render_pretext_clips
-from ifdd_bench.pretext.masked import MaskedVideoModel, masked_mse, sample_mask
+from ifdd_bench.pretext.masked import TARGETS, MaskedVideoModel, masked_mse, sample_mask
 
 STATE_FORMAT = "ifdd-bench-pretext-state/1"
 #: pretext objectives: masked-video reconstruction (default) and the earlier expression-motion regression
@@ -67,10 +67,13 @@ class PretextConfig:
     render_size: int = 112  # the benchmark's frame size; clips are resized to the model's size like the loader does
     objective: str = "masked-video"
     mask_ratio: float = 0.6  # share of hidden units per clip (masked-video only)
+    mask_target: str = "pixels"  # pixels | motion (masked-video only; ifdd_bench.pretext.masked.TARGETS)
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
             raise ConfigError(f"pretext objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
+        if self.mask_target not in TARGETS:
+            raise ConfigError(f"pretext mask_target must be one of {', '.join(TARGETS)}, got {self.mask_target!r}")
         if not isinstance(self.mask_ratio, (int, float)) or not 0 < self.mask_ratio < 1:
             raise ConfigError(f"pretext mask_ratio must be between 0 and 1 (exclusive), got {self.mask_ratio!r}")
         checks = {"clips": (self.clips, 16), "val_clips": (self.val_clips, 16), "epochs": (self.epochs, 1),
@@ -267,7 +270,7 @@ def pretrain(cfg: PretextConfig, out: str | Path, *, progress: Progress | None =
     train_y, val_y = (targets[:cfg.clips] - mean) / std, (targets[cfg.clips:] - mean) / std
 
     masked = cfg.objective == "masked-video"
-    model = MaskedVideoModel(ifdd) if masked else PretextModel(ifdd, len(TARGET_NAMES))
+    model = MaskedVideoModel(ifdd, cfg.mask_target) if masked else PretextModel(ifdd, len(TARGET_NAMES))
     if masked:  # fixed held-out masks, drawn from their own generator
         val_masks = sample_mask(len(val_x), model.grid, cfg.mask_ratio,
                                 generator=torch.Generator().manual_seed(cfg.seed + 1))
@@ -307,8 +310,8 @@ def pretrain(cfg: PretextConfig, out: str | Path, *, progress: Progress | None =
     weights = {k: v.detach().clone() for k, v in model.state_dict().items() if k.startswith(("embed.", "backbone."))}
     meta = {"format": PRETEXT_FORMAT, "model": cfg.model, "geometry": setup["geometry"], "pretext": setup["pretext"],
             "synth": setup["synth"], "objective": cfg.objective,
-            "targets": ["pixels"] if masked else list(TARGET_NAMES),
-            **({"mask_ratio": cfg.mask_ratio} if masked else {"target_mean": mean.tolist(), "target_std": std.tolist()}),
+            "targets": [cfg.mask_target] if masked else list(TARGET_NAMES),
+            **({"mask_ratio": cfg.mask_ratio, "mask_target": cfg.mask_target} if masked else {"target_mean": mean.tolist(), "target_std": std.tolist()}),
             "history": history, "render_seconds": render_s,
             "torch": str(torch.__version__)}
     save_atomic({**meta, "state_dict": weights}, out)
