@@ -44,6 +44,15 @@ def command(group: click.Group, *args: Any, **kwargs: Any) -> Callable[[Callable
     return lambda fn: group.command(*args, **kwargs)(_handle_errors(fn))
 
 
+def gpu_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``--precision`` and ``--compile`` of the training commands (docs/gpu.md)."""
+    fn = click.option("--compile", "compile_", is_flag=True,
+                      help="torch.compile the model (falls back to eager with a message if compiling fails).")(fn)
+    return click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default=None,
+                        help="Autocast precision (bf16: no loss scaling; fp16: GradScaler, CUDA only) [default: "
+                             "the config's, fp32]; same meaning as on `profile`.")(fn)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.option("--debug", is_flag=True, help="Show full tracebacks for errors.")
 @click.option("-v", "--verbose", is_flag=True, help="Log at INFO level.")
@@ -198,18 +207,19 @@ def data_probe_cmd(preset_name: str, clips: int, sets: tuple[str, ...]) -> None:
 @click.option("--results-dir", default="results", show_default=True)
 @click.option("--restart", is_flag=True, help="Train from scratch even if the run folder holds a checkpoint.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result row as JSON instead of the summary.")
+@gpu_options
 def train_cmd(model, variant, dataset, data_root, fold, seed, protocol, sets, epochs, device, runs_dir,
-              results_dir, restart, as_json) -> None:
+              results_dir, restart, as_json, precision, compile_) -> None:
     """Train one model on one dataset fold under the shared protocol (resumes when re-run).
 
     Runs alone or under `torchrun --nproc_per_node N` (DistributedDataParallel; only rank 0
     writes). Writes runs/<run_id>/ and appends a row to results/runs.csv.
     """
     from ifdd_bench.engine.run import train_run
-    from ifdd_bench.spec import build_run_spec
+    from ifdd_bench.spec import build_run_spec, option_overrides
     spec = build_run_spec(model, variant, dataset=dataset, data_root=data_root, fold=fold, seed=seed,
-                          protocol=protocol, epochs=epochs, overrides=sets, device=device, runs_dir=runs_dir,
-                          results_dir=results_dir)
+                          protocol=protocol, epochs=epochs, device=device, runs_dir=runs_dir, results_dir=results_dir,
+                          overrides=[*option_overrides(precision=precision, compile=compile_), *sets])
     with show.TrainProgress(as_json) as progress:
         row = train_run(spec, progress=progress, resume=not restart)
     show.train_result(row, progress, as_json)
@@ -324,15 +334,18 @@ def runs_migrate_cmd(runs_dir, results_dir, dry_run):
 @click.option("--restart", is_flag=True, help="Train unfinished cells from scratch instead of resuming their last.pt.")
 @click.option("--dry-run", is_flag=True, help="Print the grid and which cells would run, then stop.")
 @click.option("--no-report", is_flag=True, help="Do not render tables and plots into the results folder at the end.")
+@gpu_options
 def ablation_cmd(model, variants, baselines, dataset, data_root, folds, seeds, epochs, protocol, overrides,
                  executor, jobs, cluster, partition, gpus_per_job, timeout_min, runs_dir, results_dir, restart,
-                 dry_run, no_report) -> None:
+                 dry_run, no_report, precision, compile_) -> None:
     """Run an ablation grid (variants x folds x seeds), skipping cells already in runs.csv.
 
     With no arguments: IFDD-tiny's ablation on the embedded SynthDFER benchmark on the CPU,
     ending with the summary table and the rendered report in the results folder.
     """
     from ifdd_bench import sweep
+    from ifdd_bench.spec import option_overrides
+    overrides = [*option_overrides(precision=precision, compile=compile_), *overrides]
     plan = sweep.plan_sweep(model, variants, baselines=baselines, dataset=dataset, data_root=data_root,
                             folds=folds, seeds=seeds, epochs=epochs, protocol=protocol, overrides=overrides,
                             runs_dir=runs_dir, results_dir=results_dir)

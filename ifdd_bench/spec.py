@@ -94,6 +94,14 @@ def _refuse_data_driven(overrides: Sequence[str]) -> list[str]:
     return items
 
 
+def option_overrides(*, precision: str | None = None, compile: bool = False) -> list[str]:
+    """The ``key=value`` overrides of ``run train`` / ``run ablation``'s ``--precision`` and
+    ``--compile`` options (nothing for an option left unset), placed before the user's ``--set``
+    items so that an explicit ``--set`` wins."""
+    items = [f"precision={precision}"] if precision else []
+    return items + (["compile=true"] if compile else [])
+
+
 def build_run_spec(
     model: str,
     variant: str | None = None,

@@ -333,7 +333,7 @@ def build_datasets(data_cfg: DataConfig, *, seed: int, protocol: str, run_dir: P
         raise ConfigError(f"unknown protocol {protocol!r}{suggest(protocol, PROTOCOLS)}; valid: {', '.join(PROTOCOLS)}")
     if cfg.size < 8:
         raise ConfigError(f"data.size must be at least 8 pixels, got {cfg.size}")
-    if cfg.workers < 0:
+    if cfg.workers is not None and cfg.workers < 0:
         raise ConfigError(f"data.workers must be >= 0 (0 loads in the main process), got {cfg.workers}")
     spec = sampling_spec(cfg)
     aug = augment_spec(cfg.train_aug, cfg.dataset)
