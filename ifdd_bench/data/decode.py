@@ -13,6 +13,10 @@ Decoders (``decoder=`` everywhere):
 * ``"auto"`` (default): Pillow when the frames are JPEGs at least twice the target size (draft mode
   pays off), torchvision otherwise; probed once per frame root. ``ifdd-bench data bench`` measures
   all three.
+* ``"cuda"`` (``data.decode_device=cuda``): the clip's JPEG frames decoded by nvJPEG on the GPU in
+  one batched ``torchvision.io.decode_jpeg(..., device="cuda")`` call and resized there; the frames
+  come back to the CPU as uint8 for the augmentation. Other image types are decoded by torchvision
+  on the CPU. Without CUDA it refuses with :class:`DataError` (:func:`check_decoder`).
 
 Corrupt frames (a known defect of real datasets): :func:`load_frames` replaces a frame that cannot
 be decoded by the nearest readable frame of the same clip and reports how many it replaced; a clip
@@ -41,7 +45,7 @@ warnings.filterwarnings("ignore", message="The image decoding and encoding capab
 
 IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
 VIDEO_EXTS = (".mp4", ".avi", ".mkv", ".mov", ".webm")
-DECODERS = ("auto", "torchvision", "pil")
+DECODERS = ("auto", "torchvision", "pil", "cuda")
 
 _TRAILING_INT = re.compile(r"(\d+)(?!.*\d)")
 
@@ -170,17 +174,76 @@ def _choose_decoder(first: Path, size: int, decoder: str) -> str:
 
 def decode_image_file(path: Path, size: int, decoder: str = "auto") -> torch.Tensor:
     """Decode one image to RGB uint8 ``(3, size, size)``; raises :class:`FrameDecodeError`."""
+    if decoder == "cuda":
+        (frame,) = _cuda_decode([path], size)
+        if frame is None:
+            raise FrameDecodeError(f"{path}: not decodable")
+        return frame
     if _choose_decoder(path, size, decoder) == "pil":
         return _pil_decode(path, size)
     return resize_frames(_tv_decode_native(path)[None], size)[0]
+
+
+def check_decoder(decoder: str) -> None:
+    """Refuse an unknown decoder, and ``"cuda"`` where torch sees no CUDA GPU (:class:`DataError`)."""
+    if decoder not in DECODERS:
+        raise DataError(f"unknown decoder {decoder!r}; valid: {', '.join(DECODERS)}")
+    if decoder == "cuda" and not torch.cuda.is_available():
+        raise DataError("data.decode_device=cuda (GPU JPEG decoding) needs a CUDA GPU, but torch sees none "
+                        f"(torch {torch.__version__}, built for CUDA {torch.version.cuda})",
+                        hint="use data.decode_device=cpu (the default), or run on a machine with a GPU")
+
+
+def _cuda_decode(paths: Sequence[Path], size: int) -> list[torch.Tensor | None]:
+    """JPEGs of ``paths`` decoded on the GPU in one batched call, resized there and copied back to the
+    CPU: uint8 ``(3, size, size)`` each, ``None`` where a frame cannot be decoded. Non-JPEG files go
+    through torchvision on the CPU."""
+    from torchvision.io import ImageReadMode, decode_jpeg, read_file
+
+    check_decoder("cuda")
+    out: list[torch.Tensor | None] = [None] * len(paths)
+    jpeg = [i for i, p in enumerate(paths) if p.suffix.lower() in (".jpg", ".jpeg")]
+    others = set(range(len(paths))) - set(jpeg)
+    for i, p in enumerate(paths):
+        if i in others:
+            try:
+                out[i] = resize_frames(_tv_decode_native(p)[None], size)[0]
+            except FrameDecodeError:
+                pass
+    datas = []
+    for i in jpeg:
+        try:
+            datas.append(read_file(str(paths[i])))
+        except (OSError, RuntimeError):
+            datas.append(None)
+    readable = [(i, d) for i, d in zip(jpeg, datas) if d is not None and d.numel()]
+    try:
+        images = decode_jpeg([d for _, d in readable], mode=ImageReadMode.RGB, device="cuda") if readable else []
+    except RuntimeError:  # one corrupt frame fails the batch: decode one by one to find it
+        images = []
+        for _, d in readable:
+            try:
+                images.append(decode_jpeg(d, mode=ImageReadMode.RGB, device="cuda"))
+            except RuntimeError:
+                images.append(None)
+    by_shape: dict[tuple[int, ...], list[tuple[int, torch.Tensor]]] = {}
+    for (i, _), img in zip(readable, images):
+        if img is not None:
+            by_shape.setdefault(tuple(img.shape), []).append((i, img))
+    for group in by_shape.values():  # one resize per frame size, on the GPU
+        resized = resize_frames(torch.stack([img for _, img in group]), size).cpu()  # (N, 3, S, S)
+        for (i, _), frame in zip(group, resized):
+            out[i] = frame
+    return out
 
 
 def _decode_many(paths: Sequence[Path], size: int, decoder: str) -> list[torch.Tensor | None]:
     """Decode each path; ``None`` where decoding failed. All outputs ``(3, size, size)``."""
     if not paths:
         return []
-    if decoder not in DECODERS:
-        raise DataError(f"unknown decoder {decoder!r}; valid: {', '.join(DECODERS)}")
+    check_decoder(decoder)
+    if decoder == "cuda":
+        return _cuda_decode(paths, size)
     kind = _choose_decoder(paths[0], size, decoder)
     out: list[torch.Tensor | None] = []
     if kind == "pil":

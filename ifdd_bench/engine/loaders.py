@@ -100,7 +100,7 @@ class Loaders:
         self.generators.append(gen)
         return DataLoader(dataset, batch_size=batch, sampler=sampler, num_workers=workers, drop_last=drop_last,
                           pin_memory=self.ctx.device.type == "cuda", worker_init_fn=worker_init_fn,
-                          generator=gen, persistent_workers=False)
+                          generator=gen, persistent_workers=False, multiprocessing_context=worker_context(dataset, workers))
 
     def set_epoch(self, epoch: int) -> None:
         """Give every dataset, the sampler and the worker generators this epoch's seeds."""
@@ -110,6 +110,12 @@ class Loaders:
                 split.set_epoch(epoch)
         for i, gen in enumerate(self.generators):
             gen.manual_seed(derive_seed(self.cfg.seed, epoch, "workers", i, self.ctx.rank))
+
+
+def worker_context(dataset: Any, workers: int) -> str | None:
+    """``"spawn"`` for workers of a dataset that decodes on the GPU (CUDA cannot be used in a forked
+    process), else ``None`` (the platform default, fork on Linux)."""
+    return "spawn" if workers and getattr(dataset, "decoder", None) == "cuda" else None
 
 
 def clip_ids(dataset: Any) -> list[str] | None:
