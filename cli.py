@@ -115,15 +115,21 @@ def data_check_cmd(dataset, data_root, folds, frame_source, label_order, clip_le
 @click.option("--decoders", default="pil,torchvision,auto", show_default=True, help="Decoders to compare.")
 @click.option("--repeats", default=1, show_default=True, type=int, help="Passes per cell (median reported).")
 @click.option("--model", default="ifdd_tiny", show_default=True,
-              help="Also time this model's training step on CPU ('none' to skip).")
+              help="Also time this model's training step on --device and compare ('none' to skip).")
+@click.option("--device", default="cpu", show_default=True, help="Device of the model's training step: cpu or cuda.")
+@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default=None,
+              help="Autocast of the model's step [default: fp32 on cpu, bf16 on cuda].")
 @click.option("--json", "as_json", is_flag=True, help="Print rows as JSON.")
-def data_bench_cmd(clips: int, workers_csv: str, decoders: str, repeats: int, model: str, as_json: bool) -> None:
-    """Loader throughput (clips/s) for 16x112x112 and 16x224x224 clips on generated JPEG folders."""
+def data_bench_cmd(clips: int, workers_csv: str, decoders: str, repeats: int, model: str, device: str,
+                   precision: str | None, as_json: bool) -> None:
+    """Loader throughput (clips/s) for 16x112x112 and 16x224x224 clips on generated JPEG folders,
+    against what the model's training step consumes on --device (decoders: pil,torchvision,auto,cuda)."""
     from ifdd_bench.data.loader_bench import parse_bench_options
     from ifdd_bench.engine.overhead import data_bench
     workers, names = parse_bench_options(workers_csv, decoders, clips=clips, repeats=repeats)
     with show.DataBar(err_console) as bar:
-        result = data_bench(clips=clips, workers=workers, decoders=names, repeats=repeats, model=model, progress=bar)
+        result = data_bench(clips=clips, workers=workers, decoders=names, repeats=repeats, model=model,
+                            device=device, precision=precision, progress=bar)
     show.data_bench(result, as_json)
 
 

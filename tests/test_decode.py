@@ -9,9 +9,9 @@ import torch
 
 from ifdd_bench.config import DataConfig
 from ifdd_bench.data import build_datasets
+from ifdd_bench.data.dataset import worker_context
 from ifdd_bench.data.decode import check_decoder, list_frames, load_frames
 from ifdd_bench.data.fixtures import balanced_dfew_rows, write_dfew
-from ifdd_bench.engine.loaders import worker_context
 from ifdd_bench.errors import ConfigError, DataError
 
 

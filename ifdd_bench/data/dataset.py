@@ -307,6 +307,13 @@ class ClipDataset(Dataset):
         return out
 
 
+def worker_context(dataset: Dataset, workers: int) -> str | None:
+    """DataLoader ``multiprocessing_context`` for ``dataset``: ``"spawn"`` for workers of a dataset
+    that decodes on the GPU (CUDA cannot run in a forked process), else ``None`` (the platform's
+    default, fork on Linux, whose workers share the caches without copying)."""
+    return "spawn" if workers and getattr(dataset, "decoder", None) == "cuda" else None
+
+
 @dataclass
 class DatasetBundle:
     """What :func:`build_datasets` returns.

@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from ifdd_bench.config import RunSpec, TrainConfig
+from ifdd_bench.data.dataset import worker_context
 from ifdd_bench.engine import distributed as D
 from ifdd_bench.engine.seeding import derive_seed, loader_generator, worker_init_fn
 from ifdd_bench.errors import ConfigError
@@ -110,12 +111,6 @@ class Loaders:
                 split.set_epoch(epoch)
         for i, gen in enumerate(self.generators):
             gen.manual_seed(derive_seed(self.cfg.seed, epoch, "workers", i, self.ctx.rank))
-
-
-def worker_context(dataset: Any, workers: int) -> str | None:
-    """``"spawn"`` for workers of a dataset that decodes on the GPU (CUDA cannot be used in a forked
-    process), else ``None`` (the platform default, fork on Linux)."""
-    return "spawn" if workers and getattr(dataset, "decoder", None) == "cuda" else None
 
 
 def clip_ids(dataset: Any) -> list[str] | None:
