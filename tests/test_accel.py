@@ -66,3 +66,19 @@ def test_compile_fallback_lets_model_errors_through():
     wrapped = accel.CompileFallback(net, lambda message: None, backend="eager")
     with pytest.raises(RuntimeError, match="mat1 and mat2"):
         wrapped(torch.rand(2, 5))
+
+
+@pytest.mark.parametrize("name, peak", [
+    ("NVIDIA H100 80GB HBM3", 989.0), ("NVIDIA H100 PCIe", 756.0), ("NVIDIA H100 NVL", 835.0),
+    ("NVIDIA H200", 989.0), ("NVIDIA A100-SXM4-80GB", 312.0), ("NVIDIA A100 80GB PCIe", 312.0),
+    ("NVIDIA L40S", 362.0), ("NVIDIA L4", 121.0), ("NVIDIA GH200 480GB", 989.0),
+])
+def test_bf16_peaks_are_read_from_the_card_name(name, peak):
+    assert accel.bf16_peak_tflops(name)[0] == peak
+
+
+def test_an_unknown_card_leaves_mfu_empty_with_a_note():
+    peak, note = accel.bf16_peak_tflops("Tesla V100-SXM2-32GB")
+    assert peak is None and "MFU left empty" in note
+    assert accel.mfu(287e9, 1000.0, None) is None
+    assert accel.mfu(287e9, 1000.0, 989.0) == pytest.approx(287e12 / 989e12)

@@ -10,7 +10,9 @@ check (``benchmarks/gpu_check.py``):
 * :func:`cudnn_benchmark`: ``torch.backends.cudnn.benchmark`` for the duration of a block (on for
   CUDA training, whose clip shapes are fixed);
 * :class:`CompileFallback`: ``torch.compile`` that falls back to the eager module, with one
-  message, when compiling fails (compilation happens lazily, at the first call).
+  message, when compiling fails (compilation happens lazily, at the first call);
+* :func:`bf16_peak_tflops` / :func:`mfu`: model FLOPs utilisation against the card's dense bf16
+  tensor-core peak (:data:`PEAK_BF16_TFLOPS`, from the vendors' datasheets).
 
 Example::
 
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from typing import Any, Callable, Iterator
 
 import torch
@@ -144,3 +147,37 @@ class CompileFallback(nn.Module):
                     raise
                 self._fall_back(err)
         return self.module(*args, **kwargs)
+
+
+#: dense (no sparsity) bf16 tensor-core peaks in TFLOP/s from NVIDIA's datasheets, matched against
+#: the words of ``torch.cuda.get_device_name`` in this order (first match wins; case-insensitive)
+PEAK_BF16_TFLOPS: tuple[tuple[tuple[str, ...], float, str], ...] = (
+    (("h100", "pcie"), 756.0, "H100 PCIe"),
+    (("h100", "nvl"), 835.0, "H100 NVL"),
+    (("h200", "nvl"), 835.0, "H200 NVL"),
+    (("h100",), 989.0, "H100 SXM"),
+    (("h200",), 989.0, "H200 SXM"),
+    (("gh200",), 989.0, "GH200"),
+    (("a100",), 312.0, "A100"),
+    (("l40s",), 362.0, "L40S"),
+    (("a10g",), 70.0, "A10G"),
+    (("l4",), 121.0, "L4"),
+)
+
+
+def bf16_peak_tflops(device_name: str) -> tuple[float | None, str]:
+    """``(peak TFLOP/s, which card it was read as)`` for a CUDA device name; ``(None, note)`` for a
+    card that is not in :data:`PEAK_BF16_TFLOPS` (then no utilisation is computed)."""
+    tokens = set(re.split(r"[\s\-_/]+", device_name.lower()))  # "NVIDIA A100-SXM4-80GB" -> nvidia, a100, sxm4, 80gb
+    for needles, peak, card in PEAK_BF16_TFLOPS:
+        if all(n in tokens for n in needles):
+            return peak, f"{card}, dense bf16 {peak:g} TFLOP/s (datasheet)"
+    return None, f"no bf16 peak known for {device_name!r}; MFU left empty (add the card to accel.PEAK_BF16_TFLOPS)"
+
+
+def mfu(flops_per_clip: float | None, clips_per_s: float, peak_tflops: float | None) -> float | None:
+    """Model FLOPs utilisation: achieved model FLOP/s (``flops_per_clip * clips_per_s``) over the peak;
+    ``None`` without a peak or a FLOP count."""
+    if not peak_tflops or not flops_per_clip:
+        return None
+    return flops_per_clip * clips_per_s / (peak_tflops * 1e12)

@@ -50,6 +50,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
+from ifdd_bench.engine import accel
 from ifdd_bench.engine.accel import cudnn_benchmark, grad_scaler
 from ifdd_bench.engine.step import autocast_for, train_step
 from ifdd_bench.config import PRECISIONS
@@ -376,7 +377,7 @@ def measure(spec: BenchSpec, *, isolated: bool = False) -> dict[str, Any]:
         model = model.to(device)
         clip = synthetic_clip(shape, device, spec.seed)
         if spec.compile:
-            model = torch.compile(model)
+            model = torch.compile(model, backend=accel.COMPILE_BACKEND)
         if device.type == "cuda":
             _free_memory(device)
             torch.cuda.reset_peak_memory_stats(device)
