@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from ifdd_bench.atomic import atomic_open, atomic_path, json_text
-from ifdd_bench.data.decode import IMAGE_EXTS, check_decoder, is_video
+from ifdd_bench.data.decode import IMAGE_EXTS, check_decoder, decode_clips, is_video, unique_sources
 from ifdd_bench.data.records import ClipRecord
 from ifdd_bench.errors import DataError
 from ifdd_bench.events import Progress
@@ -142,8 +142,6 @@ def open_or_build(folder: str | os.PathLike, dataset: str, split: str, records: 
     and removes older caches of the same clips once the new one is in place.
     """
     from filelock import FileLock
-
-    from ifdd_bench.data.dataset import decode_clips, unique_sources
 
     check_decoder(decoder)
     root = Path(folder).expanduser()

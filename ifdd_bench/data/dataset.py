@@ -29,12 +29,7 @@ main process and of every worker (shared-memory counters).
 
 from __future__ import annotations
 
-import contextlib
-import itertools
 import logging
-import os
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
@@ -43,7 +38,8 @@ import torch
 from torch.utils.data import Dataset, get_worker_info
 
 from ifdd_bench.config import DATASETS, DECODE_DEVICES, PROTOCOLS, DataConfig
-from ifdd_bench.data.decode import check_decoder, is_video, list_frames, load_frames, load_video_frames
+from ifdd_bench.data.decode import (check_decoder, decode_clips, is_video, list_frames, load_frames, load_video_frames,
+                                    single_threaded_torch, unique_sources)
 from ifdd_bench.data.holdout import holdout_for_run
 from ifdd_bench.data.readers import read_split, resolve_frame_source
 from ifdd_bench.data.records import ClipRecord
@@ -74,27 +70,6 @@ def item_seed(*parts: int) -> int:
         z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
         state = z ^ (z >> 31)
     return state & ((1 << 63) - 1)
-
-
-@contextlib.contextmanager
-def single_threaded_torch():
-    """Run torch ops single-threaded inside the block, then restore the thread count.
-
-    Loading work is many small ops (a 16-frame resize, a dtype cast); spreading each over the
-    intra-op pool costs more than it saves, and on a busy machine idle OpenMP threads spin-waiting
-    make it several times slower (measured 9x with 2 threads on a loaded 2-core machine). DataLoader
-    workers already run with one thread; this gives the main process (``workers=0``) and the cache
-    build the same behaviour.
-    """
-    threads = torch.get_num_threads()
-    if threads == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 # --------------------------------------------------------------------------------------------
@@ -137,45 +112,6 @@ class FrameCache:
         return cls(size, clips, replaced)
 
 
-def unique_sources(records: Sequence[ClipRecord]) -> dict[str, ClipRecord]:
-    """The first record of every distinct clip source, keyed by ``str(source)``, in input order."""
-    unique: dict[str, ClipRecord] = {}
-    for rec in records:
-        unique.setdefault(str(rec.source), rec)
-    return unique
-
-
-def decode_clips(unique: dict[str, ClipRecord], size: int, *, decoder: str = "auto", progress: Progress | None = None,
-                 threads: int | None = None, stage: str | None = None):
-    """Decode every frame of each clip of ``unique`` at ``size`` with a thread pool; yields
-    ``(source key, uint8 frames (n, 3, S, S), frames replaced)`` in the order of ``unique``.
-    The in-memory :class:`FrameCache` and the disk cache (:mod:`ifdd_bench.data.clipcache`) build
-    from it."""
-    items = list(unique.items())
-    threads = threads or max(1, min(8, os.cpu_count() or 1))
-    stage = stage or f"caching clips at {size}px"
-
-    def work(item: tuple[str, ClipRecord]) -> tuple[str, torch.Tensor, int]:
-        key, rec = item
-        frames, rep = _load_all(rec, size, decoder)
-        return key, frames, rep
-
-    todo = iter(items)
-    with single_threaded_torch(), ThreadPoolExecutor(threads) as pool:
-        # a bounded window of clips in flight: decoded frames never pile up ahead of the consumer
-        pending = deque(pool.submit(work, item) for item in itertools.islice(todo, 4 * threads))
-        k = 0
-        while pending:
-            result = pending.popleft().result()
-            following = next(todo, None)
-            if following is not None:
-                pending.append(pool.submit(work, following))
-            yield result
-            if progress is not None and (k % 64 == 0 or k == len(items) - 1):
-                progress({"kind": "data_progress", "stage": stage, "done": k + 1, "total": len(items)})
-            k += 1
-
-
 def _check_memory(need: int) -> None:
     try:
         import psutil
@@ -188,13 +124,6 @@ def _check_memory(need: int) -> None:
                         f"but only {available / 2**30:.1f} GiB of memory is available",
                         hint="set data.cache_clips=false (frames are then decoded per item), "
                              "or lower data.size")
-
-
-def _load_all(rec: ClipRecord, size: int, decoder: str) -> tuple[torch.Tensor, int]:
-    if is_video(rec.source):
-        return load_video_frames(rec.source, None, size), 0
-    paths = list_frames(rec.source)
-    return load_frames(paths, range(len(paths)), size, decoder, clip=str(rec.source))
 
 
 # --------------------------------------------------------------------------------------------

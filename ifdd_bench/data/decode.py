@@ -23,20 +23,29 @@ be decoded by the nearest readable frame of the same clip and reports how many i
 with no readable frame raises :class:`DataError`.
 
 Video files (mp4/avi/...) are read with PyAV (optional extra ``ifdd-bench[video]``).
+
+Whole clips for the clip caches: :func:`decode_clips` decodes every frame of many clips with a
+thread pool (bounded, in order), which the in-memory and the disk cache both build from.
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
 import re
 import warnings
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
 
+from ifdd_bench.data.records import ClipRecord
 from ifdd_bench.errors import DataError
+from ifdd_bench.events import Progress
 
 # torchvision 0.29 deprecated its image codecs in favour of TorchCodec and warns on every call; the
 # codecs still work and are measured against Pillow by `data bench`. Silence only that message.
@@ -381,3 +390,75 @@ def load_video_frames(path: Path, indices: Sequence[int] | None, size: int) -> t
     top = decoded[-1][0]
     return _stack_channels_last([by_index[min(i, top)] if min(i, top) in by_index else decoded[-1][1]
                                  for i in indices])  # (T, 3, S, S)
+
+
+# --------------------------------------------------------------------------------------------
+# whole clips (the clip caches)
+
+
+@contextlib.contextmanager
+def single_threaded_torch():
+    """Run torch ops single-threaded inside the block, then restore the thread count.
+
+    Loading work is many small ops (a 16-frame resize, a dtype cast); spreading each over the
+    intra-op pool costs more than it saves, and on a busy machine idle OpenMP threads spin-waiting
+    make it several times slower (measured 9x with 2 threads on a loaded 2-core machine). DataLoader
+    workers already run with one thread; this gives the main process (``workers=0``) and the cache
+    build the same behaviour.
+    """
+    threads = torch.get_num_threads()
+    if threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def load_all_frames(rec: ClipRecord, size: int, decoder: str) -> tuple[torch.Tensor, int]:
+    """Every frame of the clip ``rec`` at ``size``: ``(uint8 (n, 3, S, S), frames replaced)``."""
+    if is_video(rec.source):
+        return load_video_frames(rec.source, None, size), 0
+    paths = list_frames(rec.source)
+    return load_frames(paths, range(len(paths)), size, decoder, clip=str(rec.source))
+
+
+def unique_sources(records: Sequence[ClipRecord]) -> dict[str, ClipRecord]:
+    """The first record of every distinct clip source, keyed by ``str(source)``, in input order."""
+    unique: dict[str, ClipRecord] = {}
+    for rec in records:
+        unique.setdefault(str(rec.source), rec)
+    return unique
+
+
+def decode_clips(unique: dict[str, ClipRecord], size: int, *, decoder: str = "auto", progress: Progress | None = None,
+                 threads: int | None = None, stage: str | None = None) -> Iterator[tuple[str, torch.Tensor, int]]:
+    """Decode every frame of each clip of ``unique`` at ``size`` with a thread pool; yields
+    ``(source key, uint8 frames (n, 3, S, S), frames replaced)`` in the order of ``unique``.
+    The in-memory ``FrameCache`` (dataset.py) and the disk cache (:mod:`ifdd_bench.data.clipcache`) build
+    from it."""
+    items = list(unique.items())
+    threads = threads or max(1, min(8, os.cpu_count() or 1))
+    stage = stage or f"caching clips at {size}px"
+
+    def work(item: tuple[str, ClipRecord]) -> tuple[str, torch.Tensor, int]:
+        key, rec = item
+        frames, rep = load_all_frames(rec, size, decoder)
+        return key, frames, rep
+
+    todo = iter(items)
+    with single_threaded_torch(), ThreadPoolExecutor(threads) as pool:
+        # a bounded window of clips in flight: decoded frames never pile up ahead of the consumer
+        pending = deque(pool.submit(work, item) for item in itertools.islice(todo, 4 * threads))
+        k = 0
+        while pending:
+            result = pending.popleft().result()
+            following = next(todo, None)
+            if following is not None:
+                pending.append(pool.submit(work, following))
+            yield result
+            if progress is not None and (k % 64 == 0 or k == len(items) - 1):
+                progress({"kind": "data_progress", "stage": stage, "done": k + 1, "total": len(items)})
+            k += 1

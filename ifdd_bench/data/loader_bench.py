@@ -157,8 +157,7 @@ def decode_microbench(*, frames: int = 16, rounds: int = 15, workdir: Path | Non
     by other processes, which matters on a shared machine. Rows carry ``ms_per_frame`` and the
     ratio against Pillow for the same geometry.
     """
-    from ifdd_bench.data.dataset import single_threaded_torch
-    from ifdd_bench.data.decode import list_frames, load_frames
+    from ifdd_bench.data.decode import list_frames, load_frames, single_threaded_torch
 
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(dir=workdir, prefix="ifdd-decode-bench-") as tmp, single_threaded_torch():
