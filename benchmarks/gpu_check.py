@@ -283,26 +283,37 @@ def section_compare(check: Check) -> dict[str, Any]:
                                                                    device=device), backward=True).total,
              "infer": cx.count_flops(probe, torch.rand(1, 3, plan.frames, plan.size, plan.size, device=device)).total}
     del probe
-    rows = []
+    rows, failures = [], []
     for mode in ("train", "infer"):
         steppers, peaks = [], {}
         for config in configs:
             check.log(f"compare {mode}: building {config['name']}")
-            stepper = Stepper(check, config, mode)
-            if device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(device)
-            for _ in range(plan.warmup):  # compiles on the first call
-                stepper.step()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-                peaks[config["name"]] = torch.cuda.max_memory_allocated(device) / 2**20
-            steppers.append(stepper)
+            try:  # a configuration that cannot build or step is recorded; the others are still compared
+                stepper = Stepper(check, config, mode)
+                if device.type == "cuda":
+                    torch.cuda.reset_peak_memory_stats(device)
+                for _ in range(plan.warmup):  # compiles on the first call
+                    stepper.step()
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                    peaks[config["name"]] = torch.cuda.max_memory_allocated(device) / 2**20
+            except Exception as err:  # noqa: BLE001
+                failures.append({"mode": mode, "config": config["name"], "error": f"{type(err).__name__}: {err}"})
+                check.log(f"compare {mode}: {config['name']} FAILED {failures[-1]['error']}")
+                stepper = None
+                _free(device)
+            if stepper is not None:
+                steppers.append(stepper)
+        if not steppers:
+            continue
+        names = [s.config["name"] for s in steppers]
+        base_name = baseline if baseline in names else names[0]
         samples: dict[str, list[float]] = {s.config["name"]: [] for s in steppers}
         for r in range(plan.rounds):  # rotate the order so drift hits every configuration alike
             for stepper in steppers[r % len(steppers):] + steppers[:r % len(steppers)]:
                 samples[stepper.config["name"]] += time_repeated(stepper.step, device, warmup=0,
                                                                  iterations=plan.per_round)
-        base = summarize(samples[baseline])["latency_median_ms"]
+        base = summarize(samples[base_name])["latency_median_ms"]
         for stepper in steppers:
             name = stepper.config["name"]
             stats = summarize(samples[name])
@@ -313,17 +324,19 @@ def section_compare(check: Check) -> dict[str, Any]:
                 "input": f"{stepper.batch}x3x{plan.frames}x{plan.size}x{plan.size}", "params": stepper.params,
                 "median_ms": stats["latency_median_ms"], "p90_ms": stats["latency_p90_ms"],
                 "timed_steps": len(samples[name]), "clips_per_s": clips_per_s,
-                f"speedup_vs_{baseline.replace(' ', '_')}": base / stats["latency_median_ms"],
+                "baseline": base_name, "speedup": base / stats["latency_median_ms"],
                 "peak_mem_mb": peaks.get(name), "gflops_per_clip": flops[mode] / 1e9,
                 "mfu": mfu(flops[mode], clips_per_s, peak) if stepper.config["precision"] == "bf16" else None,
                 "compile_fallback": fallback.fallback_reason if fallback is not None else "",
             })
             check.log(f"compare {mode}: {name} {stats['latency_median_ms']:.1f} ms "
-                      f"({base / stats['latency_median_ms']:.2f}x vs {baseline})")
+                      f"({base / stats['latency_median_ms']:.2f}x vs {base_name})")
         del steppers
         _free(device)
-    check.write_json("compare.json", rows)
-    return {"baseline": baseline, "rows": rows}
+    check.write_json("compare.json", {"rows": rows, "failed": failures})
+    if not rows:
+        raise RuntimeError(f"no configuration could be timed: {failures}")
+    return {"baseline": baseline, "rows": rows, "failed": failures}
 
 
 # --------------------------------------------------------------------------------------------
@@ -534,14 +547,15 @@ def summary_markdown(summary: dict[str, Any]) -> str:
             lines.append(f"| {name} | {sec['status']} | {sec.get('seconds', '-')} | {note[:120]} |")
     compare = sections.get("compare", {})
     if compare.get("rows"):
-        key = f"speedup_vs_{compare['baseline'].replace(' ', '_')}"
-        lines += ["", f"IFDD step, same process, interleaved (speed-up vs {compare['baseline']}):", "",
-                  "| mode | configuration | input | median ms | p90 ms | clips/s | speed-up | MFU | peak MiB |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+        lines += ["", "IFDD step, same process, interleaved (speed-up: the baseline's median step / the row's):", "",
+                  "| mode | configuration | input | median ms | p90 ms | clips/s | speed-up | vs | MFU | peak MiB |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for r in compare["rows"]:
             lines.append(f"| {r['mode']} | {r['config']} | {r['input']} | {_fmt(r['median_ms'])} | {_fmt(r['p90_ms'])} | "
-                         f"{_fmt(r['clips_per_s'], '.3g')} | {_fmt(r[key], '.2f')}x | {_fmt(r['mfu'], '.1%')} | "
-                         f"{_fmt(r['peak_mem_mb'], '.0f')} |")
+                         f"{_fmt(r['clips_per_s'], '.3g')} | {_fmt(r['speedup'], '.2f')}x | {r['baseline']} | "
+                         f"{_fmt(r['mfu'], '.1%')} | {_fmt(r['peak_mem_mb'], '.0f')} |")
+        for failure in compare.get("failed") or []:
+            lines.append(f"| {failure['mode']} | {failure['config']} | failed: {failure['error'][:100]} |")
     train = sections.get("train", {})
     if train.get("status") == "ok":
         lines += ["", f"Training ({train['model']}, {train['precision']}, compiled={train['compiled']}, "

@@ -37,10 +37,12 @@ def test_the_dry_run_goes_through_every_section_and_writes_the_folder(tmp_path):
     assert env["dry_run"] and env["device"] == "cpu" and env["bf16_peak_tflops"] is None
 
     compare = json.loads((out / "compare.json").read_text())
-    assert {(r["mode"], r["config"]) for r in compare} == {
+    rows = compare["rows"]
+    assert compare["failed"] == [] and {(r["mode"], r["config"]) for r in rows} == {
         (mode, config) for mode in ("train", "infer") for config in ("ours fp32 eager", "ours bf16 eager")}
-    assert all(r["median_ms"] > 0 and r["gflops_per_clip"] > 0 and r["mfu"] is None for r in compare)
-    assert next(r for r in compare if r["config"] == "ours fp32 eager")["speedup_vs_ours_fp32_eager"] == 1.0
+    assert all(r["median_ms"] > 0 and r["gflops_per_clip"] > 0 and r["mfu"] is None for r in rows)
+    assert all(r["baseline"] == "ours fp32 eager" for r in rows)
+    assert next(r for r in rows if r["config"] == "ours fp32 eager")["speedup"] == 1.0
 
     train = json.loads((out / "train.json").read_text())
     assert train["steps"] == 1 and train["steps_per_s"] > 0 and train["clips_per_s"] == 2 * train["steps_per_s"]
@@ -81,3 +83,24 @@ def test_without_a_gpu_the_script_stops_at_once_and_writes_nothing(tmp_path):
     assert proc.returncode == 2
     assert "no CUDA GPU is visible to torch" in proc.stderr and "--dry-run" in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_configuration_that_fails_is_recorded_and_the_others_are_compared(tmp_path):
+    gpu_check = _gpu_check()
+    build = gpu_check._build
+
+    def failing_bf16(check, config):
+        if config["precision"] == "bf16":
+            raise RuntimeError("no kernel for this card")
+        return build(check, config)
+
+    gpu_check._build = failing_bf16
+    out = tmp_path / "out"
+    assert gpu_check.main([str(out), "--dry-run", "--sections", "compare"]) == 0
+    compare = json.loads((out / "compare.json").read_text())
+    assert [(r["mode"], r["config"]) for r in compare["rows"]] == [("train", "ours fp32 eager"),
+                                                                   ("infer", "ours fp32 eager")]
+    assert [f["config"] for f in compare["failed"]] == ["ours bf16 eager"] * 2
+    assert "no kernel for this card" in compare["failed"][0]["error"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert list(summary["sections"]) == ["compare"] and "failed: RuntimeError" in (out / "summary.md").read_text()
