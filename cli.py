@@ -85,6 +85,15 @@ def device_option(help: str = "") -> Callable[[Callable[..., Any]], Callable[...
                         help=help or "auto: cuda when torch sees a GPU, else cpu.")
 
 
+def gpu_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``--precision`` and ``--compile`` of the training commands (docs/gpu.md)."""
+    fn = click.option("--compile", "compile_", is_flag=True,
+                      help="torch.compile the model (falls back to eager with a message if compiling fails).")(fn)
+    return click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default=None,
+                        help="Autocast precision (bf16: no loss scaling; fp16: GradScaler, CUDA only) [default: "
+                             "the config's, fp32]; same meaning as on `profile`.")(fn)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.option("--debug", is_flag=True, help="Show full tracebacks for errors.")
 @click.option("-v", "--verbose", is_flag=True, help="Log at INFO level.")
@@ -161,15 +170,21 @@ def data_check_cmd(dataset, data_root, folds, frame_source, label_order, clip_le
 @click.option("--decoders", default="pil,torchvision,auto", show_default=True, help="Decoders to compare.")
 @click.option("--repeats", default=1, show_default=True, type=int, help="Passes per cell (median reported).")
 @click.option("--model", default="ifdd_tiny", show_default=True,
-              help="Also time this model's training step on CPU ('none' to skip).")
+              help="Also time this model's training step on --device and compare ('none' to skip).")
+@click.option("--device", default="cpu", show_default=True, help="Device of the model's training step: cpu or cuda.")
+@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default=None,
+              help="Autocast of the model's step [default: fp32 on cpu, bf16 on cuda].")
 @click.option("--json", "as_json", is_flag=True, help="Print rows as JSON.")
-def data_bench_cmd(clips: int, workers_csv: str, decoders: str, repeats: int, model: str, as_json: bool) -> None:
-    """Loader throughput (clips/s) for 16x112x112 and 16x224x224 clips on generated JPEG folders."""
+def data_bench_cmd(clips: int, workers_csv: str, decoders: str, repeats: int, model: str, device: str,
+                   precision: str | None, as_json: bool) -> None:
+    """Loader throughput (clips/s) for 16x112x112 and 16x224x224 clips on generated JPEG folders,
+    against what the model's training step consumes on --device (decoders: pil,torchvision,auto,cuda)."""
     from ifdd_bench.data.loader_bench import parse_bench_options
     from ifdd_bench.engine.overhead import data_bench
     workers, names = parse_bench_options(workers_csv, decoders, clips=clips, repeats=repeats)
     with show.DataBar(err_console) as bar:
-        result = data_bench(clips=clips, workers=workers, decoders=names, repeats=repeats, model=model, progress=bar)
+        result = data_bench(clips=clips, workers=workers, decoders=names, repeats=repeats, model=model,
+                            device=device, precision=precision, progress=bar)
     show.data_bench(result, as_json)
 
 
@@ -321,8 +336,9 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--restart", is_flag=True, help="Train from scratch even if the run folder holds a checkpoint.")
 @log_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result row as JSON instead of the summary.")
+@gpu_options
 def train_cmd(config, model, variant, dataset, data_root, fold, seed, protocol, sets, epochs, device, runs_dir,
-              results_dir, restart, loggers, as_json) -> None:
+              results_dir, restart, loggers, as_json, precision, compile_) -> None:
     """Train one model on one dataset fold under the shared protocol (resumes when re-run).
 
     Runs alone or under `torchrun --nproc_per_node N` (DistributedDataParallel; only rank 0
@@ -330,10 +346,10 @@ def train_cmd(config, model, variant, dataset, data_root, fold, seed, protocol, 
     with the same options prints the run it trains.
     """
     from ifdd_bench.engine.run import train_run
-    from ifdd_bench.spec import run_spec
+    from ifdd_bench.spec import option_overrides, run_spec
     spec = run_spec(config, model=model, variant=variant, dataset=dataset, data_root=data_root, fold=fold, seed=seed,
-                    protocol=protocol, epochs=epochs, overrides=sets, device=device, runs_dir=runs_dir,
-                    results_dir=results_dir, loggers=loggers)
+                    protocol=protocol, epochs=epochs, device=device, runs_dir=runs_dir, results_dir=results_dir,
+                    overrides=[*option_overrides(precision=precision, compile=compile_), *sets], loggers=loggers)
     with show.TrainProgress(as_json) as progress:
         row = train_run(spec, progress=progress, resume=not restart)
     show.train_result(row, progress, as_json)
@@ -532,10 +548,11 @@ def runs_migrate_cmd(runs_dir, results_dir, dry_run):
               help="Perturbations of the probes [default: shuffle,reverse,single,freeze-apex,half-rate; "
                    "freeze-apex on SynthDFER only].")
 @log_option
+@gpu_options
 def ablation_cmd(config, model, variants, baselines, dataset, data_root, folds, seeds, epochs, protocol, sets,
                  executor, jobs, cluster, partition, account, mem, time_limit, constraint, extra, gpus_per_job,
                  timeout_min, runs_dir, results_dir, restart, dry_run, no_report, probes, perturb,
-                 loggers) -> None:
+                 loggers, precision, compile_) -> None:
     """Run an ablation grid (variants x folds x seeds), skipping cells already in runs.csv.
 
     With no arguments: the ablation of {model} on the embedded SynthDFER benchmark on the CPU, with
@@ -549,6 +566,8 @@ def ablation_cmd(config, model, variants, baselines, dataset, data_root, folds, 
     options = sweep.submitit_options(executor=executor, cluster=cluster, partition=partition, account=account,
                                      mem=mem, time=time_limit, constraint=constraint, extra=extra,
                                      gpus_per_job=gpus_per_job, timeout_min=timeout_min)
+    from ifdd_bench.spec import option_overrides
+    sets = [*option_overrides(precision=precision, compile=compile_), *sets]
     plan = sweep.plan_sweep(model, variants, baselines=baselines, dataset=dataset, data_root=data_root,
                             folds=folds, seeds=seeds, epochs=epochs, protocol=protocol, overrides=sets,
                             runs_dir=runs_dir, results_dir=results_dir,

@@ -20,6 +20,7 @@ from torch import nn
 from torchvision.models.resnet import BasicBlock
 
 from ifdd_bench.errors import ConfigError
+from ifdd_bench.models.layers import as_laid_out
 
 #: per-channel statistics of the usual pretraining sets, applied to [0, 1] input
 NORM_STATS = {
@@ -250,7 +251,8 @@ class TransformerHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b = x.shape[0]
-        x = torch.cat([self.cls.expand(b, -1, -1), x], dim=1) + self.pos  # (B, T+1, D)
+        cls = as_laid_out(self.cls).expand(b, -1, -1)  # (B, 1, D); at B=1 cat's gradient slice is restrided
+        x = torch.cat([cls, x], dim=1) + self.pos  # (B, T+1, D)
         x = self.blocks(self.drop(x))
         return self.norm(x[:, 0])  # (B, D)
 

@@ -69,6 +69,9 @@ DEFAULT_DEVICE = "auto"
 #: name -> (package it imports, extra that installs it)
 LOGGERS: Mapping[str, tuple[str, str]] = {"tensorboard": ("tensorboard", "tensorboard"), "wandb": ("wandb", "wandb")}
 
+PRECISIONS = ("fp32", "bf16", "fp16")  # TrainConfig.precision and `profile --precision`
+DECODE_DEVICES = ("cpu", "cuda")  # DataConfig.decode_device
+
 
 @dataclass(frozen=True)
 class DataConfig:
@@ -90,8 +93,10 @@ class DataConfig:
     eval_views: int = 1  # temporal views averaged in logit space at evaluation
     val_fraction: float = 0.1  # stratified hold-out of the train fold (unified protocol)
     label_order: str = "official"  # MAFW only: official | dferclip
-    workers: int = 0  # DataLoader worker processes
+    workers: int | None = None  # DataLoader worker processes; None: 0 on the CPU, up to 8 on CUDA (docs/gpu.md)
     cache_clips: bool = False  # keep decoded uint8 clips in memory (small datasets only)
+    clip_cache: str | None = None  # folder of the disk-backed, memory-mapped uint8 clip cache; None: off
+    decode_device: str = "cpu"  # cpu | cuda: JPEG frames decoded by nvJPEG (torchvision decode_jpeg, batched)
 
 
 @dataclass(frozen=True)
@@ -117,8 +122,8 @@ class TrainConfig:
     label_smoothing: float = 0.1
     selection: str = "val_uar"  # val_uar (unified) | test_war (reference: best WAR on the test fold)
     grad_clip: float = 0.0  # 0 disables
-    amp: str = "none"  # none | bf16 | fp16 (autocast; GPU)
-    compile: bool = False  # torch.compile the model
+    precision: str = "fp32"  # fp32 | bf16 | fp16: autocast (fp16 with a GradScaler); formerly `amp` (none|bf16|fp16)
+    compile: bool = False  # torch.compile the model (falls back to eager, with a message, when compiling fails)
     channels_last: bool = False  # channels_last_3d memory format on GPU
     device: str = DEFAULT_DEVICE  # auto (cuda if available, else cpu) | cpu | cuda | cuda:N
     seed: int = 0
@@ -149,6 +154,22 @@ def protocol_preset(name: str, **overrides: Any) -> TrainConfig:
 
 # --------------------------------------------------------------------------------------------
 # overrides
+
+
+#: earlier names of config keys: (config class name, old key) -> (new key, old value -> new value).
+#: ``--set amp=bf16`` and run folders written before the rename keep working
+RENAMED_KEYS: Mapping[tuple[str, str], tuple[str, Mapping[str, str]]] = {
+    ("TrainConfig", "amp"): ("precision", {"none": "fp32"}),
+}
+
+
+def renamed_key(cfg_cls: type, key: str, value: Any) -> tuple[str, Any]:
+    """``(key, value)`` under the current name: ``amp=none`` on a TrainConfig -> ``precision=fp32``."""
+    new = RENAMED_KEYS.get((cfg_cls.__name__, key))
+    if new is None:
+        return key, value
+    name, values = new
+    return name, values.get(value, value) if isinstance(value, str) else value
 
 
 def _parse_bool(text: str, key: str) -> bool:
@@ -226,6 +247,7 @@ def apply_overrides(cfg: Any, items: Sequence[str] | Mapping[str, Any], *, what:
     hints = _type_hints(type(cfg))
     updates: dict[str, Any] = {}
     for key, value in pairs:
+        key, value = renamed_key(type(cfg), key, value)
         if key not in names:
             raise ConfigError(
                 f"unknown {what} key {key!r}{suggest(key, names)}; valid keys: {', '.join(sorted(names))}"
@@ -244,6 +266,9 @@ def route_overrides(items: Sequence[str], scopes: Mapping[str, Any]) -> dict[str
     """
     routed: dict[str, list[str]] = {name: [] for name in scopes}
     field_names = {name: {f.name for f in fields(obj)} for name, obj in scopes.items()}
+    for name, obj in scopes.items():  # an earlier key name routes where its field lives
+        cls = obj if isinstance(obj, type) else type(obj)
+        field_names[name] |= {old for (owner, old) in RENAMED_KEYS if owner == cls.__name__}
     for key, value in parse_overrides(items):
         scope, _, bare = key.partition(".")
         if bare and scope in scopes:
@@ -296,12 +321,13 @@ def from_dict(cfg_cls: type, data: Mapping[str, Any], *, strict: bool = True) ->
     With ``strict`` unknown keys raise :class:`ConfigError`; otherwise they are ignored.
     """
     names = {f.name for f in fields(cfg_cls)}
-    unknown = set(data) - names
+    unknown = {key for key in data if renamed_key(cfg_cls, key, None)[0] not in names}
     if unknown and strict:
         raise ConfigError(f"{cfg_cls.__name__} has no key(s) {', '.join(sorted(unknown))}")
     hints = _type_hints(cfg_cls)
     kwargs = {}
     for key, value in data.items():
+        key, value = renamed_key(cfg_cls, key, value)
         if key not in names:
             continue
         if isinstance(value, list):
@@ -313,28 +339,52 @@ def from_dict(cfg_cls: type, data: Mapping[str, Any], *, strict: bool = True) ->
     return cfg_cls(**kwargs)
 
 
+def dict_hash(data: Mapping[str, Any]) -> str:
+    """Short stable hash (8 hex digits) of a JSON-ready mapping (keys sorted)."""
+    return hashlib.sha256(json.dumps(dict(data), sort_keys=True).encode()).hexdigest()[:8]
+
+
 def config_hash(cfg: Any, *, exclude: Sequence[str] = ()) -> str:
     """Short stable hash (8 hex digits) of a config's fields, minus ``exclude``.
 
     Result rows carry the hash of their TrainConfig (without the seed and device) so that tables
     can refuse to compare rows trained under different protocols.
     """
-    data = {k: v for k, v in sorted(to_dict(cfg).items()) if k not in set(exclude)}
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:8]
+    return dict_hash({k: v for k, v in to_dict(cfg).items() if k not in set(exclude)})
 
 
 #: TrainConfig fields that do not change what is being measured and stay out of the hash.
 HASH_EXCLUDE = ("seed", "device", "log_every", "eval_batch_size", "compile", "deterministic")
 
 
+def train_identity(cfg: TrainConfig) -> dict[str, Any]:
+    """The TrainConfig fields that identify a protocol (:data:`HASH_EXCLUDE` left out), under the key
+    names the hashes were first computed with (``precision`` as ``amp``: none | bf16 | fp16), so a
+    renamed key changes no run id or train hash."""
+    data = {k: v for k, v in to_dict(cfg).items() if k not in HASH_EXCLUDE}
+    data["amp"] = "none" if data.get("precision") == "fp32" else data.get("precision")
+    data.pop("precision", None)
+    return dict(sorted(data.items()))
+
+
 def train_hash(cfg: TrainConfig) -> str:
     """Protocol hash of a TrainConfig (seed, device and logging excluded)."""
-    return config_hash(cfg, exclude=HASH_EXCLUDE)
+    return dict_hash(train_identity(cfg))
 
 
 #: DataConfig fields that change speed but not results: a run may resume with other values, and
 #: they stay out of the run identity
-DATA_RUNTIME_FIELDS = ("workers", "cache_clips")
+DATA_RUNTIME_FIELDS = ("workers", "cache_clips", "clip_cache")
+#: DataConfig fields added after runs were recorded, with the value that leaves a run's identity as it
+#: was: they enter the recipe hash and the resume identity only when set to something else
+DATA_LATER_FIELDS: Mapping[str, Any] = {"decode_device": "cpu"}
+
+
+def data_identity(data: DataConfig) -> dict[str, Any]:
+    """The DataConfig fields that identify a run's data: all but :data:`DATA_RUNTIME_FIELDS`, and the
+    :data:`DATA_LATER_FIELDS` only when they differ from their neutral value."""
+    return {k: v for k, v in to_dict(data).items()
+            if k not in DATA_RUNTIME_FIELDS and not (k in DATA_LATER_FIELDS and v == DATA_LATER_FIELDS[k])}
 
 #: version of the run-id scheme written into config.json and checkpoints; 2 = readable part plus
 #: the recipe hash (:func:`recipe_hash`). Folders without it are of the older scheme (no hash).
@@ -350,8 +400,8 @@ def recipe_hash(data: DataConfig, train: TrainConfig, model_overrides: Sequence[
     sweep that differ only in fold and seed share the hash.
     """
     payload = {
-        "data": {k: v for k, v in sorted(to_dict(data).items()) if k not in ("fold", *DATA_RUNTIME_FIELDS)},
-        "train": {k: v for k, v in sorted(to_dict(train).items()) if k not in HASH_EXCLUDE},
+        "data": {k: v for k, v in sorted(data_identity(data).items()) if k != "fold"},
+        "train": train_identity(train),
         "model": [[k, v] for k, v in model_overrides],
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:8]

@@ -200,7 +200,8 @@ def data_bench(result: Any, as_json: bool = False) -> None:
         table.add_column(col, justify="right" if col in ("workers", "clips/s", "ratio") else "left")
     for row in rows:
         decoder = row["decoder"] if not row["cached"] else (
-            f"in-memory cache (build {row['cache_build_clips_per_s']:.0f} clips/s)")
+            f"{'in-memory cache' if row['decoder'] == 'cache' else 'disk cache (memmap)'} "
+            f"(build {row['cache_build_clips_per_s']:.0f} clips/s)")
         table.add_row(row["geometry"], f"{row['stored']}px JPEG", decoder, str(row["workers"]),
                       f"{row['clips_per_s']:.1f}", f"{row['ratio']:.2f}x")
     console.print(table)
@@ -214,9 +215,18 @@ def data_bench(result: Any, as_json: bool = False) -> None:
                                                        for d in ("pil", "torchvision", "auto")])
     console.print(decode)
     for item in result.model or []:
-        console.print(f"{item['model']} training step ({item['geometry']}, batch {item['batch']}, CPU, "
-                      f"{item['torch_threads']} threads, OMP_WAIT_POLICY {item['omp_wait_policy']}): "
-                      f"[bold]{item['train_clips_per_s']:.1f} clips/s[/]")
+        where = (f"{item['device_name']}" if item["device"] == "cuda" else
+                 f"CPU, {item['torch_threads']} threads, OMP_WAIT_POLICY {item['omp_wait_policy']}")
+        console.print(f"{item['model']} training step ({item['geometry']}, batch {item['batch']}, {item['precision']}, "
+                      f"{where}): [bold]{item['train_clips_per_s']:.1f} clips/s[/]")
+    for feed in result.feed or []:
+        if feed["loader_over_model"] is None:
+            console.print(f"{feed['model']} at {feed['geometry']}: {feed['loader']}")
+            continue
+        verdict = "keeps up" if feed["loader_over_model"] >= 1 else "the model waits for data"
+        console.print(f"fastest loader at {feed['geometry']} ({feed['loader']}): {feed['loader_clips_per_s']:.1f} "
+                      f"clips/s = [bold]{feed['loader_over_model']:.2f}x[/] what {feed['model']} consumes "
+                      f"({verdict})")
 
 
 def imported(summary: dict[str, Any], dataset: str, data_root: Path, fold: int) -> None:

@@ -147,6 +147,14 @@ def _last(layers: Sequence[set[str]], key: str) -> int:
     return max((i for i, keys in enumerate(layers) if key in keys), default=-1)
 
 
+def option_overrides(*, precision: str | None = None, compile: bool = False) -> list[str]:
+    """The ``key=value`` overrides of ``run train`` / ``run ablation``'s ``--precision`` and
+    ``--compile`` options (nothing for an option left unset), placed before the user's ``--set``
+    items so that an explicit ``--set`` wins."""
+    items = [f"precision={precision}"] if precision else []
+    return items + (["compile=true"] if compile else [])
+
+
 def build_run_spec(
     model: str | None = None,
     variant: str | None = None,

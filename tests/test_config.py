@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import pytest
 
 from ifdd_bench.config import (
@@ -8,8 +10,8 @@ from ifdd_bench.errors import ConfigError
 
 
 def test_overrides_are_typed():
-    cfg = apply_overrides(TrainConfig(), ["epochs=3", "lr=1e-3", "mixup=false", "amp=bf16"])
-    assert (cfg.epochs, cfg.lr, cfg.mixup, cfg.amp) == (3, 1e-3, False, "bf16")
+    cfg = apply_overrides(TrainConfig(), ["epochs=3", "lr=1e-3", "mixup=false", "precision=bf16"])
+    assert (cfg.epochs, cfg.lr, cfg.mixup, cfg.precision) == (3, 1e-3, False, "bf16")
     data = apply_overrides(DataConfig(), ["data_root=none", "size=64"])
     assert data.data_root is None and data.size == 64
 
@@ -83,3 +85,28 @@ from dataclasses import dataclass  # noqa: E402
 class _Model:
     issm: bool = True
     frames: int = 16
+
+
+def test_the_earlier_amp_key_still_sets_the_precision():
+    assert apply_overrides(TrainConfig(), ["amp=bf16"]).precision == "bf16"
+    assert apply_overrides(TrainConfig(precision="bf16"), ["amp=none"]).precision == "fp32"
+    assert route_overrides(["amp=fp16"], {"train": TrainConfig(), "data": DataConfig()})["train"] == ["amp=fp16"]
+    assert from_dict(TrainConfig, {"amp": "none", "epochs": 2}).precision == "fp32"  # a stored config.json
+    assert from_dict(TrainConfig, {"amp": "fp16"}).precision == "fp16"
+
+
+def test_renamed_and_added_keys_leave_run_ids_and_hashes_as_they_were():
+    """Hashes are computed on the names runs were recorded with: ``precision`` hashes as ``amp``
+    (fp32 as none) and ``decode_device`` only when it is not cpu, so the committed run folders and
+    result rows keep their ids."""
+    from ifdd_bench.config import HASH_EXCLUDE, dict_hash
+    from ifdd_bench.spec import build_run_spec
+
+    spec = build_run_spec("ifdd_tiny", epochs=2)
+    assert spec.run_id == "ifdd_tiny-full-synth-f1-s0-unified-e480b16f"  # computed before the rename
+    assert train_hash(spec.train) == "30d788d0"
+    bf16 = replace(spec.train, precision="bf16")
+    legacy = {k: v for k, v in to_dict(bf16).items() if k not in HASH_EXCLUDE and k != "precision"}
+    assert train_hash(bf16) == dict_hash({**legacy, "amp": "bf16"})
+    assert replace(spec, data=replace(spec.data, clip_cache="/tmp/x", workers=3)).run_id == spec.run_id
+    assert replace(spec, data=replace(spec.data, decode_device="cuda")).run_id != spec.run_id

@@ -77,3 +77,78 @@ def test_two_gloo_processes_match_one_process(tmp_path, capsys):
         assert len(list(csv.DictReader(fh))) == 1  # written once, by rank 0
     with (run_folder(ddp) / "predictions.csv").open() as fh:
         assert [int(r["index"]) for r in csv.DictReader(fh)] == list(range(25))
+
+
+# ------------------------------------------------------------------------------------------
+# gradient layouts: DDP copies a gradient into its bucket view (laid out like the parameter) and
+# warns "Grad strides do not match bucket view strides" when the two layouts differ
+
+
+DDP_LAYOUT_MODEL = "ifdd_tiny"  # had channels-last pool-conv and ISSM-descriptor weight gradients
+
+
+def _layout_rank(model_name: str, batch: int) -> None:
+    """torchrun body: one DDP forward/backward of ``model_name``; prints the warnings this rank saw
+    and the parameters whose gradient strides differ from their own."""
+    import warnings
+
+    from torch.nn.parallel import DistributedDataParallel
+
+    from ifdd_bench import registry
+    from ifdd_bench.engine import distributed as D
+    from ifdd_bench.models.output import unpack_output
+
+    ctx = D.init_distributed("cpu")
+    torch.manual_seed(0)
+    cfg = registry.resolve_config(model_name, "full", num_classes=3)
+    model = registry.build_from_config(model_name, cfg).train()
+    ddp = DistributedDataParallel(model)
+    x = torch.rand(batch, 3, cfg.frames, cfg.img_size, cfg.img_size)  # (B, C, T, H, W)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        logits, aux, _ = unpack_output(ddp(x))
+        (logits.float().logsumexp(-1).mean() + sum(aux.values())).backward()
+    mismatched = [name for name, p in model.named_parameters() if p.grad is not None and p.grad.stride() != p.stride()]
+    print(json.dumps({"rank": ctx.rank, "warnings": [str(w.message) for w in caught], "mismatched": mismatched}),
+          flush=True)
+    D.shutdown(ctx)
+
+
+def test_ddp_gradients_match_their_bucket_views(tmp_path):
+    stdout = _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                   __file__, "--layout", DDP_LAYOUT_MODEL, "1"])
+    ranks = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+    assert sorted(r["rank"] for r in ranks) == [0, 1]
+    for rank in ranks:
+        assert not [w for w in rank["warnings"] if "strides" in w], rank["warnings"]
+        assert rank["mismatched"] == []
+
+
+def _tiny_models() -> list[str]:
+    from ifdd_bench import registry
+
+    return [name for name in registry.list_models() if name.endswith("_tiny") or name == "static_control"]
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_every_tiny_models_gradients_are_laid_out_like_its_parameters(batch):
+    from ifdd_bench import registry
+    from ifdd_bench.models.output import unpack_output
+
+    checked = 0
+    for name in _tiny_models():
+        torch.manual_seed(0)
+        cfg = registry.resolve_config(name, "full", num_classes=3)
+        model = registry.build_from_config(name, cfg).train()
+        x = torch.rand(batch, 3, cfg.frames, cfg.img_size, cfg.img_size)  # (B, C, T, H, W)
+        logits, aux, _ = unpack_output(model(x))
+        (logits.float().logsumexp(-1).mean() + sum(aux.values())).backward()
+        for pname, p in model.named_parameters():
+            if p.grad is not None:
+                assert p.grad.stride() == p.stride(), (name, pname, p.stride(), p.grad.stride())
+                checked += 1
+    assert checked > 100
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["--layout"]:
+    _layout_rank(sys.argv[2], int(sys.argv[3]))

@@ -325,6 +325,8 @@ def test_cli_train_and_predict(tmp_path, dfew_root):
     (["--model", fx.TEST_MODEL, "--set", "selection=best"], "unknown selection"),
     (["--model", fx.TEST_MODEL, "--set", "log_every=0"], "log_every must be >= 1"),
     (["--model", fx.TEST_MODEL, "--set", "data.workers=-1"], "data.workers must be >= 0"),
+    (["--model", fx.TEST_MODEL, "--precision", "fp8"], "'fp8' is not one of 'fp32', 'bf16', 'fp16'"),
+    (["--model", fx.TEST_MODEL, "--set", "precision=fp8"], "unknown precision 'fp8'"),
 ])
 def test_cli_bad_input_is_a_clear_error(tmp_path, args, message):
     result = _cli("run", "train", *args, "--runs-dir", str(tmp_path))
@@ -356,11 +358,12 @@ def test_loader_workers_do_not_change_the_result(tmp_path):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the fallback on a machine without CUDA")
 def test_cuda_requested_without_cuda_falls_back_to_cpu_loudly(tmp_path):
-    spec = fx.make_spec(tmp_path, epochs=1, device="cuda", amp="bf16")
+    spec = fx.make_spec(tmp_path, epochs=1, device="cuda", precision="fp16")
     events = []
     row = fit(spec, fx.make_bundle(), progress=events.append)
     warnings = [e["message"] for e in events if e["kind"] == "warning"]
-    assert any("TRAINING ON THE CPU" in w for w in warnings) and any("amp=bf16 is ignored" in w for w in warnings)
+    assert any("TRAINING ON THE CPU" in w for w in warnings)
+    assert any("precision=fp16 needs CUDA and is ignored" in w for w in warnings)
     env = json.loads((_run_dir(spec) / "environment.json").read_text())
     assert env["device"].startswith("cpu") and env["precision"] == "fp32" and env["notes"]
     assert row["device"] == "cpu" and row["precision"] == "fp32"
@@ -370,12 +373,50 @@ def test_cuda_requested_without_cuda_falls_back_to_cpu_loudly(tmp_path):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("amp, compile_", [("bf16", False), ("fp16", False), ("bf16", True)])
 def test_gpu_mixed_precision_channels_last_and_compile(tmp_path, amp, compile_):
-    spec = fx.make_spec(tmp_path, epochs=2, device="cuda", amp=amp, channels_last=True, compile=compile_,
+    spec = fx.make_spec(tmp_path, epochs=2, device="cuda", precision=amp, channels_last=True, compile=compile_,
                         mixup=True)
-    row = fit(spec, fx.make_bundle())
+    events = []
+    row = fit(spec, fx.make_bundle(), progress=events.append)
+    assert not [e for e in events if e["kind"] == "warning" and "torch.compile failed" in e["message"]]
     assert row["device"].startswith("cuda") and row["precision"] == amp
     assert row["war"] > 0.5
     ckpt = load_checkpoint(_run_dir(spec) / "best.pt")
     assert all(not k.startswith("_orig_mod") for k in ckpt["model_state"])  # the plain module's weights
     if amp == "fp16":
         assert load_checkpoint(_run_dir(spec) / "last.pt")["scaler_state"]
+
+
+def test_bf16_autocast_trains_on_the_cpu(tmp_path):
+    """precision=bf16 is real autocast on the CPU too (no GradScaler): the run records bf16 and its
+    weights differ from the fp32 run's, which starts from the same weights and batches."""
+    rows, states = {}, {}
+    for precision in ("fp32", "bf16"):
+        spec = fx.make_spec(tmp_path / precision, epochs=1, precision=precision)
+        events = []
+        rows[precision] = fit(spec, fx.make_bundle(), progress=events.append)
+        assert not [e for e in events if e["kind"] == "warning"]
+        assert json.loads((_run_dir(spec) / "environment.json").read_text())["precision"] == precision
+        ckpt = load_checkpoint(_run_dir(spec) / "last.pt")
+        assert not ckpt.get("scaler_state")
+        states[precision] = ckpt["model_state"]
+    assert rows["bf16"]["precision"] == "bf16" and math.isfinite(rows["bf16"]["uar"])
+    assert any(not torch.equal(states["fp32"][k], states["bf16"][k]) for k in states["fp32"])
+
+
+def test_a_failing_compile_falls_back_to_eager_with_a_message(tmp_path, monkeypatch):
+    from ifdd_bench.engine import accel
+
+    def broken_backend(graph_module, example_inputs):
+        raise RuntimeError("no C compiler here")
+
+    monkeypatch.setattr(accel, "COMPILE_BACKEND", broken_backend)
+    spec = fx.make_spec(tmp_path, epochs=1, compile=True)
+    events = []
+    row = fit(spec, fx.make_bundle(), progress=events.append)
+    fallbacks = [e["message"] for e in events if e["kind"] == "warning" and "torch.compile failed" in e["message"]]
+    assert len(fallbacks) == 2 and all("no C compiler here" in m and "eagerly" in m for m in fallbacks)
+    assert row["precision"] == "fp32" and math.isfinite(row["uar"])
+    eager = fx.make_spec(tmp_path / "eager", epochs=1)
+    fit(eager, fx.make_bundle())
+    a, b = (load_checkpoint(_run_dir(s) / "last.pt")["model_state"] for s in (spec, eager))
+    assert all(torch.equal(a[k], b[k]) for k in a)  # the fallback is the eager run

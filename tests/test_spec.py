@@ -88,3 +88,13 @@ def test_different_settings_never_share_a_run_folder():
     c = build_run_spec(fx.TEST_MODEL, epochs=2, overrides=("lr=1e-2",))
     assert len({a.run_id, b.run_id, c.run_id}) == 3
     assert a.run_id == build_run_spec(fx.TEST_MODEL, epochs=2).run_id
+
+
+def test_precision_and_compile_options_become_overrides_that_set_wins_over():
+    from ifdd_bench.spec import option_overrides
+
+    assert option_overrides() == []
+    spec = build_run_spec("ifdd_tiny", overrides=option_overrides(precision="bf16", compile=True))
+    assert spec.train.precision == "bf16" and spec.train.compile
+    later = build_run_spec("ifdd_tiny", overrides=[*option_overrides(precision="bf16"), "precision=fp32"])
+    assert later.train.precision == "fp32"

@@ -17,7 +17,10 @@ still a pure function of the seed, epoch and index).
 
 ``cache_clips=True`` decodes every frame of every clip once, at the target size, into memory
 (uint8) before training; items are then sampled and augmented from memory. DataLoader workers are
-forked and share the cache without copying.
+forked and share the cache without copying. ``clip_cache=DIR`` keeps the same frames in a
+memory-mapped file per split instead, built once and reused by later runs
+(:mod:`ifdd_bench.data.clipcache`); it takes precedence over ``cache_clips``. ``decode_device=cuda``
+decodes JPEG frames on the GPU (:mod:`ifdd_bench.data.decode`).
 
 Corrupt frames met while loading are replaced by the nearest readable frame of the clip (see
 :mod:`ifdd_bench.data.decode`) and counted; :meth:`ClipDataset.defect_counts` sums the counts of the
@@ -26,26 +29,27 @@ main process and of every worker (shared-memory counters).
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 from torch.utils.data import Dataset, get_worker_info
 
-from ifdd_bench.config import DATASETS, PROTOCOLS, DataConfig
-from ifdd_bench.data.decode import is_video, list_frames, load_frames, load_video_frames
+from ifdd_bench.config import DATASETS, DECODE_DEVICES, PROTOCOLS, DataConfig
+from ifdd_bench.data.decode import (check_decoder, decode_clips, is_video, list_frames, load_frames, load_video_frames,
+                                    single_threaded_torch, unique_sources)
 from ifdd_bench.data.holdout import holdout_for_run
 from ifdd_bench.data.readers import read_split, resolve_frame_source
 from ifdd_bench.data.records import ClipRecord
 from ifdd_bench.data.sampling import SamplingSpec, sample_indices
 from ifdd_bench.data.transforms import ClipTransform, augment_spec
-from ifdd_bench.errors import ConfigError, DataError, suggest
+from ifdd_bench.errors import ConfigError, DataError, suggest, unknown
 from ifdd_bench.events import Progress
+
+if TYPE_CHECKING:
+    from ifdd_bench.data.clipcache import MemmapClipCache
 
 log = logging.getLogger(__name__)
 
@@ -66,27 +70,6 @@ def item_seed(*parts: int) -> int:
         z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
         state = z ^ (z >> 31)
     return state & ((1 << 63) - 1)
-
-
-@contextlib.contextmanager
-def single_threaded_torch():
-    """Run torch ops single-threaded inside the block, then restore the thread count.
-
-    Loading work is many small ops (a 16-frame resize, a dtype cast); spreading each over the
-    intra-op pool costs more than it saves, and on a busy machine idle OpenMP threads spin-waiting
-    make it several times slower (measured 9x with 2 threads on a loaded 2-core machine). DataLoader
-    workers already run with one thread; this gives the main process (``workers=0``) and the cache
-    build the same behaviour.
-    """
-    threads = torch.get_num_threads()
-    if threads == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 # --------------------------------------------------------------------------------------------
@@ -118,28 +101,14 @@ class FrameCache:
         Raises :class:`DataError` before decoding anything if the frames would take more than 60%
         of the available memory.
         """
-        unique: dict[str, ClipRecord] = {}
-        for rec in records:
-            unique.setdefault(str(rec.source), rec)
+        unique = unique_sources(records)
         need = sum(r.num_frames for r in unique.values()) * 3 * size * size
         _check_memory(need)
-        items = list(unique.items())
-        threads = threads or max(1, min(8, os.cpu_count() or 1))
         clips: dict[str, torch.Tensor] = {}
         replaced = 0
-
-        def work(item: tuple[str, ClipRecord]) -> tuple[str, torch.Tensor, int]:
-            key, rec = item
-            frames, rep = _load_all(rec, size, decoder)
-            return key, frames, rep
-
-        with single_threaded_torch(), ThreadPoolExecutor(threads) as pool:
-            for k, (key, frames, rep) in enumerate(pool.map(work, items)):
-                clips[key] = frames
-                replaced += rep
-                if progress is not None and (k % 64 == 0 or k == len(items) - 1):
-                    progress({"kind": "data_progress", "stage": f"caching clips at {size}px",
-                              "done": k + 1, "total": len(items)})
+        for key, frames, rep in decode_clips(unique, size, decoder=decoder, progress=progress, threads=threads):
+            clips[key] = frames
+            replaced += rep
         return cls(size, clips, replaced)
 
 
@@ -157,13 +126,6 @@ def _check_memory(need: int) -> None:
                              "or lower data.size")
 
 
-def _load_all(rec: ClipRecord, size: int, decoder: str) -> tuple[torch.Tensor, int]:
-    if is_video(rec.source):
-        return load_video_frames(rec.source, None, size), 0
-    paths = list_frames(rec.source)
-    return load_frames(paths, range(len(paths)), size, decoder, clip=str(rec.source))
-
-
 # --------------------------------------------------------------------------------------------
 # dataset
 
@@ -177,7 +139,7 @@ class ClipDataset(Dataset):
 
     def __init__(self, records: Sequence[ClipRecord], classes: Sequence[str], *, sampling: SamplingSpec,
                  transform: ClipTransform, train: bool, seed: int, size: int, split: str = "train",
-                 decoder: str = "auto", cache: FrameCache | None = None):
+                 decoder: str = "auto", cache: FrameCache | MemmapClipCache | None = None):
         self.records: list[ClipRecord] = list(records)
         self.classes = tuple(classes)
         self.num_classes = len(self.classes)
@@ -274,6 +236,13 @@ class ClipDataset(Dataset):
         return out
 
 
+def worker_context(dataset: Dataset, workers: int) -> str | None:
+    """DataLoader ``multiprocessing_context`` for ``dataset``: ``"spawn"`` for workers of a dataset
+    that decodes on the GPU (CUDA cannot run in a forked process), else ``None`` (the platform's
+    default, fork on Linux, whose workers share the caches without copying)."""
+    return "spawn" if workers and getattr(dataset, "decoder", None) == "cuda" else None
+
+
 @dataclass
 class DatasetBundle:
     """What :func:`build_datasets` returns.
@@ -333,8 +302,12 @@ def build_datasets(data_cfg: DataConfig, *, seed: int, protocol: str, run_dir: P
         raise ConfigError(f"unknown protocol {protocol!r}{suggest(protocol, PROTOCOLS)}; valid: {', '.join(PROTOCOLS)}")
     if cfg.size < 8:
         raise ConfigError(f"data.size must be at least 8 pixels, got {cfg.size}")
-    if cfg.workers < 0:
+    if cfg.workers is not None and cfg.workers < 0:
         raise ConfigError(f"data.workers must be >= 0 (0 loads in the main process), got {cfg.workers}")
+    if cfg.decode_device not in DECODE_DEVICES:
+        raise unknown("data.decode_device", cfg.decode_device, DECODE_DEVICES)
+    decoder = "cuda" if cfg.decode_device == "cuda" else "auto"
+    check_decoder(decoder)  # GPU decoding without CUDA: refused before anything is read
     spec = sampling_spec(cfg)
     aug = augment_spec(cfg.train_aug, cfg.dataset)
     root = _resolve_root(cfg, progress)
@@ -350,18 +323,26 @@ def build_datasets(data_cfg: DataConfig, *, seed: int, protocol: str, run_dir: P
     if protocol == "unified":
         train_records, val_records, val_file, val_how = holdout_for_run(train_split.records, cfg.val_fraction,
                                                                         seed, run_dir)
-    cache = None
-    if cfg.cache_clips:
-        everything = list(train_split.records) + list(test_split.records)
-        cache = FrameCache.build(everything, cfg.size, progress=progress)
+    train_cache = test_cache = None
+    if cfg.clip_cache:  # on disk, memory-mapped: built once per dataset, split and size (clipcache.py)
+        from ifdd_bench.data.clipcache import open_or_build
 
-    common = dict(sampling=spec, seed=seed, size=cfg.size, cache=cache)
+        train_cache, test_cache = (open_or_build(cfg.clip_cache, cfg.dataset, name, split.records, cfg.size,
+                                                 decoder=decoder, progress=progress)
+                                   for name, split in (("train", train_split), ("test", test_split)))
+    elif cfg.cache_clips:
+        everything = list(train_split.records) + list(test_split.records)
+        train_cache = test_cache = FrameCache.build(everything, cfg.size, decoder=decoder, progress=progress)
+
+    common = dict(sampling=spec, seed=seed, size=cfg.size, decoder=decoder)
     eval_tf = ClipTransform(aug, cfg.size, train=False)
     train_ds = ClipDataset(train_records, classes, transform=ClipTransform(aug, cfg.size, train=True), train=True,
-                           split="train", **common)
+                           split="train", cache=train_cache, **common)
     val_ds = None if val_records is None else ClipDataset(val_records, classes, transform=eval_tf, train=False,
-                                                          split="val", **common)
-    test_ds = ClipDataset(test_split.records, classes, transform=eval_tf, train=False, split="test", **common)
+                                                          split="val", cache=train_cache, **common)
+    test_ds = ClipDataset(test_split.records, classes, transform=eval_tf, train=False, split="test", cache=test_cache,
+                          **common)
+    caches = [c for c in dict.fromkeys((train_cache, test_cache)) if c is not None]
     info = {
         "dataset": cfg.dataset,
         "root": str(root),
@@ -380,10 +361,11 @@ def build_datasets(data_cfg: DataConfig, *, seed: int, protocol: str, run_dir: P
         "sampling": spec.describe(),
         "augmentation": aug.describe(),
         "size": cfg.size,
-        "decoder": "auto",
-        "cache_clips": cfg.cache_clips,
-        "cache_bytes": 0 if cache is None else cache.nbytes,
-        "corrupt_frames_replaced_in_cache": 0 if cache is None else cache.replaced,
+        "decoder": decoder,
+        "cache_clips": cfg.cache_clips and not cfg.clip_cache,
+        "clip_cache_files": [str(c.path) for c in caches if hasattr(c, "path")],
+        "cache_bytes": sum(c.nbytes for c in caches),
+        "corrupt_frames_replaced_in_cache": sum(c.replaced for c in caches),
         "val_fraction": cfg.val_fraction if val_ds is not None else None,
         "val_split_file": None if val_file is None else str(val_file),
         "val_split": val_how,

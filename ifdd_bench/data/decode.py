@@ -13,26 +13,39 @@ Decoders (``decoder=`` everywhere):
 * ``"auto"`` (default): Pillow when the frames are JPEGs at least twice the target size (draft mode
   pays off), torchvision otherwise; probed once per frame root. ``ifdd-bench data bench`` measures
   all three.
+* ``"cuda"`` (``data.decode_device=cuda``): the clip's JPEG frames decoded by nvJPEG on the GPU in
+  one batched ``torchvision.io.decode_jpeg(..., device="cuda")`` call and resized there; the frames
+  come back to the CPU as uint8 for the augmentation. Other image types are decoded by torchvision
+  on the CPU. Without CUDA it refuses with :class:`DataError` (:func:`check_decoder`).
 
 Corrupt frames (a known defect of real datasets): :func:`load_frames` replaces a frame that cannot
 be decoded by the nearest readable frame of the same clip and reports how many it replaced; a clip
 with no readable frame raises :class:`DataError`.
 
 Video files (mp4/avi/...) are read with PyAV (optional extra ``ifdd-bench[video]``).
+
+Whole clips for the clip caches: :func:`decode_clips` decodes every frame of many clips with a
+thread pool (bounded, in order), which the in-memory and the disk cache both build from.
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
 import re
 import warnings
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
 
+from ifdd_bench.data.records import ClipRecord
 from ifdd_bench.errors import DataError
+from ifdd_bench.events import Progress
 
 # torchvision 0.29 deprecated its image codecs in favour of TorchCodec and warns on every call; the
 # codecs still work and are measured against Pillow by `data bench`. Silence only that message.
@@ -41,7 +54,7 @@ warnings.filterwarnings("ignore", message="The image decoding and encoding capab
 
 IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
 VIDEO_EXTS = (".mp4", ".avi", ".mkv", ".mov", ".webm")
-DECODERS = ("auto", "torchvision", "pil")
+DECODERS = ("auto", "torchvision", "pil", "cuda")
 
 _TRAILING_INT = re.compile(r"(\d+)(?!.*\d)")
 
@@ -170,17 +183,76 @@ def _choose_decoder(first: Path, size: int, decoder: str) -> str:
 
 def decode_image_file(path: Path, size: int, decoder: str = "auto") -> torch.Tensor:
     """Decode one image to RGB uint8 ``(3, size, size)``; raises :class:`FrameDecodeError`."""
+    if decoder == "cuda":
+        (frame,) = _cuda_decode([path], size)
+        if frame is None:
+            raise FrameDecodeError(f"{path}: not decodable")
+        return frame
     if _choose_decoder(path, size, decoder) == "pil":
         return _pil_decode(path, size)
     return resize_frames(_tv_decode_native(path)[None], size)[0]
+
+
+def check_decoder(decoder: str) -> None:
+    """Refuse an unknown decoder, and ``"cuda"`` where torch sees no CUDA GPU (:class:`DataError`)."""
+    if decoder not in DECODERS:
+        raise DataError(f"unknown decoder {decoder!r}; valid: {', '.join(DECODERS)}")
+    if decoder == "cuda" and not torch.cuda.is_available():
+        raise DataError("data.decode_device=cuda (GPU JPEG decoding) needs a CUDA GPU, but torch sees none "
+                        f"(torch {torch.__version__}, built for CUDA {torch.version.cuda})",
+                        hint="use data.decode_device=cpu (the default), or run on a machine with a GPU")
+
+
+def _cuda_decode(paths: Sequence[Path], size: int) -> list[torch.Tensor | None]:
+    """JPEGs of ``paths`` decoded on the GPU in one batched call, resized there and copied back to the
+    CPU: uint8 ``(3, size, size)`` each, ``None`` where a frame cannot be decoded. Non-JPEG files go
+    through torchvision on the CPU."""
+    from torchvision.io import ImageReadMode, decode_jpeg, read_file
+
+    check_decoder("cuda")
+    out: list[torch.Tensor | None] = [None] * len(paths)
+    jpeg = [i for i, p in enumerate(paths) if p.suffix.lower() in (".jpg", ".jpeg")]
+    others = set(range(len(paths))) - set(jpeg)
+    for i, p in enumerate(paths):
+        if i in others:
+            try:
+                out[i] = resize_frames(_tv_decode_native(p)[None], size)[0]
+            except FrameDecodeError:
+                pass
+    datas = []
+    for i in jpeg:
+        try:
+            datas.append(read_file(str(paths[i])))
+        except (OSError, RuntimeError):
+            datas.append(None)
+    readable = [(i, d) for i, d in zip(jpeg, datas) if d is not None and d.numel()]
+    try:
+        images = decode_jpeg([d for _, d in readable], mode=ImageReadMode.RGB, device="cuda") if readable else []
+    except RuntimeError:  # one corrupt frame fails the batch: decode one by one to find it
+        images = []
+        for _, d in readable:
+            try:
+                images.append(decode_jpeg(d, mode=ImageReadMode.RGB, device="cuda"))
+            except RuntimeError:
+                images.append(None)
+    by_shape: dict[tuple[int, ...], list[tuple[int, torch.Tensor]]] = {}
+    for (i, _), img in zip(readable, images):
+        if img is not None:
+            by_shape.setdefault(tuple(img.shape), []).append((i, img))
+    for group in by_shape.values():  # one resize per frame size, on the GPU
+        resized = resize_frames(torch.stack([img for _, img in group]), size).cpu()  # (N, 3, S, S)
+        for (i, _), frame in zip(group, resized):
+            out[i] = frame
+    return out
 
 
 def _decode_many(paths: Sequence[Path], size: int, decoder: str) -> list[torch.Tensor | None]:
     """Decode each path; ``None`` where decoding failed. All outputs ``(3, size, size)``."""
     if not paths:
         return []
-    if decoder not in DECODERS:
-        raise DataError(f"unknown decoder {decoder!r}; valid: {', '.join(DECODERS)}")
+    check_decoder(decoder)
+    if decoder == "cuda":
+        return _cuda_decode(paths, size)
     kind = _choose_decoder(paths[0], size, decoder)
     out: list[torch.Tensor | None] = []
     if kind == "pil":
@@ -330,3 +402,75 @@ def load_video_frames(path: Path, indices: Sequence[int] | None, size: int) -> t
     top = decoded[-1][0]
     return _stack_channels_last([by_index[min(i, top)] if min(i, top) in by_index else decoded[-1][1]
                                  for i in indices])  # (T, 3, S, S)
+
+
+# --------------------------------------------------------------------------------------------
+# whole clips (the clip caches)
+
+
+@contextlib.contextmanager
+def single_threaded_torch():
+    """Run torch ops single-threaded inside the block, then restore the thread count.
+
+    Loading work is many small ops (a 16-frame resize, a dtype cast); spreading each over the
+    intra-op pool costs more than it saves, and on a busy machine idle OpenMP threads spin-waiting
+    make it several times slower (measured 9x with 2 threads on a loaded 2-core machine). DataLoader
+    workers already run with one thread; this gives the main process (``workers=0``) and the cache
+    build the same behaviour.
+    """
+    threads = torch.get_num_threads()
+    if threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def load_all_frames(rec: ClipRecord, size: int, decoder: str) -> tuple[torch.Tensor, int]:
+    """Every frame of the clip ``rec`` at ``size``: ``(uint8 (n, 3, S, S), frames replaced)``."""
+    if is_video(rec.source):
+        return load_video_frames(rec.source, None, size), 0
+    paths = list_frames(rec.source)
+    return load_frames(paths, range(len(paths)), size, decoder, clip=str(rec.source))
+
+
+def unique_sources(records: Sequence[ClipRecord]) -> dict[str, ClipRecord]:
+    """The first record of every distinct clip source, keyed by ``str(source)``, in input order."""
+    unique: dict[str, ClipRecord] = {}
+    for rec in records:
+        unique.setdefault(str(rec.source), rec)
+    return unique
+
+
+def decode_clips(unique: dict[str, ClipRecord], size: int, *, decoder: str = "auto", progress: Progress | None = None,
+                 threads: int | None = None, stage: str | None = None) -> Iterator[tuple[str, torch.Tensor, int]]:
+    """Decode every frame of each clip of ``unique`` at ``size`` with a thread pool; yields
+    ``(source key, uint8 frames (n, 3, S, S), frames replaced)`` in the order of ``unique``.
+    The in-memory ``FrameCache`` (dataset.py) and the disk cache (:mod:`ifdd_bench.data.clipcache`) build
+    from it."""
+    items = list(unique.items())
+    threads = threads or max(1, min(8, os.cpu_count() or 1))
+    stage = stage or f"caching clips at {size}px"
+
+    def work(item: tuple[str, ClipRecord]) -> tuple[str, torch.Tensor, int]:
+        key, rec = item
+        frames, rep = load_all_frames(rec, size, decoder)
+        return key, frames, rep
+
+    todo = iter(items)
+    with single_threaded_torch(), ThreadPoolExecutor(threads) as pool:
+        # a bounded window of clips in flight: decoded frames never pile up ahead of the consumer
+        pending = deque(pool.submit(work, item) for item in itertools.islice(todo, 4 * threads))
+        k = 0
+        while pending:
+            result = pending.popleft().result()
+            following = next(todo, None)
+            if following is not None:
+                pending.append(pool.submit(work, following))
+            yield result
+            if progress is not None and (k % 64 == 0 or k == len(items) - 1):
+                progress({"kind": "data_progress", "stage": stage, "done": k + 1, "total": len(items)})
+            k += 1

@@ -7,9 +7,12 @@ augmentation, batch 8) for every combination of
 * clip geometry: 16x112x112 from 112-pixel frames, 16x224x224 from 224-pixel frames,
   16x112x112 from 224-pixel frames (DFEW's frames fed to a 112-pixel model) and 16x64x64 from
   112-pixel frames (SynthDFER's default fed to the tiny CPU models);
-* decoder: Pillow, torchvision (``decode_image``) and ``auto`` (see :mod:`ifdd_bench.data.decode`);
+* decoder: Pillow, torchvision (``decode_image``), ``auto`` and, where a GPU is present and asked
+  for, ``cuda`` (nvJPEG; see :mod:`ifdd_bench.data.decode`);
 * 0, 1 and 2 DataLoader workers (worker start-up included, as every epoch pays it);
-* plus the in-memory cache (``cache_clips=True``, 0 workers) and its one-off build time.
+* plus the in-memory cache (``cache_clips=True``, 0 workers) and its one-off build time, and the
+  disk cache (``clip_cache``, memory-mapped; :mod:`ifdd_bench.data.clipcache`) at every worker
+  count, with its build time.
 
 Ratios are against Pillow with 0 workers for the same geometry, measured in the same run. What a
 model eats in training (``data bench --model``) is measured by the engine, which owns the training
@@ -28,7 +31,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from ifdd_bench.data.collect import emit_progress
-from ifdd_bench.data.dataset import ClipDataset, FrameCache
+from ifdd_bench.data.dataset import ClipDataset, FrameCache, worker_context
+from ifdd_bench.data.decode import check_decoder
 from ifdd_bench.data.fixtures import balanced_dfew_rows, write_dfew
 from ifdd_bench.data.readers import read_split
 from ifdd_bench.data.sampling import SamplingSpec
@@ -39,6 +43,7 @@ from ifdd_bench.events import Progress
 #: (stored frame size, clip size): the two clip sizes of the issue, DFEW's 224 frames fed at 112, and
 #: SynthDFER's default 112 frames fed to the tiny CPU models at 64
 GEOMETRIES = ((112, 112), (224, 224), (224, 112), (112, 64))
+BENCH_DECODERS = ("pil", "torchvision", "auto", "cuda")
 
 
 def parse_bench_options(workers: str, decoders: str, *, clips: int = 42,
@@ -57,17 +62,20 @@ def parse_bench_options(workers: str, decoders: str, *, clips: int = 42,
     if any(w < 0 for w in counts):
         raise ConfigError(f"--workers counts must be >= 0, got {workers!r}")
     names = tuple(d.strip() for d in decoders.split(",") if d.strip())
-    bad = [d for d in names if d not in ("pil", "torchvision", "auto")]
+    bad = [d for d in names if d not in BENCH_DECODERS]
     if bad or "pil" not in names or 0 not in counts:
-        raise ConfigError("--decoders must name pil (the baseline) and only pil|torchvision|auto; "
+        raise ConfigError(f"--decoders must name pil (the baseline) and only {'|'.join(BENCH_DECODERS)}; "
                           "--workers must include 0")
+    if "cuda" in names:
+        check_decoder("cuda")  # no GPU: refused before any data is written
     return counts, names
 
 
 def _time_pass(dataset: ClipDataset, workers: int, batch: int) -> float:
     """Seconds for one pass over ``dataset`` (loader construction and worker start-up included)."""
     start = time.perf_counter()
-    loader = DataLoader(dataset, batch_size=batch, shuffle=False, num_workers=workers, persistent_workers=False)
+    loader = DataLoader(dataset, batch_size=batch, shuffle=False, num_workers=workers, persistent_workers=False,
+                        multiprocessing_context=worker_context(dataset, workers))
     seen = 0
     for clips, _ in loader:
         seen += clips.shape[0]
@@ -77,21 +85,24 @@ def _time_pass(dataset: ClipDataset, workers: int, batch: int) -> float:
 
 def run_loader_bench(*, clips: int = 42, workers: tuple[int, ...] = (0, 1, 2),
                      decoders: tuple[str, ...] = ("pil", "torchvision", "auto"), batch: int = 8, repeats: int = 1,
-                     workdir: Path | None = None, progress: Progress | None = None) -> list[dict[str, Any]]:
+                     workdir: Path | None = None, progress: Progress | None = None,
+                     geometries: tuple[tuple[int, int], ...] = GEOMETRIES) -> list[dict[str, Any]]:
     """Measure clips/s; returns flat rows (``geometry, stored, decoder, workers, cached, clips_per_s,
     ratio``). ``clips`` is rounded down to a multiple of 7 (balanced classes); the median of
-    ``repeats`` passes is reported."""
+    ``repeats`` passes is reported. ``geometries`` are (stored frame size, clip size) pairs."""
+    from ifdd_bench.data.clipcache import open_or_build
+
     per_class = max(1, clips // 7)
     rows: list[dict[str, Any]] = []
     spec = SamplingSpec("segment", frames=16, segments=16)
     with tempfile.TemporaryDirectory(dir=workdir, prefix="ifdd-loader-bench-") as tmp:
         roots = {}
-        for stored in sorted({g[0] for g in GEOMETRIES}):
+        for stored in sorted({g[0] for g in geometries}):
             roots[stored] = write_dfew(Path(tmp) / f"dfew{stored}", balanced_dfew_rows(per_class, frames=16),
                                        test=balanced_dfew_rows(1, start=9000), size=stored)
-        total = len(GEOMETRIES) * (len(decoders) * len(workers) + 1)
+        total = len(geometries) * ((len(decoders) + 1) * len(workers) + 1)
         done = 0
-        for stored, size in GEOMETRIES:
+        for stored, size in geometries:
             recs = read_split("dfew", roots[stored], "train", 1).records
             tf = ClipTransform(augment_spec("unified", "dfew"), size, train=True)
             geometry = f"16x{size}x{size}"
@@ -117,6 +128,18 @@ def run_loader_bench(*, clips: int = 42, workers: tuple[int, ...] = (0, 1, 2),
                          "clips_per_s": len(ds) / secs, "cache_build_clips_per_s": len(recs) / build_s})
             done += 1
             emit_progress(progress, "loader bench", done, total)
+            start = time.perf_counter()
+            disk = open_or_build(Path(tmp) / "clip_cache", "dfew", "train", recs, size)
+            build_s = time.perf_counter() - start
+            for nw in workers:
+                ds = ClipDataset(recs, ["c"] * 7, sampling=spec, transform=tf, train=True, seed=0, size=size,
+                                 cache=disk)
+                secs = statistics.median(_time_pass(ds, nw, batch) for _ in range(repeats))
+                rows.append({"geometry": geometry, "stored": stored, "decoder": "disk cache", "workers": nw,
+                             "cached": True, "clips_per_s": len(ds) / secs,
+                             "cache_build_clips_per_s": len(recs) / build_s})
+                done += 1
+                emit_progress(progress, "loader bench", done, total)
             for row in rows:
                 if row["geometry"] == geometry and row["stored"] == stored:
                     row["ratio"] = row["clips_per_s"] / base if base else float("nan")
@@ -134,8 +157,7 @@ def decode_microbench(*, frames: int = 16, rounds: int = 15, workdir: Path | Non
     by other processes, which matters on a shared machine. Rows carry ``ms_per_frame`` and the
     ratio against Pillow for the same geometry.
     """
-    from ifdd_bench.data.dataset import single_threaded_torch
-    from ifdd_bench.data.decode import list_frames, load_frames
+    from ifdd_bench.data.decode import list_frames, load_frames, single_threaded_torch
 
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(dir=workdir, prefix="ifdd-decode-bench-") as tmp, single_threaded_torch():

@@ -28,7 +28,7 @@ from typing import Any, Callable, Mapping
 import torch
 
 from ifdd_bench.atomic import atomic_open, write_text_atomic
-from ifdd_bench.config import DATA_RUNTIME_FIELDS, RunSpec, to_dict, train_hash
+from ifdd_bench.config import RunSpec, data_identity, to_dict, train_hash
 from ifdd_bench.errors import CheckpointError
 from ifdd_bench.registry import build_for_checkpoint
 
@@ -78,7 +78,7 @@ def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device
 def run_identity(spec: RunSpec, model_cfg: Any) -> dict:
     """The :data:`RESUME_KEYS` of ``spec`` with its resolved model config: what a checkpoint must
     share with the run that resumes from it."""
-    data = {k: v for k, v in to_dict(spec.data).items() if k not in DATA_RUNTIME_FIELDS}
+    data = data_identity(spec.data)
     return {"model": spec.model, "variant": spec.variant, "protocol": spec.train.protocol,
             "train_hash": train_hash(spec.train), "model_config": to_dict(model_cfg), "data_config": data}
 

@@ -30,10 +30,11 @@ from typing import Any, Sequence
 import torch
 from torch.utils.data import DataLoader
 
-from ifdd_bench.config import (DATA_RUNTIME_FIELDS, RUN_ID_SCHEME, DataConfig, apply_overrides, config_hash,
-                               from_dict, parse_perturbations, to_dict)
+from ifdd_bench.config import (RUN_ID_SCHEME, DataConfig, apply_overrides, data_identity, dict_hash, from_dict,
+                               parse_perturbations, to_dict)
 from ifdd_bench.engine import runfiles as F
 from ifdd_bench.data.holdout import VAL_SPLIT_FILE
+from ifdd_bench.engine.accel import loader_workers
 from ifdd_bench.engine.checkpoint import atomic_write_text, load_model
 from ifdd_bench.engine.loaders import clip_ids
 from ifdd_bench.engine.distributed import resolve_device
@@ -106,7 +107,7 @@ def eval_data_config(ckpt: dict, *, dataset: str | None = None, data_root: str |
 def eval_id(data: DataConfig, split: str) -> str:
     """``{dataset}-f{fold}-{split}-v{views}-{hash}``: names an evaluation's folder; the hash covers
     the rest of the data config, so two evaluations with other settings never share a folder."""
-    digest = config_hash(data, exclude=DATA_RUNTIME_FIELDS)
+    digest = dict_hash(data_identity(data))
     return f"{data.dataset}-f{data.fold}-{split}-v{data.eval_views}-{digest}"
 
 
@@ -171,7 +172,7 @@ def evaluate_run(source: str | Path, *, dataset: str | None = None, data_root: s
     dev, _ = resolve_device(device)
     model.to(dev)
     loader = DataLoader(dataset_split, batch_size=batch_size or int(ckpt["train_config"].get("eval_batch_size", 16)),
-                        shuffle=False, num_workers=data.workers)
+                        shuffle=False, num_workers=loader_workers(data.workers, dev), pin_memory=dev.type == "cuda")
     if progress:
         progress({"kind": "eval_start", "clips": len(dataset_split), "split": split, "dataset": data.dataset,
                   "perturbations": list(names)})

@@ -33,7 +33,6 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import gc
 import json
@@ -46,15 +45,17 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
 
+from ifdd_bench.engine import accel
+from ifdd_bench.engine.accel import cudnn_benchmark, grad_scaler
 from ifdd_bench.engine.step import autocast_for, train_step
+from ifdd_bench.config import PRECISIONS
 from ifdd_bench.errors import BenchError, ConfigError
 
-PRECISIONS = ("fp32", "bf16", "fp16")
 MODES = ("infer", "train")
 
 #: defaults per device type: (warm-up repetitions, timed repetitions, time budget in seconds)
@@ -314,7 +315,7 @@ def _train_step(model: nn.Module, clip: torch.Tensor, num_classes: int, spec: Be
     optimizer = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
     gen = torch.Generator().manual_seed(spec.seed + 1)
     targets = torch.randint(0, num_classes, (clip.shape[0],), generator=gen).to(device)
-    scaler = torch.amp.GradScaler(device.type) if spec.precision == "fp16" else None
+    scaler = grad_scaler(spec.precision, device)
     amp = autocast_for(spec.precision, device)
 
     def step() -> Any:
@@ -350,16 +351,6 @@ def _current_rss_mb() -> float:
     return psutil.Process().memory_info().rss / (1024.0 * 1024.0)
 
 
-@contextlib.contextmanager
-def _cudnn_benchmark(flag: bool) -> Iterator[None]:
-    old = torch.backends.cudnn.benchmark
-    torch.backends.cudnn.benchmark = flag
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.benchmark = old
-
-
 def measure(spec: BenchSpec, *, isolated: bool = False) -> dict[str, Any]:
     """Time ``spec`` in this process and return a flat result dict (see the module docstring).
 
@@ -389,7 +380,7 @@ def measure(spec: BenchSpec, *, isolated: bool = False) -> dict[str, Any]:
         model = model.to(device)
         clip = synthetic_clip(shape, device, spec.seed)
         if spec.compile:
-            model = torch.compile(model)
+            model = torch.compile(model, backend=accel.COMPILE_BACKEND)
         if device.type == "cuda":
             _free_memory(device)
             torch.cuda.reset_peak_memory_stats(device)
@@ -397,7 +388,7 @@ def measure(spec: BenchSpec, *, isolated: bool = False) -> dict[str, Any]:
             step = _inference_step(model, clip, device, spec.precision)
         else:
             step = _train_step(model, clip, int(getattr(cfg, "num_classes")), spec, device)
-        with _cudnn_benchmark(spec.cudnn_benchmark):
+        with cudnn_benchmark(spec.cudnn_benchmark):
             samples = time_repeated(step, device, warmup=warmup, iterations=iterations, max_seconds=budget)
     except Exception as err:  # noqa: BLE001 - only OOM is translated, the rest re-raised
         if is_oom(err):

@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from ifdd_bench.config import RunSpec, TrainConfig
+from ifdd_bench.data.dataset import worker_context
 from ifdd_bench.engine import distributed as D
 from ifdd_bench.engine.seeding import derive_seed, loader_generator, worker_init_fn
 from ifdd_bench.errors import ConfigError
@@ -100,7 +101,7 @@ class Loaders:
         self.generators.append(gen)
         return DataLoader(dataset, batch_size=batch, sampler=sampler, num_workers=workers, drop_last=drop_last,
                           pin_memory=self.ctx.device.type == "cuda", worker_init_fn=worker_init_fn,
-                          generator=gen, persistent_workers=False)
+                          generator=gen, persistent_workers=False, multiprocessing_context=worker_context(dataset, workers))
 
     def set_epoch(self, epoch: int) -> None:
         """Give every dataset, the sampler and the worker generators this epoch's seeds."""

@@ -41,6 +41,7 @@ from torch.utils.data import DataLoader
 
 from ifdd_bench.config import RunSpec, TrainConfig
 from ifdd_bench.engine import distributed as D
+from ifdd_bench.engine.accel import CompileFallback, cudnn_benchmark, grad_scaler, loader_workers, resolve_precision
 from ifdd_bench.engine import runstate as S
 from ifdd_bench.engine.checkpoint import run_identity
 from ifdd_bench.engine.events import Reporter
@@ -76,19 +77,20 @@ def fit(spec: RunSpec, bundle: Any, *, ctx: D.DistContext | None = None, progres
     model_cfg = resolve_config(spec.model, spec.variant, num_classes=len(classes), frames=spec.data.frames,
                                img_size=spec.data.size, overrides=dict(spec.model_overrides))
     identity = run_identity(spec, model_cfg)
-    precision, notes = _precision(cfg, device)
+    precision, notes = resolve_precision(cfg.precision, device)
     notes = ctx.notes + notes
     for note in notes:
         report.warning(note)
 
-    with _determinism(cfg.deterministic and device.type == "cpu"):
+    # cudnn autotuning on CUDA: the training clips have one fixed shape (docs/gpu.md)
+    with _determinism(cfg.deterministic and device.type == "cpu"), cudnn_benchmark(device.type == "cuda"):
         seed_everything(derive_seed(cfg.seed, "init"))
         model = build_from_config(spec.model, model_cfg).to(device)
         if cfg.channels_last and device.type == "cuda":
             model = model.to(memory_format=torch.channels_last_3d)
         optimizer = build_optimizer(model, cfg)
         scheduler = build_scheduler(optimizer, cfg)
-        scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
+        scaler = grad_scaler(precision, device)
         state = S.RunState()
 
         if resume:
@@ -102,9 +104,10 @@ def fit(spec: RunSpec, bundle: Any, *, ctx: D.DistContext | None = None, progres
             train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
         eval_model: nn.Module = model
         if cfg.compile:
-            train_model, eval_model = torch.compile(train_model), torch.compile(model)
+            train_model = CompileFallback(train_model, report.warning, what="the training model")
+            eval_model = CompileFallback(model, report.warning, what="the evaluation model")
 
-        loaders = Loaders(bundle, cfg, spec.data.workers, ctx)
+        loaders = Loaders(bundle, cfg, loader_workers(spec.data.workers, device), ctx)
         mixer = ClipMixer(cfg, len(classes)) if cfg.mixup else None
         loss_fn = soft_target_cross_entropy if mixer else nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
         autocast = autocast_for(precision, device)
@@ -325,21 +328,7 @@ def history_row(epoch: int, lr: float, stats: Mapping[str, Any], val: Mapping[st
 
 
 # ============================================================================================
-# precision, determinism
-
-
-def _precision(cfg: TrainConfig, device: torch.device) -> tuple[str, list[str]]:
-    """Effective precision (``fp32`` | ``bf16`` | ``fp16``) and notes about ignored settings."""
-    notes = []
-    if cfg.amp == "none":
-        return "fp32", notes
-    if device.type != "cuda":
-        notes.append(f"amp={cfg.amp} is ignored on the CPU; training in fp32")
-        return "fp32", notes
-    if cfg.amp == "bf16" and not torch.cuda.is_bf16_supported():
-        notes.append("this GPU has no bf16 support; using fp16 autocast with a GradScaler instead")
-        return "fp16", notes
-    return cfg.amp, notes
+# determinism
 
 
 @contextlib.contextmanager

@@ -16,8 +16,8 @@ engine overhead share ``(data wait + bookkeeping) / step`` and the ratio of the 
 time to the bare step time. Timings are wall clock and depend on what else the machine runs.
 
 :func:`model_consumption` (``ifdd-bench data bench --model``) times the same step on random clips:
-the training clips/s a model eats, to set beside the loader's clips/s; :func:`data_bench` is the
-whole ``data bench`` command (loader, decode and that model).
+the training clips/s a model eats on a device, to set beside the loader's clips/s (:func:`feeding`);
+:func:`data_bench` is the whole ``data bench`` command (loader, decode and that model).
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ import argparse
 import contextlib
 import json
 import os
-import statistics
 import time
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -102,62 +101,84 @@ def measure_overhead(model: str = "ifdd_tiny", variant: str = "full", *, steps: 
 
 
 def model_consumption(model: str = "ifdd_tiny", *, size: int | None = None, frames: int | None = None,
-                      batch: int = 8, steps: int = 3, variant: str = "full") -> dict[str, Any]:
-    """Training clips/s of a registered model on CPU (:func:`~ifdd_bench.engine.step.train_step`:
-    forward + cross-entropy and auxiliary losses + backward + AdamW step).
+                      batch: int = 8, steps: int = 3, variant: str = "full", device: str = "cpu",
+                      precision: str | None = None, compile: bool = False) -> dict[str, Any]:
+    """Training clips/s of a registered model on ``device``: the median of ``steps`` timed training
+    steps after one warm-up, measured by :func:`ifdd_bench.engine.latency.measure` (the engine's
+    :func:`~ifdd_bench.engine.step.train_step`: forward, losses, backward, AdamW; CUDA events on a GPU).
 
-    ``size`` / ``frames`` default to the model's own geometry. One warm-up step, then the median of
-    ``steps`` timed steps. Raises ``ConfigError`` (from the registry) if the model is not registered.
+    ``size`` / ``frames`` default to the model's own geometry, ``precision`` to fp32 on the CPU and
+    bf16 on CUDA. Raises ``ConfigError`` for an unknown model or a device that is not there.
     """
-    cfg = resolve_config(model, variant, num_classes=7, frames=frames, img_size=size)
-    frames, size = cfg.frames, cfg.img_size
-    net = build_from_config(model, cfg)
-    net.train()
-    opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
-    gen = torch.Generator().manual_seed(0)
-    clips = torch.rand(batch, 3, frames, size, size, generator=gen)
-    labels = torch.randint(0, 7, (batch,), generator=gen)
-    times = []
-    for k in range(steps + 1):
-        start = time.perf_counter()
-        train_step(net, clips, labels, opt, torch.nn.functional.cross_entropy)
-        if k:
-            times.append(time.perf_counter() - start)
-    secs = statistics.median(times)
-    return {"model": model, "variant": variant, "geometry": f"{frames}x{size}x{size}", "batch": batch,
-            "train_clips_per_s": batch / secs, "step_s": secs, "torch_threads": torch.get_num_threads(),
+    from ifdd_bench.engine.latency import BenchSpec, measure
+
+    dev = torch.device(device)
+    precision = precision or ("bf16" if dev.type == "cuda" else "fp32")
+    row = measure(BenchSpec(model=model, variant=variant, batch=batch, frames=frames, size=size, num_classes=7,
+                            device=device, precision=precision, mode="train", compile=compile, warmup=1,
+                            iterations=steps, cudnn_benchmark=dev.type == "cuda"))
+    secs = row["latency_median_ms"] / 1000.0
+    return {"model": model, "variant": variant, "geometry": f"{row['frames']}x{row['height']}x{row['width']}",
+            "batch": batch, "device": row["device"], "device_name": row["device_name"], "precision": precision,
+            "compile": compile, "train_clips_per_s": batch / secs, "step_s": secs, "torch_threads": torch.get_num_threads(),
             "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset")}
+
+
+def feeding(loader: list[dict[str, Any]], model: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """For each measured model, the fastest loader setting at the model's clip geometry and the ratio
+    ``loader clips/s / model clips/s`` (>= 1: the loader keeps up; < 1: the model waits for data)."""
+    out = []
+    for item in model:
+        same = [r for r in loader if r["geometry"] == item["geometry"]]
+        best = max(same, key=lambda r: r["clips_per_s"], default=None)
+        out.append({"model": item["model"], "geometry": item["geometry"], "device": item["device"],
+                    "precision": item["precision"], "model_clips_per_s": item["train_clips_per_s"],
+                    "loader": (f"{best['decoder']}, {best['workers']} workers, {best['stored']}px frames"
+                               if best else "no loader row at this geometry"),
+                    "loader_clips_per_s": best["clips_per_s"] if best else None,
+                    "loader_over_model": best["clips_per_s"] / item["train_clips_per_s"] if best else None})
+    return out
 
 
 @dataclass
 class DataBench:
     """What ``ifdd-bench data bench`` measured: loader rows, decode rows, the model's consumption
-    (``None`` when skipped) and why it was skipped (``""`` when it was not)."""
+    (``None`` when skipped), why it was skipped (``""`` when it was not), and how the fastest loader
+    compares with the model (:func:`feeding`)."""
 
     loader: list[dict[str, Any]]
     decode: list[dict[str, Any]]
     model: list[dict[str, Any]] | None = None
     model_skipped: str = ""
+    feed: list[dict[str, Any]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"loader": self.loader, "decode": self.decode, "model": self.model}
+        return {"loader": self.loader, "decode": self.decode, "model": self.model, "feed": self.feed}
 
 
 def data_bench(*, clips: int = 42, workers: tuple[int, ...] = (0, 1, 2),
                decoders: tuple[str, ...] = ("pil", "torchvision", "auto"), repeats: int = 1,
-               model: str | None = "ifdd_tiny", progress: Progress | None = None) -> DataBench:
+               model: str | None = "ifdd_tiny", device: str = "cpu", precision: str | None = None,
+               batch: int = 8, geometries: tuple[tuple[int, int], ...] | None = None, decode: bool = True,
+               progress: Progress | None = None) -> DataBench:
     """Loader throughput (:func:`~ifdd_bench.data.loader_bench.run_loader_bench`), the decode
-    micro-benchmark and, unless ``model`` is ``None`` or ``"none"``, that model's training clips/s at
-    its own geometry (:func:`model_consumption`; an unknown model is skipped with the reason)."""
-    from ifdd_bench.data.loader_bench import decode_microbench, run_loader_bench
+    micro-benchmark (``decode``) and, unless ``model`` is ``None`` or ``"none"``, that model's training
+    clips/s at its own geometry on ``device`` (:func:`model_consumption`; an unknown model is skipped
+    with the reason) set against the fastest loader at that geometry (:func:`feeding`)."""
+    from ifdd_bench.data.loader_bench import GEOMETRIES, decode_microbench, run_loader_bench
+    from ifdd_bench.engine.latency import resolve_device
 
-    rows = run_loader_bench(clips=clips, workers=workers, decoders=decoders, repeats=repeats, progress=progress)
-    result = DataBench(rows, decode_microbench())
+    resolve_device(device)  # no GPU for --device cuda: refused before anything is measured
+    rows = run_loader_bench(clips=clips, workers=workers, decoders=decoders, repeats=repeats, progress=progress,
+                            geometries=geometries or GEOMETRIES)
+    result = DataBench(rows, decode_microbench() if decode else [])
     if model not in (None, "none"):
         try:
-            result.model = [model_consumption(model)]  # at the model's own geometry
+            result.model = [model_consumption(model, device=device, precision=precision, batch=batch)]
         except BenchError as err:
             result.model_skipped = err.message
+        else:
+            result.feed = feeding(rows, result.model)
     return result
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ifdd_bench.config import DATASETS, PROTOCOLS, RunSpec, parse_loggers
+from ifdd_bench.config import DATASETS, PRECISIONS, PROTOCOLS, RunSpec, parse_loggers
 from ifdd_bench.data.labels import NUM_FOLDS
 from ifdd_bench.engine import distributed as D
 from ifdd_bench.engine import runfiles as F
@@ -27,7 +27,6 @@ from ifdd_bench.registry import resolve_config
 
 SELECTIONS = ("val_uar", "test_war")
 OPTIMIZERS = ("adamw", "sgd")
-AMP_MODES = ("none", "bf16", "fp16")
 
 
 def train_run(spec: RunSpec, *, progress: Progress | None = None, resume: bool = True) -> dict:
@@ -83,8 +82,8 @@ def validate_spec(spec: RunSpec) -> None:
         raise unknown("selection", cfg.selection, SELECTIONS)
     if cfg.optimizer not in OPTIMIZERS:
         raise unknown("optimizer", cfg.optimizer, OPTIMIZERS)
-    if cfg.amp not in AMP_MODES:
-        raise unknown("amp mode", cfg.amp, AMP_MODES)
+    if cfg.precision not in PRECISIONS:
+        raise unknown("precision", cfg.precision, PRECISIONS)
     parse_loggers(spec.loggers)  # unknown logger, or its package missing
     if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.eval_batch_size < 1:
         raise ConfigError(f"epochs, batch_size and eval_batch_size must be >= 1 "

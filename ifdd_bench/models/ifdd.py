@@ -53,7 +53,7 @@ from torch import nn
 from ifdd_bench.errors import ConfigError
 from ifdd_bench.models.ifdd_config import (ABLATIONS, FRAME_MODES, INPUT_NORMS, TOKEN_FRAMES, IFDDConfig,
                                            ablation_overrides)
-from ifdd_bench.models.layers import DropPath, Mlp, plain_attention
+from ifdd_bench.models.layers import DropPath, Mlp, as_laid_out, plain_attention
 from ifdd_bench.models.mvit import MViTBackbone
 from ifdd_bench.models.output import ModelOutput
 from ifdd_bench.registry import register_model
@@ -247,7 +247,9 @@ class ISSM(nn.Module):
         maps = x.reshape(B * t, g, g, C).permute(0, 3, 1, 2)  # (B*T', C, h, w) channels-last view
         maps = F.adaptive_avg_pool2d(maps, self.pool_size)
         with _autocast_off(x.device.type):  # positions in fp32 under AMP
-            phi = F.gelu(self.descriptor(maps.float())).reshape(B, t, -1)  # (B, T', ch*p*p)
+            desc = self.descriptor  # weight through as_laid_out: maps are channels-last, the weight is not
+            phi = F.conv2d(maps.float(), as_laid_out(desc.weight), desc.bias)  # (B*T', ch, p, p)
+            phi = F.gelu(phi).reshape(B, t, -1)  # (B, T', ch*p*p)
             sim = torch.matmul(phi * (1.0 / self.dim), phi.transpose(1, 2))  # (B, T', T')
             o_a = self.range * torch.tanh(self.offset_a(sim.softmax(-1).flatten(1)))  # (B, T'/2)
             o_d = self.range * torch.tanh(self.offset_d((-sim).softmax(-1).flatten(1)))

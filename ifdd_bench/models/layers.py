@@ -37,6 +37,20 @@ THW = tuple  # (T, H, W) token grid
 # small modules
 
 
+def as_laid_out(param: torch.Tensor) -> torch.Tensor:
+    """``param`` through a flat view of itself: the same values, no copy, but a gradient laid out like
+    ``param`` (its contiguous strides, size-1 dimensions included).
+
+    Autograd returns a view's gradient through ``reshape``, so whatever layout the kernel that used
+    the parameter produced -- a channels-last weight gradient from a convolution on channels-last
+    input, a slice of ``cat``'s gradient at batch 1 -- arrives at the parameter with its strides.
+    DistributedDataParallel needs that: a gradient whose strides differ from its bucket view's (the
+    parameter's) is copied element by element each step, with the warning "Grad strides do not match
+    bucket view strides". ``tests/test_engine_ddp.py`` checks every registered tiny model.
+    """
+    return param.view(-1).view(param.shape)
+
+
 class DropPath(nn.Module):
     """Stochastic depth per sample ("row" mode): zero a sample's branch with probability ``p``.
 

@@ -29,6 +29,7 @@ import math
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
@@ -36,6 +37,7 @@ from ifdd_bench.models.depthwise import depthwise_conv3d, rewrite_pays
 from ifdd_bench.models.layers import (
     THW,
     DropPath,
+    as_laid_out,
     Mlp,
     gather_rel_pos_tables,
     norm_mlp_recompute,
@@ -80,10 +82,12 @@ class HeadPool(nn.Module):
         if self.channels_first:
             x = x.contiguous()
         # (not while fvcore traces the model: the rewrite is an opaque PythonOp it would count as 0 MACs)
+        weight = as_laid_out(self.conv.weight)  # its gradient comes back laid out like the parameter (DDP)
         if self.cpu_rewrite and not x.is_cuda and not torch.jit.is_tracing():
-            x = depthwise_conv3d(x, self.conv.weight, self.stride)  # (B*h, d, T, H', W')
+            x = depthwise_conv3d(x, weight, self.stride)  # (B*h, d, T, H', W')
         else:
-            x = self.conv(x)
+            conv = self.conv
+            x = F.conv3d(x, weight, None, conv.stride, conv.padding, conv.dilation, conv.groups)
         x = x.permute(0, 2, 3, 4, 1).reshape(B, nh, -1, d)  # (B, h, N', d), a view when channels-last
         # normalise before re-attaching CLS (LayerNorm is per token): the conv then receives a dense
         # channels-last gradient from the norm instead of a strided slice of the concatenation's
