@@ -487,7 +487,7 @@ def evaluation(result: dict[str, Any], results_dir: str, as_json: bool = False) 
                   f"WAR {100 * row['war']:.2f}", highlight=False)
     console.print(recall_table(result["per_class"], "per-class recall"))
     if probes:
-        console.print(probe_table(probes))
+        console.print(perturbation_table(probes))
     console.print(f"predictions and metrics: {result['out_dir']}; row appended to "
                   f"{Path(results_dir) / EVALS_CSV}"
                   + (f", probe rows to {Path(results_dir) / PROBES_CSV}" if probes else ""), highlight=False)
@@ -497,7 +497,7 @@ def _signed_pp(value: Any) -> str:
     return "-" if value is None or value != value else f"{100 * float(value):+.2f}"
 
 
-def probe_table(rows: list[dict]) -> Table:
+def perturbation_table(rows: list[dict]) -> Table:
     """``eval --perturb``: UAR / WAR under each perturbation and Δ to the clean clips with the clip interval."""
     level = f"{int(round(100 * float(rows[0]['confidence'])))}%" if rows else "95%"
     table = Table(title=f"temporal-reliance probes (Δ = perturbed − clean, {level} clip bootstrap)", box=None,

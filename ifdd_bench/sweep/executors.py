@@ -38,7 +38,7 @@ from ifdd_bench.results import PER_CLASS_CSV, RUNS_CSV, append_rows
 from ifdd_bench.sweep.finished import cells_to_probe, in_plan_order, partition_finished
 from ifdd_bench.sweep.jobbook import JobBook
 from ifdd_bench.sweep.plan import Cell, SweepPlan
-from ifdd_bench.sweep.pool import CellPool, Runner, default_runner, pop_cell_seconds, run_cell
+from ifdd_bench.sweep.pool import CellPool, Runner, default_runner, pop_cell_seconds
 from ifdd_bench.sweep.probing import CellRunner
 from ifdd_bench.sweep.slurm import check_ranks, make_executor, require_submitit, run_job_cell
 
