@@ -131,6 +131,38 @@ def _figure_lines(summary: pd.DataFrame | None, model: str, reference: str, link
     return lines + [sentence + "."]
 
 
+def _temporal_lines(result, model: str, names: dict[str, str], link_dir: str) -> list[str]:
+    """(f) The temporal-reliance table and one computed sentence: which entries lose UAR when the
+    frames are shuffled or one frame stands for the clip, with intervals that exclude 0."""
+    table = result.tables.get("temporal_reliance")
+    summary = _written_csv(result, "temporal_reliance.csv")
+    if table is None or summary is None or summary.empty:
+        return []
+    lines = ["**Temporal reliance.** Every trained run of the grid is evaluated again on its test clips with "
+             "the frames perturbed ([probes](docs/probes.md)); a drop (Δ = perturbed − clean UAR) means the "
+             "entry used what the perturbation destroys.", "", markup.to_markdown(table).rstrip("\n"), ""]
+
+    def label(row: pd.Series) -> str:
+        return tables.entry_label(row["model"], row["variant"], names=names)
+
+    sentences = []
+    for perturbation, what in (("shuffle", "shuffled frames"), ("single", "one frame repeated")):
+        part = _ordered(summary[summary["perturbation"] == perturbation])
+        if part.empty:
+            continue
+        lost = part[part["delta_uar_high"].map(_num) < 0]
+        kept = part[~(part["delta_uar_high"].map(_num) < 0)]
+        text = (f"On {what}, {len(lost)} of {len(part)} entries lose UAR with an interval below 0"
+                + (f" (largest drop: {label(lost.sort_values('delta_uar_mean').iloc[0])}, "
+                   f"{signed_text(100 * lost['delta_uar_mean'].min())} pp)" if len(lost) else ""))
+        if len(kept):
+            text += f"; not so {_listing([label(r) for _, r in kept.iterrows()])}"
+        sentences.append(text + ".")
+    methods = sorted(set(summary["ci_method"].astype(str)))
+    sentences.append(f"Intervals: {', '.join(methods)} ([how](docs/probes.md)).")
+    return lines + [" ".join(sentences), ""]
+
+
 def _survives_runs(diffs: pd.DataFrame | None, summary: pd.DataFrame | None, model: str, reference: str,
                    names: dict[str, str]) -> str:
     """(e) Which differences to ``model``'s ``reference`` survive Holm correction over runs, and intervals."""
@@ -272,6 +304,7 @@ def headline_markdown(result, *, model: str, variants: Sequence[str], dataset: s
     if result.reference_note:
         survive = f"No paired statistics: {result.reference_note}."
     lines += [f"**What survives.** {survive}" + (f" {clips}" if clips else ""), ""]
+    lines += _temporal_lines(result, model, names, link_dir)
     lines.append(f"Every table, figure and statistic: [report.md]({link_dir}/report.md). After retraining, "
                  f"`{command}` regenerates this block and the model table from the results.")
     return "\n".join(lines) + "\n"
