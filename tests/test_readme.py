@@ -86,10 +86,13 @@ def _headline(results_dir: Path, out: Path) -> str:
 
 
 def test_headline_follows_the_results(tmp_path):
-    """A difference that becomes significant, and pairs that reach 5, change the generated sentences."""
+    """A difference that becomes significant, and pairs that reach 5, change the generated sentences.
+
+    Starts from a frozen results file (tests/fixtures/readme_runs.csv: the committed runs.csv of
+    2026-12-05, 3 seeds of the expression-motion backbone), so retraining leaves the test as it is."""
     base = tmp_path / "base"
     base.mkdir()
-    shutil.copy(ROOT / "results" / "runs.csv", base / "runs.csv")
+    shutil.copy(ROOT / "tests" / "fixtures" / "readme_runs.csv", base / "runs.csv")
     before = _headline(base, tmp_path / "r0")
     assert "no difference to `full` survives Holm correction (smallest adjusted p 0.522, GAP head)" in before
     assert "intervals need 5 pairs, and the most any entry has is 3" in before
