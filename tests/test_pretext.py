@@ -1,4 +1,4 @@
-"""The emotion-free facial-motion pretext: its clips, targets, pre-training loop and weight files."""
+"""The emotion-free pretext (masked-video and the earlier expression-motion objective): its clips, targets, pre-training loop and weight files."""
 
 from __future__ import annotations
 

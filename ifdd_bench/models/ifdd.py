@@ -521,7 +521,7 @@ def ifdd_tiny(cfg: IFDDConfig) -> IFDD:
 
 @register_model("ifdd_tiny_pretext", config_cls=IFDDConfig, defaults={**TINY, "pretrained": "synth-pretext"},
                 ablations=ablation_overrides(), family="ifdd",
-                description="ifdd_tiny with its embedding + backbone from the shipped SynthDFER facial-motion pretext")
+                description="ifdd_tiny with its embedding + backbone from the shipped SynthDFER masked-video pretext")
 def ifdd_tiny_pretext(cfg: IFDDConfig) -> IFDD:
     """``ifdd_tiny`` whose embedding and backbone start from ``synth-pretext`` (``ifdd-bench run pretrain``).
 

@@ -1,4 +1,4 @@
-"""Clips and targets of the emotion-free facial-motion pretext (SynthDFER generator, disjoint seed).
+"""Clips of the emotion-free pretext (SynthDFER generator, disjoint seed) and the earlier expression-motion targets.
 
 The pretext stands in for the Kinetics-400 initialisation of the paper's IFDD, which a CPU default
 cannot use (nothing is downloaded). It is built so that it never shows an emotion:
@@ -10,11 +10,12 @@ cannot use (nothing is downloaded). It is built so that it never shows an emotio
 * the seed differs from every benchmark seed, so no identity, background or distractor path of the
   benchmark appears in it (identities are drawn from ``SeedSequence([seed, identity])``).
 
-The targets are what moved, per token frame (the embedding pairs input frames, T = 16 -> T' = 8):
-the 7 expression parameters relative to their clip mean, plus the blink closure. Head pose is left
-out: at the benchmark's drift, ~0.3 px at 64 px, it is not visible enough to regress. A backbone
-that regresses these targets has learnt to see which face part moved when -- generic facial
-dynamics, like a tracker trained on talking-head video -- but not which motions mean which emotion.
+The default objective (masked-video, :mod:`ifdd_bench.pretext.masked`) reads only these clips'
+pixels. The targets below belong to the earlier ``expression-motion`` objective, kept to reproduce
+its weight file: per token frame (the embedding pairs input frames, T = 16 -> T' = 8), the 7
+expression parameters relative to their clip mean, plus the blink closure. Those parameters are the
+variables whose change defines a SynthDFER label, which is why that objective is no longer the
+default (docs/pretext.md).
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ from ifdd_bench.spec import (REQUEST_DEFAULTS, build_run_spec, check_dataset, is
 # docs/sweeps.md#defaults, which quotes them), nowhere else.
 
 #: model of the default ablation: CPU-sized IFDD whose embedding + backbone start from the shipped
-#: facial-motion pretext (the CPU stand-in for the paper's K400 initialisation; from scratch,
+#: masked-video pretext (the CPU stand-in for the paper's K400 initialisation; from scratch,
 #: ifdd_tiny stays near chance within this budget -- docs/notebook/default-ablation.md#2026-12-05-from-scratch-rows)
 DEFAULT_MODEL = "ifdd_tiny_pretext"
 #: model used when ``--data-root`` points at a real dataset (paper geometry, GPU-sized)
