@@ -99,8 +99,8 @@ def _baseline_sentence(table: markup.ReportTable, link_dir: str) -> str:
     text = ""
     if n:
         titles = _listing([f"*{b.title}*" for b in baseline_blocks if b.title])
-        text = (f"The {n} baseline{'s' if n > 1 else ''} under {titles} were trained from scratch by the same "
-                "engine, recipe and test split. ")
+        text = (f"The {n} baseline{'s' if n > 1 else ''} under {titles} {'were' if n > 1 else 'was'} trained from "
+                "scratch by the same engine, recipe and test split. ")
     return text + (f"Published numbers on DFEW, FERV39k and MAFW are set beside ours in "
                    f"[comparison.md]({link_dir}/comparison.md).")
 
@@ -120,14 +120,17 @@ def _figure_lines(summary: pd.DataFrame | None, model: str, reference: str, link
         return tables.entry_label(row["model"], row["variant"], names=names, with_model=bool(multi))
 
     sentence = (f"It shows test UAR and WAR per entry (bar: mean over runs, whisker: sample std, dot: one run; "
-                f"up to {int(summary['n'].max())} runs per entry): the highest mean UAR is "
+                f"up to {int(summary['n'].max())} run{'s' if int(summary['n'].max()) > 1 else ''} per entry): "
+                f"the highest mean UAR is "
                 f"{label(best)}'s {100 * best['uar_mean']:.2f} %, the lowest {label(worst)}'s "
                 f"{100 * worst['uar_mean']:.2f} %")
     ref = summary[(summary["model"] == model) & (summary["variant"] == reference)]
     if not ref.empty:
         row = ref.iloc[0]
-        sentence += (f", and {label(row)} reaches {100 * row['uar_mean']:.2f} ± "
-                     f"{100 * _num(row['uar_std']):.2f} % over its {int(row['n'])} runs")
+        n = int(row["n"])
+        spread = f" ± {100 * _num(row['uar_std']):.2f}" if n > 1 else ""
+        sentence += (f", and {label(row)} reaches {100 * row['uar_mean']:.2f}{spread} % over its "
+                     f"{n} run{'s' if n > 1 else ''}")
     return lines + [sentence + "."]
 
 
