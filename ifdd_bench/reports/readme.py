@@ -155,7 +155,8 @@ def _temporal_lines(result, model: str, names: dict[str, str], link_dir: str) ->
             continue
         lost = part[part["delta_uar_high"].map(_num) < 0]
         kept = part[~(part["delta_uar_high"].map(_num) < 0)]
-        text = (f"On {what}, {len(lost)} of {len(part)} entries lose UAR with an interval below 0"
+        text = (f"On {what}, {len(lost)} of {len(part)} entries {'loses' if len(lost) == 1 else 'lose'} UAR with an "
+                "interval below 0"
                 + (f" (largest drop: {label(lost.sort_values('delta_uar_mean').iloc[0])}, "
                    f"{signed_text(100 * lost['delta_uar_mean'].min())} pp)" if len(lost) else ""))
         if len(kept):
