@@ -171,7 +171,7 @@ def data_check_cmd(dataset, data_root, folds, frame_source, label_order, clip_le
 @click.option("--repeats", default=1, show_default=True, type=int, help="Passes per cell (median reported).")
 @click.option("--model", default="ifdd_tiny", show_default=True,
               help="Also time this model's training step on --device and compare ('none' to skip).")
-@click.option("--device", default="cpu", show_default=True, help="Device of the model's training step: cpu or cuda.")
+@device_option()
 @click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default=None,
               help="Autocast of the model's step [default: fp32 on cpu, bf16 on cuda].")
 @click.option("--json", "as_json", is_flag=True, help="Print rows as JSON.")

@@ -709,9 +709,12 @@ def test_cli_tables_print_bracketed_labels_as_text():
 
     import tempfile
 
-    with tempfile.TemporaryDirectory() as out:
-        res = CliRunner().invoke(cli.main, ["report", "--results-dir", str(ROOT / "results"), "--runs-dir",
-                                            str(ROOT / "runs"), "--out-dir", out, "--no-plots"], env={"COLUMNS": "250"})
+    with tempfile.TemporaryDirectory() as tmp:  # a frozen results file with both ifdd_tiny and ifdd_tiny_pretext
+        results = Path(tmp) / "results"
+        results.mkdir()
+        shutil.copy(ROOT / "tests" / "fixtures" / "readme_runs.csv", results / "runs.csv")
+        res = CliRunner().invoke(cli.main, ["report", "--results-dir", str(results), "--runs-dir", str(Path(tmp) / "runs"),
+                                            "--out-dir", str(Path(tmp) / "out"), "--no-plots"], env={"COLUMNS": "250"})
     assert res.exit_code == 0, res.output
     assert "GAP head [ifdd_tiny]" in res.output and "IFDD (full) [ifdd_tiny_pretext]" in res.output
 

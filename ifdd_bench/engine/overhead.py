@@ -110,9 +110,10 @@ def model_consumption(model: str = "ifdd_tiny", *, size: int | None = None, fram
     ``size`` / ``frames`` default to the model's own geometry, ``precision`` to fp32 on the CPU and
     bf16 on CUDA. Raises ``ConfigError`` for an unknown model or a device that is not there.
     """
-    from ifdd_bench.engine.latency import BenchSpec, measure
+    from ifdd_bench.engine.latency import BenchSpec, measure, resolve_device
 
-    dev = torch.device(device)
+    dev = resolve_device(device)  # "auto" -> cuda when torch sees one, else cpu
+    device = str(dev)
     precision = precision or ("bf16" if dev.type == "cuda" else "fp32")
     row = measure(BenchSpec(model=model, variant=variant, batch=batch, frames=frames, size=size, num_classes=7,
                             device=device, precision=precision, mode="train", compile=compile, warmup=1,

@@ -370,7 +370,7 @@ def _render_plots(runs, agg, per_class, profile, literature, predictions, probes
     else:
         result.skipped.append(f"training curves: no history.csv under {runs_dir}/<run_id>/")
     if not probe_summary.empty:
-        keep("Temporal reliance", plots.temporal_reliance(probe_summary, probes, order, labels, palette, plot_dir))
+        keep(stage("Temporal reliance"), plots.temporal_reliance(probe_summary, probes, order, labels, palette, plot_dir))
     if predictions is not None:
         title = stage("Confusion matrices")
         keep(title, plots.confusion_matrices(
