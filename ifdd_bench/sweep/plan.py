@@ -64,9 +64,10 @@ DEFAULT_SYNTH_JOBS = 2
 # Budget behind these numbers (one torch thread per cell, torch 2.14, 2-core AVX2-only EPYC): a
 # training step of ifdd_tiny(_pretext) at 16x64x64 costs ~34 ms per clip; fold 1 of the default
 # preset has 1,081 train / 119 val / 300 test clips, so one epoch of one cell is ~33 s of training
-# plus ~4 s of evaluation; 5 epochs with two cells at a time, the last one taking both cores once its
-# partner finishes (pool.CoreShare), fit the 15-minute budget (docs/notebook/default-ablation.md
-# has the measured times). Re-measure when SynthDFER or the tiny geometry change.
+# plus ~4 s of evaluation; the probes add ~25 s per cell. 7 variants + static_control (~120 s) at 5
+# epochs, two cells at a time, the last one taking both cores once its partner finishes
+# (pool.CoreShare), took 14 min 24 s on a fresh clone (docs/notebook/default-ablation.md has the
+# measured times). Re-measure when SynthDFER, the tiny geometry or the grid change.
 
 
 # --------------------------------------------------------------------------------------------
