@@ -53,3 +53,15 @@ def test_hidden_pixels_do_not_reach_the_prediction():
         visible = x.clone()
         visible[:, :, 6, 0:13, 0:13] = torch.rand(3, 13, 13)
         assert not torch.allclose(model(visible, mask), clean)
+
+
+def test_motion_target_is_zero_where_nothing_moves():
+    from ifdd_bench.pretext.masked import motion_residual
+
+    x = torch.rand(1, 3, 1, 8, 8).expand(1, 3, 4, 8, 8).clone()  # a still clip
+    x[0, :, 2, :4, :4] += 0.5  # one block changes in one frame
+    residual = motion_residual(x)
+    assert residual[..., 4:, 4:].abs().max() == 0 and residual[0, :, 2, :4, :4].abs().min() > 0
+    model = MaskedVideoModel(registry.create_model("ifdd_tiny", "gap"), "motion")
+    units = model.targets(torch.rand(1, 1, 1, 64, 64).expand(1, 3, 16, 64, 64))  # still clip
+    assert units.shape == (1, 8, 4, 4, 1536) and units.abs().max() < 1e-4  # float rounding, not amplified

@@ -200,26 +200,17 @@ def _mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return ((pred - target) ** 2).mean()  # (B, T', targets) -> scalar
 
 
-def _train_epoch(model: nn.Module, optim: torch.optim.Optimizer, sched: Any, clips: torch.Tensor,
-                 targets: torch.Tensor, batches: list[torch.Tensor], on_step: Callable[[dict], None],
-                 mask_ratio: float | None = None) -> float:
-    """One pass over ``batches`` (index tensors); returns the clip-weighted mean loss.
-
-    With ``mask_ratio`` the model is a :class:`MaskedVideoModel` and each batch gets fresh masks
-    from torch's global generator (restored on resume); otherwise it regresses ``targets``.
-    """
+def _train_epoch(model: nn.Module, step: Callable[[torch.Tensor, torch.Tensor], Any], sched: Any,
+                 clips: torch.Tensor, batches: list[torch.Tensor], on_step: Callable[[dict], None]) -> float:
+    """One pass over ``batches`` (index tensors); ``step(x, idx)`` is the objective's training step
+    (chosen once per run in :func:`pretrain`). Returns the clip-weighted mean loss."""
     model.train()
     total, seen = 0.0, 0
-    for step, idx in enumerate(batches):
-        x = _as_input(clips[idx])  # (B, 3, T, H, W)
-        if mask_ratio is None:
-            out = train_step(model, x, targets[idx], optim, _mse)
-        else:
-            mask = sample_mask(len(idx), model.grid, mask_ratio)  # (B, t, h, w)
-            out = train_step(partial(model, mask=mask), x, (model.targets(x), mask), optim, masked_mse)
+    for i, idx in enumerate(batches):
+        out = step(_as_input(clips[idx]), idx)  # x: (B, 3, T, H, W)
         sched.step()
         total, seen = total + float(out.loss) * len(idx), seen + len(idx)
-        on_step({"step": step + 1, "steps": len(batches), "loss": total / seen})
+        on_step({"step": i + 1, "steps": len(batches), "loss": total / seen})
     return total / seen
 
 
@@ -275,6 +266,14 @@ def pretrain(cfg: PretextConfig, out: str | Path, *, progress: Progress | None =
         val_masks = sample_mask(len(val_x), model.grid, cfg.mask_ratio,
                                 generator=torch.Generator().manual_seed(cfg.seed + 1))
     optim = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if masked:
+        def step(x: torch.Tensor, idx: torch.Tensor) -> Any:
+            # fresh masks from torch's global generator, which a resumed run restores
+            mask = sample_mask(len(idx), model.grid, cfg.mask_ratio)  # (B, t, h, w)
+            return train_step(partial(model, mask=mask), x, (model.targets(x), mask), optim, masked_mse)
+    else:
+        def step(x: torch.Tensor, idx: torch.Tensor) -> Any:
+            return train_step(model, x, train_y[idx], optim, _mse)
     steps_per_epoch = math.ceil(cfg.clips / cfg.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(optim, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch,
                                                 pct_start=0.1, anneal_strategy="cos")
@@ -294,9 +293,8 @@ def pretrain(cfg: PretextConfig, out: str | Path, *, progress: Progress | None =
     for epoch in range(first_epoch, cfg.epochs):
         t0 = time.perf_counter()
         batches = _batches(cfg.clips, cfg.batch_size, gen)
-        train_mse = _train_epoch(model, optim, sched, train_x, train_y, batches,
-                                 lambda info: emit({"kind": "step", "epoch": epoch, "epochs": cfg.epochs, **info}),
-                                 mask_ratio=cfg.mask_ratio if masked else None)
+        train_mse = _train_epoch(model, step, sched, train_x, batches,
+                                 lambda info: emit({"kind": "step", "epoch": epoch, "epochs": cfg.epochs, **info}))
         val = (evaluate_masked(model, val_x, val_masks, cfg.batch_size) if masked
                else evaluate(model, val_x, val_y, cfg.batch_size))
         history.append({"epoch": epoch, "train_mse": train_mse, "val_mse": val["mse"], "val_r2_mean": val["r2_mean"],
