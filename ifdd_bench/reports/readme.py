@@ -134,7 +134,7 @@ def _figure_lines(summary: pd.DataFrame | None, model: str, reference: str, link
     return lines + [sentence + "."]
 
 
-def _temporal_lines(result, model: str, names: dict[str, str], link_dir: str) -> list[str]:
+def _temporal_lines(result, names: dict[str, str]) -> list[str]:
     """(f) The temporal-reliance table and one computed sentence: which entries lose UAR when the
     frames are shuffled or one frame stands for the clip, with intervals that exclude 0."""
     table = result.tables.get("temporal_reliance")
@@ -308,7 +308,7 @@ def headline_markdown(result, *, model: str, variants: Sequence[str], dataset: s
     if result.reference_note:
         survive = f"No paired statistics: {result.reference_note}."
     lines += [f"**What survives.** {survive}" + (f" {clips}" if clips else ""), ""]
-    lines += _temporal_lines(result, model, names, link_dir)
+    lines += _temporal_lines(result, names)
     lines.append(f"Every table, figure and statistic: [report.md]({link_dir}/report.md). After retraining, "
                  f"`{command}` regenerates this block and the model table from the results.")
     return "\n".join(lines) + "\n"
