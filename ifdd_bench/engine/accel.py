@@ -145,7 +145,11 @@ class CompileFallback(nn.Module):
             except Exception as err:  # noqa: BLE001 - only compile failures fall back
                 if not _compile_failure(err):
                     raise
+                # dynamo wraps the model's own errors too: run eagerly first, and fall back (with
+                # its message) only when the eager model works, so a model error stays a model error
+                out = self.module(*args, **kwargs)
                 self._fall_back(err)
+                return out
         return self.module(*args, **kwargs)
 
 
