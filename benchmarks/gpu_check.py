@@ -289,6 +289,8 @@ def section_compare(check: Check) -> dict[str, Any]:
         for config in configs:
             check.log(f"compare {mode}: building {config['name']}")
             try:  # a configuration that cannot build or step is recorded; the others are still compared
+                # earlier configurations stay alive for interleaving: count only what this one adds
+                held = torch.cuda.memory_allocated(device) if device.type == "cuda" else 0
                 stepper = Stepper(check, config, mode)
                 if device.type == "cuda":
                     torch.cuda.reset_peak_memory_stats(device)
@@ -296,7 +298,7 @@ def section_compare(check: Check) -> dict[str, Any]:
                     stepper.step()
                 if device.type == "cuda":
                     torch.cuda.synchronize(device)
-                    peaks[config["name"]] = torch.cuda.max_memory_allocated(device) / 2**20
+                    peaks[config["name"]] = (torch.cuda.max_memory_allocated(device) - held) / 2**20
             except Exception as err:  # noqa: BLE001
                 failures.append({"mode": mode, "config": config["name"], "error": f"{type(err).__name__}: {err}"})
                 check.log(f"compare {mode}: {config['name']} FAILED {failures[-1]['error']}")
@@ -375,6 +377,8 @@ def section_train(check: Check) -> dict[str, Any]:
 
     plan, device = check.plan, check.device
     precision = "bf16"
+    if device.type == "cuda":  # this section's own peak, not an earlier section's
+        torch.cuda.reset_peak_memory_stats(device)
     data_cfg = DataConfig(dataset="synth", data_root=str(_synth_root(check)), frames=plan.frames,
                           segments=plan.frames, size=plan.size, train_aug="unified",
                           clip_cache=str(Path(check.args.workdir) / "clip-cache"))
@@ -432,7 +436,7 @@ def section_train(check: Check) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------------
-# 3. profile: every registered model, through the `ifdd-bench profile` library
+# 4. profile: every registered model, through the `ifdd-bench profile` library
 
 
 def section_profile(check: Check) -> dict[str, Any]:
@@ -474,7 +478,7 @@ def section_profile(check: Check) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------------
-# 4. data: what the loader delivers against what the card consumes
+# 3. data: what the loader delivers against what the card consumes
 
 
 def section_data(check: Check) -> dict[str, Any]:
