@@ -135,9 +135,11 @@ def evaluate(source: str | os.PathLike, **options: Any) -> dict[str, Any]:
 
 
 def predict(source: str | os.PathLike, paths: str | os.PathLike | Sequence[str | os.PathLike], *,
-            device: str = "auto", batch_size: int = 8, top: int | None = None) -> dict[str, Any]:
+            device: str = "auto", batch_size: int = 8, top: int | None = None, crop: bool | None = None,
+            crop_config: Any = None) -> dict[str, Any]:
     """Class probabilities of frame folders or video files (``ifdd-bench predict``) with a run
-    folder's or checkpoint's model, read as the run read its clips.
+    folder's or checkpoint's model, read as the run read its clips. ``crop`` (None: video files
+    only; False: ``--no-crop``) and ``crop_config`` say which clips are face-cropped first.
 
     Returns ``{"classes", "predictions": [{"path", "label", "prob", "probs", "top"}], ...}``
     (see :func:`ifdd_bench.engine.predict.predict`).
@@ -145,7 +147,8 @@ def predict(source: str | os.PathLike, paths: str | os.PathLike | Sequence[str |
     from ifdd_bench.engine.predict import predict as run_predict
 
     items = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
-    return run_predict(items, checkpoint=source, device=device, batch_size=batch_size, top=top)
+    return run_predict(items, checkpoint=source, device=device, batch_size=batch_size, top=top, crop=crop,
+                       crop_config=crop_config)
 
 
 def export(source: str | os.PathLike, formats: str | Sequence[str] = ("pt2", "onnx"),

@@ -39,6 +39,8 @@ PROTOCOLS = ("reference", "unified")
 PERTURBATIONS = ("shuffle", "reverse", "single", "freeze-apex", "half-rate")
 #: the perturbations that need each clip's apex frame (known on SynthDFER only: its clips.csv)
 APEX_PERTURBATIONS = ("freeze-apex",)
+#: fewest frames per clip a perturbation can reorder
+PROBE_MIN_FRAMES = 2
 
 
 def parse_perturbations(text: str | Sequence[str] | None, *, option: str = "--perturb") -> tuple[str, ...]:

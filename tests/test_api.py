@@ -95,3 +95,14 @@ def test_evaluate_predict_and_export_from_python(trained, tmp_path):
     record = ifdd_bench.export(trained["run_dir"], "pt2", tmp_path / "deploy")
     assert record["ok"] and (tmp_path / "deploy" / "model.pt2").is_file()
     assert record["run_id"] == trained["row"]["run_id"]
+
+
+def test_bad_batch_sizes_are_refused_before_any_file_is_read(tmp_path):
+    from ifdd_bench.engine.export import MAX_BATCH, export_run
+    from ifdd_bench.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="batch_size must be an integer >= 1"):
+        ifdd_bench.predict(tmp_path / "no-run", tmp_path / "clip.mp4", batch_size=0)
+    with pytest.raises(ConfigError, match=f"between 1 and {MAX_BATCH - 1}"):
+        export_run(tmp_path / "no-run", "pt2", batch=MAX_BATCH)
+    assert list(tmp_path.iterdir()) == []

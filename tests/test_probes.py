@@ -189,3 +189,20 @@ def test_paired_clip_intervals_match_the_metrics_and_do_not_depend_on_the_other_
     assert alone["uar_low"][0] == both["uar_low"][1] and alone["war_high"][0] == both["war_high"][1]
     same = paired_clip_intervals(labels, ref, ref[:, None], n_resamples=200)
     assert same["uar_low"][0] == same["uar_high"][0] == 0.0  # identical predictions: no difference in any draw
+
+
+def test_every_perturbation_has_its_own_fixed_random_stream():
+    from ifdd_bench.config import PERTURBATIONS
+
+    assert set(P.PERTURBATION_STREAM) == set(PERTURBATIONS)
+    assert len(set(P.PERTURBATION_STREAM.values())) == len(PERTURBATIONS)
+
+
+def test_sweep_probe_options_that_cannot_work_are_refused_at_planning():
+    from ifdd_bench.sweep import plan_sweep
+
+    with pytest.raises(ConfigError, match="--no-probes turns the probes off"):
+        plan_sweep("static_control", "full", probes=False, perturb="shufle")
+    with pytest.raises(ConfigError, match="read 1 frame"):
+        plan_sweep("static_control", "full", overrides=["frames=1"])
+    assert plan_sweep("static_control", "full", overrides=["frames=1"], probes=False).probes == ()

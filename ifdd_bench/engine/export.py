@@ -134,8 +134,8 @@ def export_run(source: str | os.PathLike, formats: str | Sequence[str] = FORMATS
     "stage"}`` events.
     """
     names = parse_formats(formats)
-    if batch < 1:
-        raise ConfigError(f"--batch must be >= 1, got {batch}")
+    if not 1 <= batch < MAX_BATCH:  # the check also runs batch + 1, which must stay in the dynamic range
+        raise ConfigError(f"--batch must be between 1 and {MAX_BATCH - 1}, got {batch}")
     model, ckpt = load_model(source, "cpu")  # a damaged or foreign file -> CheckpointError
     path = Path(ckpt["path"])
     out = Path(out_dir) if out_dir is not None else path.parent / EXPORT_DIR

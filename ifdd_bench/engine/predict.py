@@ -28,8 +28,8 @@ import torch
 from ifdd_bench.config import DataConfig, from_dict
 from ifdd_bench.engine.checkpoint import load_model
 from ifdd_bench.engine.distributed import resolve_device
-from ifdd_bench.errors import DataError
-from ifdd_bench.models.output import unpack_output
+from ifdd_bench.engine.loop import clip_logits
+from ifdd_bench.errors import ConfigError, DataError
 
 
 def _check_paths(paths: Sequence[str | Path]) -> list[Path]:
@@ -87,6 +87,8 @@ def predict(paths: Sequence[str | Path], *, checkpoint: str | Path, device: str 
     """
     import tempfile
 
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"predict: batch_size must be an integer >= 1, got {batch_size!r}")
     paths = _check_paths(paths)
     dev, _ = resolve_device(device)
     model, ckpt = load_model(checkpoint, dev)
@@ -114,12 +116,7 @@ def _classify(model: torch.nn.Module, ckpt: dict, records: list, dev: torch.devi
     for start in range(0, len(dataset), batch_size):
         items = [dataset[i][0] for i in range(start, min(start + batch_size, len(dataset)))]
         x = torch.stack(items).to(dev)  # (B, C, T, H, W) or (B, V, C, T, H, W)
-        views = x.shape[1] if x.dim() == 6 else 1
-        if x.dim() == 6:
-            x = x.flatten(0, 1)  # (B*V, C, T, H, W)
-        logits, _, _ = unpack_output(model(x))
-        logits = logits.float().view(len(items), views, -1).mean(dim=1)  # (B, K)
-        probs = torch.softmax(logits, dim=-1).cpu()
+        probs = torch.softmax(clip_logits(model, x), dim=-1).cpu()  # views averaged as in evaluation
         for j, p in enumerate(probs):
             ranked = sorted(zip(classes, p.tolist()), key=lambda kv: -kv[1])
             out.append({"path": str(dataset.records[start + j].source), "label": ranked[0][0], "prob": ranked[0][1],

@@ -39,7 +39,7 @@ import torch.nn as nn
 from torch.utils.data import DataLoader
 
 from ifdd_bench.clipstats import CLIP_CI_METHOD, paired_clip_intervals
-from ifdd_bench.config import APEX_PERTURBATIONS, PERTURBATIONS, DataConfig
+from ifdd_bench.config import APEX_PERTURBATIONS, PERTURBATIONS, PROBE_MIN_FRAMES, DataConfig
 from ifdd_bench.data.dataset import item_seed
 from ifdd_bench.engine.metrics import classification_metrics
 from ifdd_bench.errors import ConfigError, DataError
@@ -48,7 +48,7 @@ from ifdd_bench.events import Progress
 #: the unperturbed input, scored in the same pass
 CLEAN = "clean"
 #: fewest frames per clip a perturbation needs (one frame has no order to perturb)
-MIN_FRAMES = 2
+MIN_FRAMES = PROBE_MIN_FRAMES
 #: resamples and confidence of the clip bootstrap behind each Δ's interval
 N_RESAMPLES = 10_000
 CONFIDENCE = 0.95
@@ -145,10 +145,15 @@ def perturb(name: str, clip: torch.Tensor, *, gen: torch.Generator | None = None
     raise ConfigError(f"unknown perturbation {name!r}; valid: {', '.join(PERTURBATIONS)}")
 
 
+#: random stream of each perturbation, fixed per name so that reordering or adding names in
+#: PERTURBATIONS (the table order) never changes the committed probes' draws
+PERTURBATION_STREAM = {"shuffle": 1, "reverse": 2, "single": 3, "freeze-apex": 4, "half-rate": 5}
+
+
 def clip_generator(seed: int, name: str, index: int) -> torch.Generator:
     """The generator of clip ``index`` under perturbation ``name``: seeded by (seed, name, index)."""
     gen = torch.Generator()
-    gen.manual_seed(item_seed(seed, PERTURBATIONS.index(name) + 1, index))
+    gen.manual_seed(item_seed(seed, PERTURBATION_STREAM[name], index))
     return gen
 
 

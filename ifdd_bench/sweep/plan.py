@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from ifdd_bench import registry
-from ifdd_bench.config import (APEX_PERTURBATIONS, PERTURBATIONS, DataConfig, RunSpec, TrainConfig, parse_loggers,
-                               parse_overrides, parse_perturbations, to_dict, train_hash)
+from ifdd_bench.config import (APEX_PERTURBATIONS, PERTURBATIONS, PROBE_MIN_FRAMES, DataConfig, RunSpec, TrainConfig,
+                               parse_loggers, parse_overrides, parse_perturbations, to_dict, train_hash)
 from ifdd_bench.data.labels import NUM_FOLDS
 from ifdd_bench.errors import ConfigError, suggest
 from ifdd_bench.recipe import Recipe
@@ -147,6 +147,9 @@ def resolve_probes(probes: bool, perturb: str | Sequence[str] | None, dataset: s
     asking for freeze-apex on a dataset without apex knowledge raises :class:`ConfigError`.
     """
     if not probes:
+        if perturb is not None:
+            raise ConfigError("--perturb chooses the probes' perturbations, and --no-probes turns the probes off",
+                              hint="drop one of the two")
         return ()
     apex = has_apex(dataset, data_root)
     if perturb is None:
@@ -390,7 +393,11 @@ def plan_sweep(
         probes=resolve_probes(probes, perturb, dataset, data_root),
         loggers=parse_loggers(loggers),
     )
-    plan.cells()  # every variant must accept the overrides; refusals surface now
+    cells = plan.cells()  # every variant must accept the overrides; refusals surface now
+    short = sorted({c.spec.data.frames for c in cells if c.spec.data.frames < PROBE_MIN_FRAMES})
+    if plan.probes and short:
+        raise ConfigError(f"the probes reorder frames, and these cells read {short[0]} frame(s) per clip; they need "
+                          f"at least {PROBE_MIN_FRAMES}", hint="add --no-probes, or train with more frames")
     return plan
 
 
