@@ -76,10 +76,11 @@ def load_run(source: str | os.PathLike, device: str = "cpu") -> LoadedRun:
     :class:`~ifdd_bench.errors.CheckpointError`.
     """
     from ifdd_bench.engine.checkpoint import load_model
+    from ifdd_bench.engine.evaluate import require_run_checkpoint
     from ifdd_bench.engine.migrate import spec_of
     from ifdd_bench.engine.runfiles import CONFIG
 
-    model, ckpt = load_model(source, device)
+    model, ckpt = load_model(source, device, accept=require_run_checkpoint)  # older scheme: the migrate hint
     path = Path(ckpt["path"])
     config_file = path.parent / CONFIG
     config = ckpt

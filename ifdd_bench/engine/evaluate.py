@@ -60,10 +60,11 @@ def check_scheme(ckpt: dict, path: Path) -> None:
             hint=f"rename it first: ifdd-bench runs migrate --runs-dir {folder.parent}")
 
 
-def _evaluable(ckpt: dict, path: Path) -> None:
-    """``load_model``'s accept hook: the current identity scheme and the configs eval rebuilds from."""
+def require_run_checkpoint(ckpt: dict, path: Path) -> None:
+    """``load_model``'s accept hook for what rebuilds a run (eval, ``ifdd_bench.load_run``): the
+    current identity scheme and the configs and names the run's spec is made of."""
     check_scheme(ckpt, path)
-    for key in ("data_config", "train_config"):
+    for key in ("data_config", "train_config", "variant"):
         if key not in ckpt:
             raise CheckpointError(f"checkpoint {path} lacks {key!r}; it cannot be evaluated")
 
@@ -140,7 +141,7 @@ def evaluate_run(source: str | Path, *, dataset: str | None = None, data_root: s
     names = parse_perturbations(perturb)
     if split not in SPLITS:
         raise ConfigError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
-    model, ckpt = load_model(source, "cpu", accept=_evaluable)  # read once; moved to the device below
+    model, ckpt = load_model(source, "cpu", accept=require_run_checkpoint)  # read once; moved to the device below
     path = Path(ckpt["path"])
     run_dir = path.parent
     protocol = ckpt.get("protocol", "unified")
