@@ -420,3 +420,15 @@ def test_a_failing_compile_falls_back_to_eager_with_a_message(tmp_path, monkeypa
     fit(eager, fx.make_bundle())
     a, b = (load_checkpoint(_run_dir(s) / "last.pt")["model_state"] for s in (spec, eager))
     assert all(torch.equal(a[k], b[k]) for k in a)  # the fallback is the eager run
+
+
+def test_channels_last_lays_out_conv3d_weights_of_a_model_with_conv2d_too():
+    import torch
+    from torch import nn
+
+    from ifdd_bench.engine.loop import channels_last_3d
+
+    model = nn.Sequential(nn.Conv3d(3, 4, 3), nn.Conv2d(4, 4, 1))  # .to(memory_format=...) would raise here
+    channels_last_3d(model)
+    assert model[0].weight.is_contiguous(memory_format=torch.channels_last_3d)
+    assert model[1].weight.is_contiguous()

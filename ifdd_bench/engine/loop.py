@@ -87,7 +87,7 @@ def fit(spec: RunSpec, bundle: Any, *, ctx: D.DistContext | None = None, progres
         seed_everything(derive_seed(cfg.seed, "init"))
         model = build_from_config(spec.model, model_cfg).to(device)
         if cfg.channels_last and device.type == "cuda":
-            model = model.to(memory_format=torch.channels_last_3d)
+            channels_last_3d(model)
         optimizer = build_optimizer(model, cfg)
         scheduler = build_scheduler(optimizer, cfg)
         scaler = grad_scaler(precision, device)
@@ -228,6 +228,14 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim
     return {"loss": total_loss / max(total_clips, 1), "cls_loss": total_cls / max(total_clips, 1),
             "clips": int(total_clips), "steps": steps, "wall": wall,
             "data_wait": data_wait, "compute": compute, "bookkeeping": bookkeeping}
+
+
+def channels_last_3d(model: nn.Module) -> None:
+    """Lay out the model's 5-D (Conv3d) weights channels-last in place. ``model.to(memory_format=
+    channels_last_3d)`` fails on any model that also has a 4-D weight, as IFDD's Conv2d layers are."""
+    for param in model.parameters():
+        if param.dim() == 5:
+            param.data = param.data.contiguous(memory_format=torch.channels_last_3d)
 
 
 def clip_logits(model: nn.Module, x: torch.Tensor, *, autocast: Callable = contextlib.nullcontext,
