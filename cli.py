@@ -15,7 +15,7 @@ import click
 
 from ifdd_bench import console as show
 from ifdd_bench.console import err_console
-from ifdd_bench.config import DEFAULT_DEVICE
+from ifdd_bench.config import DEFAULT_DEVICE, PRECISIONS
 from ifdd_bench.errors import BenchError
 from ifdd_bench.recipe import shipped_recipes
 from ifdd_bench.spec import REQUEST_DEFAULTS
@@ -89,7 +89,7 @@ def gpu_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """``--precision`` and ``--compile`` of the training commands (docs/gpu.md)."""
     fn = click.option("--compile", "compile_", is_flag=True,
                       help="torch.compile the model (falls back to eager with a message if compiling fails).")(fn)
-    return click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default=None,
+    return click.option("--precision", type=click.Choice(PRECISIONS), default=None,
                         help="Autocast precision (bf16: no loss scaling; fp16: GradScaler, CUDA only) [default: "
                              "the config's, fp32]; same meaning as on `profile`.")(fn)
 
@@ -172,7 +172,7 @@ def data_check_cmd(dataset, data_root, folds, frame_source, label_order, clip_le
 @click.option("--model", default="ifdd_tiny", show_default=True,
               help="Also time this model's training step on --device and compare ('none' to skip).")
 @device_option()
-@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default=None,
+@click.option("--precision", type=click.Choice(PRECISIONS), default=None,
               help="Autocast of the model's step [default: fp32 on cpu, bf16 on cuda].")
 @click.option("--json", "as_json", is_flag=True, help="Print rows as JSON.")
 def data_bench_cmd(clips: int, workers_csv: str, decoders: str, repeats: int, model: str, device: str,
@@ -360,15 +360,17 @@ def train_cmd(config, model, variant, dataset, data_root, fold, seed, protocol, 
     "ifdd-bench config show --model ifdd_tiny -s lr=1e-3 > my_recipe.yaml     # a recipe to edit and cite",
     "ifdd-bench config show --config my_recipe.yaml --fold 3"])
 @run_options
+@gpu_options
 def config_show_cmd(config, model, variant, dataset, data_root, fold, seed, protocol, sets, epochs, device, runs_dir,
-                    results_dir) -> None:
+                    results_dir, precision, compile_) -> None:
     """Print the fully resolved run spec that `run train` with the same options trains, as YAML.
 
     It names the run id and its recipe hash (the run's training identity), and reads back as a
     recipe: `--config` of the printed file trains the same run.
     """
     from ifdd_bench.recipe import spec_yaml
-    from ifdd_bench.spec import run_spec
+    from ifdd_bench.spec import option_overrides, run_spec
+    sets = [*option_overrides(precision=precision, compile=compile_), *sets]
     spec = run_spec(config, model=model, variant=variant, dataset=dataset, data_root=data_root, fold=fold, seed=seed,
                     protocol=protocol, epochs=epochs, overrides=sets, device=device, runs_dir=runs_dir,
                     results_dir=results_dir)

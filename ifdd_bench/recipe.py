@@ -160,6 +160,9 @@ def _mapping_lines(node: yaml.Node, source: str) -> dict[str, tuple[int, yaml.No
     out: dict[str, tuple[int, yaml.Node]] = {}
     for key_node, value_node in node.value:
         key, line = str(key_node.value), key_node.start_mark.line + 1
+        if key_node.tag != "tag:yaml.org,2002:str":  # 1:, on:, yes:, << are not text keys to YAML
+            raise ConfigError(f"{source}, line {line}: key {key!r} is not read as text by YAML (a number, a "
+                              "yes/no/on/off boolean or a merge key)", hint=f"quote it if it is meant: '{key}':")
         if key in out:
             raise ConfigError(f"{source}, line {line}: key {key!r} appears twice (first on line {out[key][0]})")
         out[key] = (line, value_node)

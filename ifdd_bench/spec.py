@@ -195,7 +195,11 @@ def build_run_spec(
     try:
         check_dataset(dataset, data_root)
     except ConfigError as err:
-        if recipe is None or dataset != recipe.get("dataset") or data_root:
+        if recipe is None or dataset != recipe.get("dataset"):
+            raise
+        if dataset not in DATASETS:  # a misspelled name in the recipe: say where, not "add --data-root"
+            raise ConfigError(f"{recipe.where('dataset')}: {err.message}", hint=err.hint) from None
+        if data_root:
             raise
         raise ConfigError(f"{recipe.where('dataset')}: the recipe is for dataset {dataset}, which needs --data-root "
                           "pointing at the dataset folder as shipped", hint=err.hint) from None

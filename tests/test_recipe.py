@@ -148,6 +148,10 @@ def test_ablation_reads_the_sweep_keys_and_the_command_line_wins(tmp_path):
     ("model: ifdd_tiny\nepochs: 3\nset:\n  epochs: 4\n", ["epochs is given twice"]),
     ("- model: ifdd_tiny\n", ["YAML mapping"]),
     ("", ["empty"]),
+    ("model: ifdd_tiny\non: 3\n", ["line 2", "not read as text"]),
+    ("model: ifdd_tiny\nset:\n  1: 3\n", ["line 3", "not read as text"]),
+    ("<<: {model: ifdd_tiny}\n", ["line 1", "not read as text"]),
+    ("model: ifdd_tiny\ndataset: dfw\n", ["unknown dataset", "dfew"]),
 ])
 def test_bad_recipe_names_file_line_and_key(tmp_path, text, needles):
     path = _write(tmp_path, text)
@@ -192,3 +196,9 @@ def test_parse_recipe_keeps_lines_of_nested_set_entries():
     recipe = parse_recipe("model: ifdd\nset:\n  train:\n    lr: 1.0e-4\n  data.size: 96\n", "inline")
     assert recipe.overrides == (("train.lr=0.0001", 4), ("data.size=96", 5))
     assert recipe.where("model") == "inline, line 1"
+
+
+def test_config_show_takes_the_training_precision_options():
+    shown = _invoke("config", "show", "--model", "ifdd_tiny", "--precision", "bf16")
+    assert shown.exit_code == 0, shown.output
+    assert f"run_id: {run_spec(model='ifdd_tiny', overrides=['precision=bf16']).run_id}" in shown.output
