@@ -299,6 +299,8 @@ def parse_loggers(values: str | Sequence[str] | None) -> tuple[str, ...]:
     :class:`ConfigError` (naming the extra to install) before anything runs."""
     items = [values] if isinstance(values, str) else list(values or ())
     names = tuple(dict.fromkeys(n.strip().lower() for item in items for n in str(item).split(",") if n.strip()))
+    if any(str(item).strip() for item in items) and not names:  # "--log ," names nothing
+        raise ConfigError(f"--log needs a logger name: {', '.join(LOGGERS)}")
     for name in names:
         if name not in LOGGERS:
             raise ConfigError(f"unknown logger {name!r}{suggest(name, LOGGERS)}; valid: {', '.join(LOGGERS)}",

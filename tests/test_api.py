@@ -106,3 +106,10 @@ def test_bad_batch_sizes_are_refused_before_any_file_is_read(tmp_path):
     with pytest.raises(ConfigError, match=f"between 1 and {MAX_BATCH - 1}"):
         export_run(tmp_path / "no-run", "pt2", batch=MAX_BATCH)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_package_top_offers_exactly_the_api_module():
+    from ifdd_bench import api
+
+    assert set(ifdd_bench._API) == set(api.__all__)
+    assert all(getattr(ifdd_bench, name) is getattr(api, name) for name in api.__all__)

@@ -162,3 +162,11 @@ def test_every_sweep_cell_logs_and_the_sweep_id_stays(root):
     logged, plain = plan("tensorboard"), plan(())
     assert [c.spec.loggers for c in logged.cells()] == [("tensorboard",)] * 4
     assert logged.sweep_id == plain.sweep_id and [c.run_id for c in logged.cells()] == [c.run_id for c in plain.cells()]
+
+
+def test_a_log_option_that_names_nothing_is_refused():
+    from ifdd_bench.config import parse_loggers
+
+    with pytest.raises(ConfigError, match="--log needs a logger name"):
+        parse_loggers(",")
+    assert parse_loggers("") == () and parse_loggers(None) == ()

@@ -52,6 +52,7 @@ def test_shuffle_is_a_seeded_permutation_other_than_the_identity_and_the_same_fo
 def test_reverse_twice_is_the_identity():
     clip = _clip(5, views=2)
     assert _order(P.reverse(_clip(5))) == [4.0, 3.0, 2.0, 1.0, 0.0]
+    assert _order(P.reverse(clip)) == [[4.0, 3.0, 2.0, 1.0, 0.0], [14.0, 13.0, 12.0, 11.0, 10.0]]  # per view
     assert torch.equal(P.reverse(P.reverse(clip)), clip)
 
 

@@ -112,8 +112,8 @@ def import_cv2():
         import cv2
     except ImportError:
         raise DataError("face cropping needs OpenCV, which is not installed",
-                        hint="pip install 'ifdd-bench[face]' (or pass --no-crop for clips that are already "
-                             "face crops)") from None
+                        hint="pip install 'ifdd-bench[face]' (predict only: --no-crop skips cropping for "
+                             "clips that are already face crops)") from None
     if not hasattr(cv2, "data") or not (Path(cv2.data.haarcascades) / CASCADE).is_file():
         raise DataError(f"OpenCV {cv2.__version__} has no {CASCADE} (OpenCV 5 wheels no longer ship the "
                         "Haar cascades)", hint="pip install 'opencv-python-headless>=4.5,<5'")
