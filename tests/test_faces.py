@@ -166,6 +166,8 @@ def test_crop_boxes_are_squares_inside_the_frame():
 def test_bad_settings_and_a_missing_opencv_are_clear(monkeypatch):
     with pytest.raises(ConfigError, match="margin=-1 must be in"):
         CropConfig(margin=-1)
+    with pytest.raises(ConfigError, match="smooth=6 must be odd"):  # a centred window has an odd width
+        CropConfig(smooth=6)
     monkeypatch.setitem(sys.modules, "cv2", None)  # import cv2 -> ImportError
     with pytest.raises(DataError, match=r"pip install 'ifdd-bench\[face\]'"):
         import_cv2()

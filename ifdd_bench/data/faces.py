@@ -70,7 +70,7 @@ class CropConfig:
                   ("shift", -0.5 <= self.shift <= 0.5, "in [-0.5, 0.5]"),
                   ("detect_every", 1 <= self.detect_every <= 100, "in [1, 100]"),
                   ("min_face", 0.01 <= self.min_face <= 1.0, "in [0.01, 1]"),
-                  ("smooth", 1 <= self.smooth <= 301, "in [1, 301]"),
+                  ("smooth", 1 <= self.smooth <= 301 and self.smooth % 2 == 1, "odd, in [1, 301] (a centred window)"),
                   ("min_detected", 0.0 < self.min_detected <= 1.0, "in (0, 1]"),
                   ("reacquire", 1 <= self.reacquire <= 1000, "in [1, 1000]")]
         for name, ok, valid in checks:
