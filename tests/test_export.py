@@ -73,6 +73,8 @@ def test_a_baseline_exports_into_its_run_folder_and_a_mismatch_exits_1(runs):
     assert all(info["max_abs_diff"] < 1e-4 for info in record["formats"].values())
     out = fx.run_cli("export", runs["c3d_tiny"], "--format", "pt2", "--atol", "-1")  # nothing can pass
     assert out.exit_code == 1 and ">-1" in out.text
+    # the pt2-only export replaced the folder's contents: no model.onnx that export.json does not list
+    assert sorted(p.name for p in (runs["c3d_tiny"] / "export").iterdir()) == [EXPORT_JSON, "model.pt2"]
 
 
 def test_a_damaged_checkpoint_writes_nothing(runs, tmp_path):

@@ -175,6 +175,8 @@ def export_run(source: str | os.PathLike, formats: str | Sequence[str] = FORMATS
         report[name] = info
 
     emit({"kind": "export", "stage": "writing"})
+    for name in set(FILES) - set(blobs):  # an earlier export's other format would outlive export.json's list
+        (out / FILES[name]).unlink(missing_ok=True)
     for name, data in blobs.items():
         target = write_bytes_atomic(out / FILES[name], data, fsync=True)
         report[name]["sha256"] = sha256_file(target)
