@@ -209,12 +209,13 @@ def _cuda_decode(paths: Sequence[Path], size: int) -> list[torch.Tensor | None]:
     through torchvision on the CPU."""
     from torchvision.io import ImageReadMode, decode_jpeg, read_file
 
-    check_decoder("cuda")
+    # the rank's own GPU: a spawned loader worker starts on cuda:0, whatever its rank set in the parent
+    device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     out: list[torch.Tensor | None] = [None] * len(paths)
-    jpeg = [i for i, p in enumerate(paths) if p.suffix.lower() in (".jpg", ".jpeg")]
-    others = set(range(len(paths))) - set(jpeg)
+    is_jpeg = [p.suffix.lower() in (".jpg", ".jpeg") for p in paths]
+    jpeg = [i for i, flag in enumerate(is_jpeg) if flag]
     for i, p in enumerate(paths):
-        if i in others:
+        if not is_jpeg[i]:
             try:
                 out[i] = resize_frames(_tv_decode_native(p)[None], size)[0]
             except FrameDecodeError:
@@ -227,12 +228,12 @@ def _cuda_decode(paths: Sequence[Path], size: int) -> list[torch.Tensor | None]:
             datas.append(None)
     readable = [(i, d) for i, d in zip(jpeg, datas) if d is not None and d.numel()]
     try:
-        images = decode_jpeg([d for _, d in readable], mode=ImageReadMode.RGB, device="cuda") if readable else []
+        images = decode_jpeg([d for _, d in readable], mode=ImageReadMode.RGB, device=device) if readable else []
     except RuntimeError:  # one corrupt frame fails the batch: decode one by one to find it
         images = []
         for _, d in readable:
             try:
-                images.append(decode_jpeg(d, mode=ImageReadMode.RGB, device="cuda"))
+                images.append(decode_jpeg(d, mode=ImageReadMode.RGB, device=device))
             except RuntimeError:
                 images.append(None)
     by_shape: dict[tuple[int, ...], list[tuple[int, torch.Tensor]]] = {}
