@@ -207,3 +207,20 @@ def test_sweep_probe_options_that_cannot_work_are_refused_at_planning():
     with pytest.raises(ConfigError, match="read 1 frame"):
         plan_sweep("static_control", "full", overrides=["frames=1"])
     assert plan_sweep("static_control", "full", overrides=["frames=1"], probes=False).probes == ()
+
+
+def test_a_damaged_synthdfer_truth_is_reported_not_taken_for_a_real_dataset(tmp_path):
+    from types import SimpleNamespace
+
+    from ifdd_bench.config import DataConfig
+    from ifdd_bench.data.synth.truth import META_FILE, TRUTH_FILE
+    from ifdd_bench.engine.capture import synth_truth
+    from ifdd_bench.errors import DataError
+
+    bundle = SimpleNamespace(info={"root": str(tmp_path)})
+    data = DataConfig(dataset="synth", data_root=str(tmp_path))
+    assert synth_truth(bundle, data) is None  # no synth.json: a DFEW-layout folder, no apex known
+    (tmp_path / META_FILE).write_text("{}")
+    (tmp_path / TRUTH_FILE).write_text("clip,nothing\n00001,1\n")
+    with pytest.raises(DataError):
+        synth_truth(bundle, data)

@@ -56,7 +56,7 @@ from ifdd_bench.atomic import atomic_path, write_text_atomic
 from ifdd_bench.config import DataConfig, from_dict
 from ifdd_bench.engine.checkpoint import load_model, resolve_checkpoint
 from ifdd_bench.engine.distributed import resolve_device
-from ifdd_bench.errors import CheckpointError, ConfigError, DataError, suggest
+from ifdd_bench.errors import CheckpointError, ConfigError, suggest
 from ifdd_bench.events import Progress
 from ifdd_bench.registry import get_entry
 
@@ -321,11 +321,11 @@ def synth_truth(bundle: Any, data_cfg: DataConfig):
     if data_cfg.dataset != "synth":
         return None
     from ifdd_bench.data.synth import load_truth
+    from ifdd_bench.data.synth.truth import META_FILE
 
-    try:
-        return load_truth(bundle.info["root"])
-    except DataError:
+    if not (Path(bundle.info["root"]) / META_FILE).is_file():
         return None  # a DFEW-layout folder passed as synth without the generator's truth
+    return load_truth(bundle.info["root"])  # a generated folder with a damaged truth: its DataError
 
 
 def save_capture(result: CaptureResult, out_dir: str | os.PathLike) -> Path:
