@@ -35,7 +35,7 @@ from ifdd_bench.atomic import json_text, write_text_atomic
 from ifdd_bench.errors import ConfigError, suggest
 from ifdd_bench.events import Progress
 from ifdd_bench.results import PER_CLASS_CSV, RUNS_CSV, append_rows
-from ifdd_bench.sweep.finished import cells_to_probe, in_plan_order, partition_finished
+from ifdd_bench.sweep.finished import cells_to_run, partition_finished
 from ifdd_bench.sweep.jobbook import JobBook
 from ifdd_bench.sweep.plan import Cell, SweepPlan
 from ifdd_bench.sweep.pool import CellPool, Runner, default_runner, pop_cell_seconds
@@ -139,9 +139,8 @@ def run_sweep(
     folder = Path(plan.runs_dir) / "sweeps" / plan.sweep_id
     folder.mkdir(parents=True, exist_ok=True)
     write_text_atomic(folder / "sweep.json", json_text(plan.describe()))
-    to_train, finished = partition_finished(cells, plan.results_dir)
-    to_probe = cells_to_probe(finished, plan.results_dir, plan.probes)
-    todo = in_plan_order(cells, to_train + to_probe)
+    todo, finished, to_probe = cells_to_run(cells, plan.results_dir, plan.probes)
+    to_train = [c for c in todo if c not in to_probe]
     skipped = [c.run_id for c in finished if c not in to_probe]
     outcome = SweepOutcome(plan.sweep_id, folder, len(cells), skipped=skipped,
                            probe_only=[c.run_id for c in to_probe])

@@ -145,11 +145,19 @@ def sweep_status(plan: SweepPlan, *, executor: str = "local", jobs: int | None =
     from ifdd_bench.engine.migrate import legacy_folders
 
     cells = plan.cells()
-    todo, finished = partition_finished(cells, plan.results_dir)
-    to_probe = cells_to_probe(finished, plan.results_dir, plan.probes)
-    return SweepStatus(plan, cells, in_plan_order(cells, todo + to_probe), finished,
+    todo, finished, to_probe = cells_to_run(cells, plan.results_dir, plan.probes)
+    return SweepStatus(plan, cells, todo, finished,
                        jobs if jobs is not None else default_jobs(plan, executor), train_hash(plan.train),
                        legacy_folders(plan.runs_dir), to_probe)
+
+
+def cells_to_run(cells: Sequence[Cell], results_dir: str,
+                 probes: Sequence[str]) -> tuple[list[Cell], list[Cell], list[Cell]]:
+    """``(todo, finished, to_probe)``: the cells to train plus the finished ones still to probe, in
+    plan order; the finished cells; and those of them that only get probed."""
+    to_train, finished = partition_finished(cells, results_dir)
+    to_probe = cells_to_probe(finished, results_dir, probes)
+    return in_plan_order(cells, to_train + to_probe), finished, to_probe
 
 
 def in_plan_order(cells: Sequence[Cell], some: Sequence[Cell]) -> list[Cell]:
