@@ -1,6 +1,8 @@
-"""The emotion-free pretext (masked-video and the earlier expression-motion objective): its clips, targets, pre-training loop and weight files."""
+"""The emotion-free pretext (masked-video, nuisance-motion and the earlier expression-motion objective): its clips, targets, pre-training loop and weight files."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import pytest
@@ -11,7 +13,8 @@ from ifdd_bench import registry
 from ifdd_bench.data.synth.dynamics import sample_clip_params
 from ifdd_bench.errors import CheckpointError, ConfigError
 from ifdd_bench.models.pretrained import BUILTIN_WEIGHTS, PRETEXT_FORMAT, load_pretrained
-from ifdd_bench.pretext.data import TARGET_NAMES, clip_targets, pretext_synth_config, render_pretext_clips
+from ifdd_bench.pretext.data import (NUISANCE_TARGET_NAMES, TARGET_NAMES, clip_targets, nuisance_targets,
+                                     pretext_synth_config, render_pretext_clips)
 from ifdd_bench.pretext.train import PretextConfig, pretrain
 
 
@@ -41,6 +44,20 @@ def test_clip_targets_average_frame_pairs_around_the_clip_mean():
     np.testing.assert_allclose(targets[:, :7].mean(0), 0.0, atol=1e-5)
     with pytest.raises(ConfigError, match="do not split into 5 token frames"):
         clip_targets(params, token_frames=5)
+
+
+def test_nuisance_targets_read_pose_shake_light_blink_and_talking_but_no_expression():
+    params = sample_clip_params(pretext_synth_config(16, size=32), 5)
+    targets = nuisance_targets(params, token_frames=8)  # (8, 9)
+    assert targets.shape == (8, len(NUISANCE_TARGET_NAMES))
+    pose = params.pose - params.pose.mean(0)
+    np.testing.assert_allclose(targets[3, :4], pose[6:8].mean(0), atol=1e-6)
+    talking = params.talking - params.talking.mean()
+    np.testing.assert_allclose(targets[:, 8], talking.reshape(8, 2).mean(1), atol=1e-6)
+    # the expression parameters (the variables of a label) do not reach the targets at all
+    other_face = dataclasses.replace(params, expression=np.random.default_rng(0).uniform(-1, 1, params.expression.shape))
+    np.testing.assert_array_equal(nuisance_targets(other_face, 8), targets)
+    assert not np.array_equal(clip_targets(other_face, 8), clip_targets(params, 8))
 
 
 def test_rendering_is_the_same_for_any_worker_count():
@@ -79,7 +96,7 @@ def test_pretrain_writes_backbone_weights_that_load_strictly(tmp_path):
         pretrain(_tiny(), out)
 
 
-@pytest.mark.parametrize("objective", ["masked-video", "expression-motion"])
+@pytest.mark.parametrize("objective", ["masked-video", "nuisance-motion", "expression-motion"])
 def test_pretrain_resumes_after_an_interruption_to_the_same_weights(tmp_path, objective):
     whole = tmp_path / "whole.pt"
     pretrain(_tiny(objective=objective), whole, threads=1)
@@ -99,6 +116,8 @@ def test_pretrain_resumes_after_an_interruption_to_the_same_weights(tmp_path, ob
     pretrain(_tiny(objective=objective), cut, progress=events.append, threads=1)
     assert {"kind": "resumed", "epoch": 1} in events
     a, b = torch.load(whole, weights_only=True), torch.load(cut, weights_only=True)
+    if objective == "nuisance-motion":
+        assert a["targets"] == list(NUISANCE_TARGET_NAMES) and set(a["history"][0]["val_r2"]) == set(NUISANCE_TARGET_NAMES)
     for key in a["state_dict"]:
         assert torch.equal(a["state_dict"][key], b["state_dict"][key]), key
     assert a["history"][1]["val_mse"] == pytest.approx(b["history"][1]["val_mse"], rel=1e-6)
@@ -109,7 +128,7 @@ def test_pretext_config_rejects_impossible_values(tmp_path):
         PretextConfig(epochs=0)
     with pytest.raises(ConfigError, match="pretext lr must be a positive"):
         PretextConfig(lr=0.0)
-    with pytest.raises(ConfigError, match="objective must be one of masked-video, expression-motion"):
+    with pytest.raises(ConfigError, match="objective must be one of masked-video, nuisance-motion, expression-motion"):
         PretextConfig(objective="labels")
     with pytest.raises(ConfigError, match="mask_ratio must be between 0 and 1"):
         PretextConfig(mask_ratio=1.0)

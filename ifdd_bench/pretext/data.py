@@ -1,4 +1,4 @@
-"""Clips of the emotion-free pretext (SynthDFER generator, disjoint seed) and the earlier expression-motion targets.
+"""Clips of the emotion-free pretext (SynthDFER generator, disjoint seed) and the regression objectives' targets.
 
 The pretext stands in for the Kinetics-400 initialisation of the paper's IFDD, which a CPU default
 cannot use (nothing is downloaded). It is built so that it never shows an emotion:
@@ -11,11 +11,14 @@ cannot use (nothing is downloaded). It is built so that it never shows an emotio
   benchmark appears in it (identities are drawn from ``SeedSequence([seed, identity])``).
 
 The default objective (masked-video, :mod:`ifdd_bench.pretext.masked`) reads only these clips'
-pixels. The targets below belong to the earlier ``expression-motion`` objective, kept to reproduce
-its weight file: per token frame (the embedding pairs input frames, T = 16 -> T' = 8), the 7
-expression parameters relative to their clip mean, plus the blink closure. Those parameters are the
-variables whose change defines a SynthDFER label, which is why that objective is no longer the
-default (docs/pretext.md).
+pixels. The two regression objectives read per-token-frame targets made here (the embedding pairs
+input frames, T = 16 -> T' = 8), each relative to its clip mean:
+
+* ``nuisance-motion``: head pose, camera shake, illumination, blink closure and the mouth opening of
+  talking, all emotion-irrelevant by construction (:data:`NUISANCE_TARGET_NAMES`);
+* ``expression-motion`` (the earlier default, kept to reproduce its weight file): the 7 expression
+  parameters plus the blink closure. Those parameters are the variables whose change defines a
+  SynthDFER label, which is why that objective is no longer the default (docs/pretext.md).
 """
 
 from __future__ import annotations
@@ -54,6 +57,10 @@ PRETEXT_KNOBS: dict[str, object] = {
 #: per-token-frame regression targets, in this column order
 TARGET_NAMES = ("brow_raise", "brow_furrow", "eye_open", "mouth_corner", "mouth_open", "lip_stretch",
                 "nose_wrinkle", "blink")
+#: per-token-frame targets of the nuisance-motion objective: only the generator's emotion-irrelevant
+#: dynamics (head pose, camera shake, illumination, blinks, talking), never an expression parameter
+NUISANCE_TARGET_NAMES = ("head_dx", "head_dy", "head_roll", "head_log_scale", "shake_x", "shake_y",
+                         "illumination", "blink", "talking")
 
 
 def pretext_synth_config(clips: int, *, size: int = 112, frames: int = 16, seed: int = PRETEXT_SEED) -> SynthConfig:
@@ -71,10 +78,32 @@ def clip_targets(params: ClipParams, token_frames: int) -> np.ndarray:
     """
     expression = params.expression - params.expression.mean(0, keepdims=True)  # (T, 7)
     per_frame = np.concatenate([expression, params.blink[:, None]], axis=1)  # (T, 8)
+    return _per_token_frame(per_frame, token_frames)
+
+
+def _per_token_frame(per_frame: np.ndarray, token_frames: int) -> np.ndarray:
+    """``(T, k)`` -> ``(token_frames, k)`` float32: consecutive groups of ``T // token_frames`` frames averaged."""
     t_len = per_frame.shape[0]
     if t_len % token_frames:
         raise ConfigError(f"pretext: {t_len} frames do not split into {token_frames} token frames")
     return per_frame.reshape(token_frames, t_len // token_frames, -1).mean(1).astype(np.float32)
+
+
+def nuisance_targets(params: ClipParams, token_frames: int) -> np.ndarray:
+    """``(token_frames, 9)`` nuisance-motion targets of one clip, relative to the clip mean.
+
+    Columns follow :data:`NUISANCE_TARGET_NAMES`: head pose (dx, dy, roll, log-scale), camera shake
+    (x, y), illumination gain, blink closure and the mouth opening that talking adds. Each is
+    emotion-irrelevant by construction of SynthDFER; the frames are grouped like :func:`clip_targets`.
+    """
+    per_frame = np.concatenate([params.pose, params.shake, params.gain[:, None], params.blink[:, None],
+                                params.talking[:, None]], axis=1)  # (T, 9)
+    return _per_token_frame(per_frame - per_frame.mean(0, keepdims=True), token_frames)
+
+
+#: target function of each regression objective
+TARGET_FUNCTIONS: dict[str, Callable[[ClipParams, int], np.ndarray]] = {
+    "expression-motion": clip_targets, "nuisance-motion": nuisance_targets}
 
 
 def _jpeg_round_trip(frame: np.ndarray, quality: int) -> np.ndarray:
@@ -86,14 +115,16 @@ def _jpeg_round_trip(frame: np.ndarray, quality: int) -> np.ndarray:
         return np.asarray(img.convert("RGB"))
 
 
-def _render_chunk(cfg: SynthConfig, indices: list[int], token_frames: int) -> tuple[np.ndarray, np.ndarray]:
-    """Render clips ``indices`` (numpy and Pillow only): uint8 ``(n, T, S, S, 3)``, targets ``(n, T', 8)``."""
+def _render_chunk(cfg: SynthConfig, indices: list[int], token_frames: int,
+                  objective: str = "expression-motion") -> tuple[np.ndarray, np.ndarray]:
+    """Render clips ``indices`` (numpy and Pillow only): uint8 ``(n, T, S, S, 3)``, targets ``(n, T', k)``."""
+    target_fn = TARGET_FUNCTIONS.get(objective, clip_targets)
     clips, targets = [], []
     for index in indices:
         params = sample_clip_params(cfg, index)
         frames = render_clip(params, cfg.size)[0]  # (T, S, S, 3) uint8, one copy (no context bias)
         clips.append(np.stack([_jpeg_round_trip(f, cfg.jpeg_quality) for f in frames]))
-        targets.append(clip_targets(params, token_frames))
+        targets.append(target_fn(params, token_frames))
     return np.stack(clips), np.stack(targets)
 
 
@@ -108,7 +139,7 @@ def _resized(clips: np.ndarray, out_size: int) -> np.ndarray:
 
 
 def render_pretext_clips(cfg: SynthConfig, out_size: int, token_frames: int = 8, *, workers: int | None = None,
-                         on_chunk: Callable[[int], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                         on_chunk: Callable[[int], None] | None = None, objective: str = "expression-motion") -> tuple[torch.Tensor, torch.Tensor]:
     """Render every pretext clip in parallel; uint8 ``(N, T, out, out, 3)`` and float ``(N, T', 8)``.
 
     Workers render and JPEG-encode (numpy/Pillow); this process resizes each chunk as it arrives, so
@@ -127,10 +158,10 @@ def render_pretext_clips(cfg: SynthConfig, out_size: int, token_frames: int = 8,
 
     if workers == 1:
         for span in spans:
-            keep(_render_chunk(cfg, span, token_frames))
+            keep(_render_chunk(cfg, span, token_frames, objective))
     else:
         with ProcessPoolExecutor(workers, mp_context=numpy_pool_context()) as pool:
-            futures = [pool.submit(_render_chunk, cfg, span, token_frames) for span in spans]
+            futures = [pool.submit(_render_chunk, cfg, span, token_frames, objective) for span in spans]
             for future in futures:  # in order: the result is the same for any worker count
                 keep(future.result())
     clips = torch.from_numpy(np.concatenate([p[0] for p in parts]))

@@ -5,11 +5,13 @@ the MViT backbone. The pyramid, ISSM, LADM and the classifier -- the parts the a
 stay at their random initialisation when the weights are loaded, so every ablation row starts from
 the same backbone and differs only in its top.
 
-Two objectives (:data:`OBJECTIVES`):
+Three objectives (:data:`OBJECTIVES`):
 
 * ``masked-video`` (the default, :mod:`ifdd_bench.pretext.masked`): reconstruct the pixels of hidden
   parts of the clip. It reads nothing but the pixels, so nothing of the label space reaches the
   backbone.
+* ``nuisance-motion``: the regression head of ``expression-motion`` on emotion-irrelevant targets only (head pose,
+  camera shake, illumination, blinks, talking; :data:`~ifdd_bench.pretext.data.NUISANCE_TARGET_NAMES`).
 * ``expression-motion`` (the earlier default, kept to reproduce its weight file): a head reads both
   backbone taps, averages each token frame over space and regresses the generator's expression
   parameters of that frame relative to the clip mean (:data:`~ifdd_bench.pretext.data.TARGET_NAMES`,
@@ -43,12 +45,15 @@ from ifdd_bench.events import Progress
 from ifdd_bench.hashing import sha256_file
 from ifdd_bench.models.ifdd import TOKEN_FRAMES
 from ifdd_bench.models.pretrained import PRETEXT_FORMAT, backbone_geometry
-from ifdd_bench.pretext.data import PRETEXT_SEED, TARGET_NAMES, pretext_synth_config, render_pretext_clips
+from ifdd_bench.pretext.data import (NUISANCE_TARGET_NAMES, PRETEXT_SEED, TARGET_NAMES, pretext_synth_config,
+                                     render_pretext_clips)
 from ifdd_bench.pretext.masked import TARGETS, MaskedVideoModel, masked_mse, sample_mask
 
 STATE_FORMAT = "ifdd-bench-pretext-state/1"
 #: pretext objectives: masked-video reconstruction (default) and the earlier expression-motion regression
-OBJECTIVES = ("masked-video", "expression-motion")
+OBJECTIVES = ("masked-video", "nuisance-motion", "expression-motion")
+#: regression targets of each non-masked objective, in column order
+REGRESSION_TARGETS = {"expression-motion": TARGET_NAMES, "nuisance-motion": NUISANCE_TARGET_NAMES}
 
 
 @dataclass(frozen=True)
@@ -130,14 +135,15 @@ def _r2(pred: torch.Tensor, target: torch.Tensor) -> list[float]:
 
 
 @torch.no_grad()
-def evaluate(model: PretextModel, clips: torch.Tensor, targets: torch.Tensor, batch: int) -> dict[str, Any]:
+def evaluate(model: PretextModel, clips: torch.Tensor, targets: torch.Tensor, batch: int,
+             names: Sequence[str] = TARGET_NAMES) -> dict[str, Any]:
     """Mean squared error and R^2 per target on standardised targets."""
     model.eval()
     preds = [model(_as_input(clips[idx])) for idx in _batches(len(clips), batch, None)]
     pred = torch.cat(preds)
     r2 = _r2(pred, targets)
     return {"mse": float(((pred - targets) ** 2).mean()), "r2_mean": sum(r2) / len(r2),
-            "r2": dict(zip(TARGET_NAMES, r2))}
+            "r2": dict(zip(names, r2))}
 
 
 @torch.no_grad()
@@ -183,7 +189,7 @@ def _load_state(path: Path, expected: dict[str, Any]) -> dict[str, Any] | None:
     return state
 
 
-def _render(synth: Any, size: int, emit: Progress) -> tuple[torch.Tensor, torch.Tensor]:
+def _render(synth: Any, size: int, emit: Progress, objective: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Render the pretext clips at the model's ``size``, emitting ``render`` progress events."""
     done = 0
 
@@ -193,7 +199,7 @@ def _render(synth: Any, size: int, emit: Progress) -> tuple[torch.Tensor, torch.
         emit({"kind": "render", "done": done, "total": synth.clips})
 
     emit({"kind": "render", "done": 0, "total": synth.clips})
-    return render_pretext_clips(synth, size, on_chunk=rendered)
+    return render_pretext_clips(synth, size, on_chunk=rendered, objective=objective)
 
 
 def _mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -254,14 +260,15 @@ def pretrain(cfg: PretextConfig, out: str | Path, *, progress: Progress | None =
     state = _load_state(state_file, setup)
 
     start = time.perf_counter()
-    clips, targets = _render(synth, ifdd.cfg.img_size, emit)
+    clips, targets = _render(synth, ifdd.cfg.img_size, emit, cfg.objective)
     render_s = time.perf_counter() - start
     train_x, val_x = clips[:cfg.clips], clips[cfg.clips:]
     mean, std = targets[:cfg.clips].mean((0, 1)), targets[:cfg.clips].std((0, 1)).clamp_min(1e-6)
     train_y, val_y = (targets[:cfg.clips] - mean) / std, (targets[cfg.clips:] - mean) / std
 
     masked = cfg.objective == "masked-video"
-    model = MaskedVideoModel(ifdd, cfg.mask_target) if masked else PretextModel(ifdd, len(TARGET_NAMES))
+    names = REGRESSION_TARGETS.get(cfg.objective, ())
+    model = MaskedVideoModel(ifdd, cfg.mask_target) if masked else PretextModel(ifdd, len(names))
     if masked:  # fixed held-out masks, drawn from their own generator
         val_masks = sample_mask(len(val_x), model.grid, cfg.mask_ratio,
                                 generator=torch.Generator().manual_seed(cfg.seed + 1))
@@ -296,7 +303,7 @@ def pretrain(cfg: PretextConfig, out: str | Path, *, progress: Progress | None =
         train_mse = _train_epoch(model, step, sched, train_x, batches,
                                  lambda info: emit({"kind": "step", "epoch": epoch, "epochs": cfg.epochs, **info}))
         val = (evaluate_masked(model, val_x, val_masks, cfg.batch_size) if masked
-               else evaluate(model, val_x, val_y, cfg.batch_size))
+               else evaluate(model, val_x, val_y, cfg.batch_size, names))
         history.append({"epoch": epoch, "train_mse": train_mse, "val_mse": val["mse"], "val_r2_mean": val["r2_mean"],
                         "val_r2": val["r2"], "seconds": time.perf_counter() - t0})
         emit({"kind": "epoch", **history[-1]})
@@ -308,7 +315,7 @@ def pretrain(cfg: PretextConfig, out: str | Path, *, progress: Progress | None =
     weights = {k: v.detach().clone() for k, v in model.state_dict().items() if k.startswith(("embed.", "backbone."))}
     meta = {"format": PRETEXT_FORMAT, "model": cfg.model, "geometry": setup["geometry"], "pretext": setup["pretext"],
             "synth": setup["synth"], "objective": cfg.objective,
-            "targets": [cfg.mask_target] if masked else list(TARGET_NAMES),
+            "targets": [cfg.mask_target] if masked else list(names),
             **({"mask_ratio": cfg.mask_ratio, "mask_target": cfg.mask_target} if masked else {"target_mean": mean.tolist(), "target_std": std.tolist()}),
             "history": history, "render_seconds": render_s,
             "torch": str(torch.__version__)}
