@@ -1,4 +1,4 @@
-"""The emotion-free pretext (masked-video, nuisance-motion and the earlier expression-motion objective): its clips, targets, pre-training loop and weight files."""
+"""The emotion-free pretext and its three objectives: clips, targets, pre-training loop and weight files."""
 
 from __future__ import annotations
 
@@ -55,7 +55,8 @@ def test_nuisance_targets_read_pose_shake_light_blink_and_talking_but_no_express
     talking = params.talking - params.talking.mean()
     np.testing.assert_allclose(targets[:, 8], talking.reshape(8, 2).mean(1), atol=1e-6)
     # the expression parameters (the variables of a label) do not reach the targets at all
-    other_face = dataclasses.replace(params, expression=np.random.default_rng(0).uniform(-1, 1, params.expression.shape))
+    new_expression = np.random.default_rng(0).uniform(-1, 1, params.expression.shape)
+    other_face = dataclasses.replace(params, expression=new_expression)
     np.testing.assert_array_equal(nuisance_targets(other_face, 8), targets)
     assert not np.array_equal(clip_targets(other_face, 8), clip_targets(params, 8))
 
@@ -117,7 +118,8 @@ def test_pretrain_resumes_after_an_interruption_to_the_same_weights(tmp_path, ob
     assert {"kind": "resumed", "epoch": 1} in events
     a, b = torch.load(whole, weights_only=True), torch.load(cut, weights_only=True)
     if objective == "nuisance-motion":
-        assert a["targets"] == list(NUISANCE_TARGET_NAMES) and set(a["history"][0]["val_r2"]) == set(NUISANCE_TARGET_NAMES)
+        assert a["targets"] == list(NUISANCE_TARGET_NAMES)
+        assert set(a["history"][0]["val_r2"]) == set(NUISANCE_TARGET_NAMES)
     for key in a["state_dict"]:
         assert torch.equal(a["state_dict"][key], b["state_dict"][key]), key
     assert a["history"][1]["val_mse"] == pytest.approx(b["history"][1]["val_mse"], rel=1e-6)

@@ -139,8 +139,10 @@ def _resized(clips: np.ndarray, out_size: int) -> np.ndarray:
 
 
 def render_pretext_clips(cfg: SynthConfig, out_size: int, token_frames: int = 8, *, workers: int | None = None,
-                         on_chunk: Callable[[int], None] | None = None, objective: str = "expression-motion") -> tuple[torch.Tensor, torch.Tensor]:
-    """Render every pretext clip in parallel; uint8 ``(N, T, out, out, 3)`` and float ``(N, T', 8)``.
+                         on_chunk: Callable[[int], None] | None = None,
+                         objective: str = "expression-motion") -> tuple[torch.Tensor, torch.Tensor]:
+    """Render every pretext clip in parallel; uint8 ``(N, T, out, out, 3)`` and the float targets
+    ``(N, T', k)`` of a regression ``objective`` (the expression-motion ones for any other objective).
 
     Workers render and JPEG-encode (numpy/Pillow); this process resizes each chunk as it arrives, so
     torch never runs in a forked worker. Clip i is a pure function of ``(cfg, i)``, so the result

@@ -10,8 +10,9 @@ Three objectives (:data:`OBJECTIVES`):
 * ``masked-video`` (the default, :mod:`ifdd_bench.pretext.masked`): reconstruct the pixels of hidden
   parts of the clip. It reads nothing but the pixels, so nothing of the label space reaches the
   backbone.
-* ``nuisance-motion``: the regression head of ``expression-motion`` on emotion-irrelevant targets only (head pose,
-  camera shake, illumination, blinks, talking; :data:`~ifdd_bench.pretext.data.NUISANCE_TARGET_NAMES`).
+* ``nuisance-motion``: the regression head of ``expression-motion`` on emotion-irrelevant targets
+  only (head pose, camera shake, illumination, blinks, talking;
+  :data:`~ifdd_bench.pretext.data.NUISANCE_TARGET_NAMES`).
 * ``expression-motion`` (the earlier default, kept to reproduce its weight file): a head reads both
   backbone taps, averages each token frame over space and regresses the generator's expression
   parameters of that frame relative to the clip mean (:data:`~ifdd_bench.pretext.data.TARGET_NAMES`,
@@ -50,7 +51,7 @@ from ifdd_bench.pretext.data import (NUISANCE_TARGET_NAMES, PRETEXT_SEED, TARGET
 from ifdd_bench.pretext.masked import TARGETS, MaskedVideoModel, masked_mse, sample_mask
 
 STATE_FORMAT = "ifdd-bench-pretext-state/1"
-#: pretext objectives: masked-video reconstruction (default) and the earlier expression-motion regression
+#: pretext objectives: masked-video reconstruction (default), nuisance-only and the earlier expression-motion regression
 OBJECTIVES = ("masked-video", "nuisance-motion", "expression-motion")
 #: regression targets of each non-masked objective, in column order
 REGRESSION_TARGETS = {"expression-motion": TARGET_NAMES, "nuisance-motion": NUISANCE_TARGET_NAMES}
