@@ -87,9 +87,11 @@ def test_two_gloo_processes_match_one_process(tmp_path, capsys):
 DDP_LAYOUT_MODEL = "ifdd_tiny"  # had channels-last pool-conv and ISSM-descriptor weight gradients
 
 
-def _layout_rank(model_name: str, batch: int) -> None:
-    """torchrun body: one DDP forward/backward of ``model_name``; prints the warnings this rank saw
-    and the parameters whose gradient strides differ from their own."""
+def _layout_rank(model_name: str, batch: int, out_dir: str) -> None:
+    """torchrun body: one DDP forward/backward of ``model_name``; writes ``rank<r>.json`` in ``out_dir``
+    with the warnings this rank saw and the parameters whose gradient strides differ from their own.
+
+    One file per rank: lines printed by two ranks into the shared stdout can interleave."""
     import warnings
 
     from torch.nn.parallel import DistributedDataParallel
@@ -109,15 +111,15 @@ def _layout_rank(model_name: str, batch: int) -> None:
         logits, aux, _ = unpack_output(ddp(x))
         (logits.float().logsumexp(-1).mean() + sum(aux.values())).backward()
     mismatched = [name for name, p in model.named_parameters() if p.grad is not None and p.grad.stride() != p.stride()]
-    print(json.dumps({"rank": ctx.rank, "warnings": [str(w.message) for w in caught], "mismatched": mismatched}),
-          flush=True)
+    record = {"rank": ctx.rank, "warnings": [str(w.message) for w in caught], "mismatched": mismatched}
+    (Path(out_dir) / f"rank{ctx.rank}.json").write_text(json.dumps(record))
     D.shutdown(ctx)
 
 
 def test_ddp_gradients_match_their_bucket_views(tmp_path):
-    stdout = _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                   __file__, "--layout", DDP_LAYOUT_MODEL, "1"])
-    ranks = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+    _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+          __file__, "--layout", DDP_LAYOUT_MODEL, "1", str(tmp_path)])
+    ranks = [json.loads(path.read_text()) for path in sorted(tmp_path.glob("rank*.json"))]
     assert sorted(r["rank"] for r in ranks) == [0, 1]
     for rank in ranks:
         assert not [w for w in rank["warnings"] if "strides" in w], rank["warnings"]
@@ -151,4 +153,4 @@ def test_every_tiny_models_gradients_are_laid_out_like_its_parameters(batch):
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["--layout"]:
-    _layout_rank(sys.argv[2], int(sys.argv[3]))
+    _layout_rank(sys.argv[2], int(sys.argv[3]), sys.argv[4])
