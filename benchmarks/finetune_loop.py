@@ -1,0 +1,153 @@
+"""A bare fine-tuning loop on a SynthDFER folder, for trying what the recipe has no key for.
+
+The measurement behind the 2026-12-06 entry "can the IFDD rows learn within the budget?" of
+docs/notebook/default-ablation.md. It is not the engine: no validation hold-out, no checkpoints.
+
+* data: every clip of a SynthDFER folder (``clips.csv`` + the DFEW-layout JPEGs), resized with
+  Pillow's bilinear filter to ``--size``; the clips of fold 1's test split are the test set, all
+  others train (1,200 of the default preset's 1,500);
+* training: AdamW without weight decay, batch ``--batch``, a per-step cosine from the peak to 1e-6,
+  with ``--lr`` for the embedding and backbone and ``--lr-top`` (default: the same) for the rest;
+* printed: the mean training loss and the test UAR after every epoch.
+
+``--diagnose STEPS`` instead trains STEPS steps at ``--lr`` on batches drawn with replacement and
+prints, every 8 steps, the gradient norm of each part, the spread across the batch of the head's
+input, and (LADM tops) the share of positive pre-activations of LADM's MLP.
+
+Examples::
+
+    python benchmarks/finetune_loop.py --variant full --lr 3e-4 --lr-top 3e-3
+    python benchmarks/finetune_loop.py --variant baseline --data-root /tmp/easy --epochs 10
+    python benchmarks/finetune_loop.py --variant full --diagnose 80 --lr 1e-3
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from ifdd_bench.data.synth import ensure_dataset
+from ifdd_bench.registry import create_model
+
+BACKBONE = ("embed", "backbone")
+PARTS = {"backbone": BACKBONE, "pyramid": ("pyramid",), "top": ("top",), "head": ("head",)}
+
+
+def load_clips(root: Path, size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """uint8 clips ``(N, T, size, size, 3)``, labels ``(N,)`` (0-based) and test folds ``(N,)``."""
+    rows = list(csv.DictReader(open(root / "clips.csv")))
+    frames = len(list((root / "Clip" / "clip_224x224_16f" / rows[0]["clip_id"]).glob("*.jpg")))
+    clips = torch.zeros(len(rows), frames, size, size, 3, dtype=torch.uint8)
+    for i, row in enumerate(rows):
+        for t in range(frames):
+            with Image.open(root / "Clip" / "clip_224x224_16f" / row["clip_id"] / f"{t + 1}.jpg") as img:
+                img = img.convert("RGB")
+                if img.size[0] != size:
+                    img = img.resize((size, size), Image.BILINEAR)
+                clips[i, t] = torch.from_numpy(np.array(img))
+    labels = torch.tensor([int(r["label"]) - 1 for r in rows])
+    folds = torch.tensor([int(r["fold"]) for r in rows])
+    return clips, labels, folds
+
+
+def as_input(clips: torch.Tensor) -> torch.Tensor:
+    """uint8 ``(B, T, H, W, 3)`` -> float ``(B, 3, T, H, W)`` in [0, 1]."""
+    return clips.permute(0, 4, 1, 2, 3).float() / 255
+
+
+def uar(pred: torch.Tensor, target: torch.Tensor, classes: int = 7) -> float:
+    """Unweighted average recall in %."""
+    recalls = [((pred == c) & (target == c)).sum().item() / max(1, (target == c).sum().item()) for c in range(classes)]
+    return 100 * sum(recalls) / classes
+
+
+def train_epochs(model, clips, labels, train, test, args) -> None:
+    backbone = [p for n, p in model.named_parameters() if n.startswith(BACKBONE) and p.requires_grad]
+    rest = [p for n, p in model.named_parameters() if not n.startswith(BACKBONE) and p.requires_grad]
+    peaks = [args.lr, args.lr_top or args.lr]
+    optim = torch.optim.AdamW([{"params": backbone, "lr": peaks[0]}, {"params": rest, "lr": peaks[1]}],
+                              weight_decay=0.0)
+    total, step = args.epochs * math.ceil(len(train) / args.batch), 0
+    for epoch in range(args.epochs):
+        model.train()
+        order, losses = train[torch.randperm(len(train))], []
+        for i in range(0, len(order), args.batch):
+            idx = order[i:i + args.batch]
+            for group, peak in zip(optim.param_groups, peaks):
+                group["lr"] = 1e-6 + (peak - 1e-6) * 0.5 * (1 + math.cos(math.pi * step / total))
+            out = model(as_input(clips[idx]))
+            loss = F.cross_entropy(out.logits, labels[idx]) + sum(out.losses.values())
+            optim.zero_grad()
+            loss.backward()
+            optim.step()
+            step += 1
+            losses.append(loss.item())
+        model.eval()
+        with torch.no_grad():
+            pred = torch.cat([model(as_input(clips[test[i:i + 32]])).argmax(1) for i in range(0, len(test), 32)])
+        print(f"epoch {epoch + 1}  train loss {sum(losses) / len(losses):.3f}  test UAR {uar(pred, labels[test]):.1f}",
+              flush=True)
+
+
+def diagnose(model, clips, labels, train, args) -> None:
+    optim = torch.optim.AdamW(model.parameters(), args.lr, weight_decay=0.0)
+    seen: dict[str, torch.Tensor] = {}
+    mlp = getattr(model.top, "mlp", None)
+    if mlp is not None:
+        mlp[0].register_forward_hook(lambda mod, inp, out: seen.__setitem__("hidden", out.detach()))
+    draw = torch.Generator().manual_seed(args.seed)
+    model.train()
+    for step in range(args.diagnose):
+        idx = train[torch.randint(0, len(train), (args.batch,), generator=draw)]
+        out = model(as_input(clips[idx]))
+        loss = F.cross_entropy(out.logits, labels[idx]) + sum(out.losses.values())
+        optim.zero_grad()
+        loss.backward()
+        norms = {part: sum(float(p.grad.norm()) ** 2 for n, p in model.named_parameters()
+                           if p.grad is not None and n.startswith(prefixes)) ** 0.5
+                 for part, prefixes in PARTS.items()}
+        optim.step()
+        if step % 8 == 0 or step == args.diagnose - 1:
+            spread = out.extras["detail"].std(0).mean().item()  # head input (B, C): spread across the batch
+            line = f"step {step:3d}  loss {loss.item():.3f}  head-input spread {spread:.3f}  grad norms " + \
+                " ".join(f"{k} {v:.3g}" for k, v in norms.items())
+            if "hidden" in seen:
+                line += f"  LADM MLP positive {(seen['hidden'] > 0).float().mean().item():.2f}"
+            print(line, flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="ifdd_tiny_pretext")
+    ap.add_argument("--variant", default="full")
+    ap.add_argument("--data-root", default=None, help="SynthDFER folder (default: the cached default preset)")
+    ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--epochs", type=int, default=5)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--lr", type=float, default=3e-4, help="peak lr of the embedding and backbone")
+    ap.add_argument("--lr-top", type=float, default=None, help="peak lr of everything else (default: --lr)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--diagnose", type=int, default=0, metavar="STEPS")
+    ap.add_argument("-s", "--set", action="append", default=[], help="model config override KEY=VALUE")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    torch.manual_seed(args.seed)
+    root = Path(args.data_root) if args.data_root else Path(ensure_dataset("default"))
+    clips, labels, folds = load_clips(root, args.size)
+    train, test = (folds != 1).nonzero().squeeze(1), (folds == 1).nonzero().squeeze(1)
+    model = create_model(args.model, args.variant, img_size=args.size, overrides=args.set)
+    if args.diagnose:
+        diagnose(model, clips, labels, train, args)
+    else:
+        train_epochs(model, clips, labels, train, test, args)
+
+
+if __name__ == "__main__":
+    main()
