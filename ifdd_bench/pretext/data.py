@@ -118,13 +118,13 @@ def _jpeg_round_trip(frame: np.ndarray, quality: int) -> np.ndarray:
 def _render_chunk(cfg: SynthConfig, indices: list[int], token_frames: int,
                   objective: str = "expression-motion") -> tuple[np.ndarray, np.ndarray]:
     """Render clips ``indices`` (numpy and Pillow only): uint8 ``(n, T, S, S, 3)``, targets ``(n, T', k)``."""
-    target_fn = TARGET_FUNCTIONS.get(objective, clip_targets)
+    target_fn = TARGET_FUNCTIONS.get(objective)  # None: masked-video, which reads no generator variable
     clips, targets = [], []
     for index in indices:
         params = sample_clip_params(cfg, index)
         frames = render_clip(params, cfg.size)[0]  # (T, S, S, 3) uint8, one copy (no context bias)
         clips.append(np.stack([_jpeg_round_trip(f, cfg.jpeg_quality) for f in frames]))
-        targets.append(target_fn(params, token_frames))
+        targets.append(target_fn(params, token_frames) if target_fn else np.zeros((token_frames, 0), np.float32))
     return np.stack(clips), np.stack(targets)
 
 
@@ -142,7 +142,7 @@ def render_pretext_clips(cfg: SynthConfig, out_size: int, token_frames: int = 8,
                          on_chunk: Callable[[int], None] | None = None,
                          objective: str = "expression-motion") -> tuple[torch.Tensor, torch.Tensor]:
     """Render every pretext clip in parallel; uint8 ``(N, T, out, out, 3)`` and the float targets
-    ``(N, T', k)`` of a regression ``objective`` (the expression-motion ones for any other objective).
+    ``(N, T', k)`` of a regression ``objective`` (``k = 0`` for masked-video, which has none).
 
     Workers render and JPEG-encode (numpy/Pillow); this process resizes each chunk as it arrives, so
     torch never runs in a forked worker. Clip i is a pure function of ``(cfg, i)``, so the result

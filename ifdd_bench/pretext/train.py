@@ -161,7 +161,7 @@ def evaluate_masked(model: MaskedVideoModel, clips: torch.Tensor, masks: torch.T
         per_unit = ((model(x, masks[idx]) - model.targets(x)) ** 2).mean(-1)  # (B, t, h, w)
         total, hidden = total + float(per_unit[masks[idx]].sum()), hidden + int(masks[idx].sum())
     mse = total / hidden
-    return {"mse": mse, "r2_mean": 1.0 - mse, "r2": {"pixels": 1.0 - mse}}
+    return {"mse": mse, "r2_mean": 1.0 - mse, "r2": {model.target: 1.0 - mse}}
 
 
 def _state_path(out: Path) -> Path:
