@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import skimage.data as skdata  # the test extra: real photographs inside the wheel
-from click.testing import CliRunner
 from PIL import Image
 
 import test_engine_fixtures as fx
@@ -190,12 +189,7 @@ def run_dir(tmp_path_factory):
     return Path(spec.runs_dir) / spec.run_id
 
 
-def _cli(*args):
-    from cli import main
-
-    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-    result.text = "".join(result.output.split())  # rich wraps long lines mid-word
-    return result
+_cli = fx.run_cli
 
 
 def test_predict_crops_a_raw_video_first(clips, run_dir, tmp_path):
@@ -300,3 +294,8 @@ def test_data_crop_bad_input(clips, tmp_path):
     assert to_file.exit_code == 2 and "isafile" in to_file.text and (tmp_path / "file").read_text() == "keep me"
     bad_margin = _cli("data", "crop", src, "--out-dir", tmp_path / "o5", "--margin", "-1")
     assert bad_margin.exit_code == 2 and "margin=-1.0mustbein[0,2]" in bad_margin.text
+    (src / "x.avi").unlink()
+    (tmp_path / "o6").mkdir()
+    (tmp_path / "o6" / "face_crop.json").write_text("[]")  # valid JSON, not a manifest
+    not_manifest = _cli("data", "crop", src, "--out-dir", tmp_path / "o6")
+    assert not_manifest.exit_code == 2 and "isnotaface-cropmanifest" in not_manifest.text

@@ -102,10 +102,15 @@ def find_clips(input_dir: Path) -> dict[str, Path]:
 def _read_manifest(path: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
+    hint = "delete it (the crop folders stay valid)"
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        manifest = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
-        raise DataError(f"{path} cannot be read: {err}", hint="delete it (the crop folders stay valid)") from None
+        raise DataError(f"{path} cannot be read: {err}", hint=hint) from None
+    parts = ("settings", "detector", "clips")
+    if not isinstance(manifest, dict) or any(not isinstance(manifest.get(k, {}), dict) for k in parts):
+        raise DataError(f"{path} is not a face-crop manifest (an object with {', '.join(parts)} objects)", hint=hint)
+    return manifest
 
 
 def _check_settings(old: dict[str, Any], cfg: CropConfig, detector: str, manifest: Path) -> None:
@@ -132,6 +137,8 @@ def _crop_one(source: Path, target: Path, cfg: CropConfig,
         return crop_clip(source, target, cfg, detector=detector).summary(), None
     except DataError as err:
         return None, err.message
+    except OSError as err:  # e.g. a full disk or a folder that became read-only: this clip fails, not the run
+        return None, f"cannot write {target}: {err.strerror or err}"
 
 
 def crop_folder(input_dir: Path, out_dir: Path, cfg: CropConfig | None = None, *, workers: int = 1,
@@ -174,7 +181,11 @@ def crop_folder(input_dir: Path, out_dir: Path, cfg: CropConfig | None = None, *
             todo.append(name)
     done = len(clips) - len(todo)
     emit_progress(progress, "face crop", done, len(clips))
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise DataError(f"cannot create the crop folder {out_dir}: {err.strerror or err}",
+                        hint="choose a writable --out-dir") from None
     try:
         if workers == 1:
             results = ((name, _crop_one(clips[name], out_dir / name, cfg, detector)) for name in todo)
