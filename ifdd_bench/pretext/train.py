@@ -264,10 +264,11 @@ def pretrain(cfg: PretextConfig, out: str | Path, *, progress: Progress | None =
     clips, targets = _render(synth, ifdd.cfg.img_size, emit, cfg.objective)
     render_s = time.perf_counter() - start
     train_x, val_x = clips[:cfg.clips], clips[cfg.clips:]
-    mean, std = targets[:cfg.clips].mean((0, 1)), targets[:cfg.clips].std((0, 1)).clamp_min(1e-6)
-    train_y, val_y = (targets[:cfg.clips] - mean) / std, (targets[cfg.clips:] - mean) / std
-
     masked = cfg.objective == "masked-video"
+    if not masked:  # standardise the regression targets with the training clips' statistics
+        mean, std = targets[:cfg.clips].mean((0, 1)), targets[:cfg.clips].std((0, 1)).clamp_min(1e-6)
+        train_y, val_y = (targets[:cfg.clips] - mean) / std, (targets[cfg.clips:] - mean) / std
+
     names = REGRESSION_TARGETS.get(cfg.objective, ())
     model = MaskedVideoModel(ifdd, cfg.mask_target) if masked else PretextModel(ifdd, len(names))
     if masked:  # fixed held-out masks, drawn from their own generator
