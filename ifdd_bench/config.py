@@ -125,6 +125,9 @@ class TrainConfig:
     selection: str = "val_uar"  # val_uar (unified) | test_war (reference: best WAR on the test fold)
     grad_clip: float = 0.0  # 0 disables
     precision: str = "fp32"  # fp32 | bf16 | fp16: autocast (fp16 with a GradScaler); formerly `amp` (none|bf16|fp16)
+    # frozen-backbone models (IFDD freeze_backbone): keep each clip's backbone features in memory, up
+    # to this many MB, instead of recomputing them every epoch (ifdd_bench.models.memo); 0 = off
+    feature_cache_mb: int = 0
     compile: bool = False  # torch.compile the model (falls back to eager, with a message, when compiling fails)
     channels_last: bool = False  # channels_last_3d memory format on GPU
     device: str = DEFAULT_DEVICE  # auto (cuda if available, else cpu) | cpu | cuda | cuda:N
@@ -358,7 +361,7 @@ def config_hash(cfg: Any, *, exclude: Sequence[str] = ()) -> str:
 
 
 #: TrainConfig fields that do not change what is being measured and stay out of the hash.
-HASH_EXCLUDE = ("seed", "device", "log_every", "eval_batch_size", "compile", "deterministic")
+HASH_EXCLUDE = ("seed", "device", "log_every", "eval_batch_size", "compile", "deterministic", "feature_cache_mb")
 
 
 def train_identity(cfg: TrainConfig) -> dict[str, Any]:

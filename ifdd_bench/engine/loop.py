@@ -86,6 +86,7 @@ def fit(spec: RunSpec, bundle: Any, *, ctx: D.DistContext | None = None, progres
     with _determinism(cfg.deterministic and device.type == "cpu"), cudnn_benchmark(device.type == "cuda"):
         seed_everything(derive_seed(cfg.seed, "init"))
         model = build_from_config(spec.model, model_cfg).to(device)
+        use_feature_memo(model, cfg.feature_cache_mb)
         if cfg.channels_last and device.type == "cuda":
             channels_last_3d(model)
         optimizer = build_optimizer(model, cfg)
@@ -156,9 +157,25 @@ def fit(spec: RunSpec, bundle: Any, *, ctx: D.DistContext | None = None, progres
                                      channels_last=cfg.channels_last, collect=True)
         result = S.publish(spec, bundle, classes, identity, state, test, predictions, params, precision, ctx,
                            run_dir)
+    memo = getattr(model, "memo", None)
+    memo_stats = {"feature_memo": {"hits": memo.hits, "misses": memo.misses, "mb": memo.bytes / 2 ** 20}} if memo else {}
     report.emit(kind="done", cached=False, row=result["row"], run_dir=str(run_dir), history=state.history,
-                per_class=result["per_class"], confusion=result["confusion"], classes=list(classes), notes=notes)
+                per_class=result["per_class"], confusion=result["confusion"], classes=list(classes), notes=notes,
+                **memo_stats)
     return dict(result["row"])
+
+
+def use_feature_memo(model: nn.Module, budget_mb: int) -> bool:
+    """Turn on the per-clip feature memo of a model with a frozen backbone; True when it was.
+
+    Models without a frozen backbone (every baseline, IFDD with ``freeze_backbone=false``) train as
+    they are: the memo is a speed option, never a reason to refuse a run.
+    """
+    cfg = getattr(model, "cfg", None)
+    if budget_mb <= 0 or not getattr(cfg, "freeze_backbone", False) or not hasattr(model, "enable_feature_memo"):
+        return False
+    model.enable_feature_memo(budget_mb)
+    return True
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:

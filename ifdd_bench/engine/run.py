@@ -88,6 +88,9 @@ def validate_spec(spec: RunSpec) -> None:
     if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.eval_batch_size < 1:
         raise ConfigError(f"epochs, batch_size and eval_batch_size must be >= 1 "
                           f"(got {cfg.epochs}, {cfg.batch_size}, {cfg.eval_batch_size})")
+    if not isinstance(cfg.feature_cache_mb, int) or cfg.feature_cache_mb < 0:
+        raise ConfigError(f"feature_cache_mb must be an integer >= 0 (megabytes; 0 turns the feature memo "
+                          f"off), got {cfg.feature_cache_mb!r}")
     if cfg.log_every < 1:
         raise ConfigError(f"log_every must be >= 1 (steps between progress updates), got {cfg.log_every}")
     if cfg.mixup and cfg.batch_size % 2:

@@ -34,8 +34,8 @@ Output convention (``ifdd_bench.models.output``):
   - ``"similarity"`` ``(B, T', T')``: ISSM's inter-frame similarity ``S`` (ISSM only).
 
 Registered presets (bottom of this file): ``ifdd`` (paper geometry, 16x224x224) and
-``ifdd_tiny`` (same architecture at CPU size, 16x64x64) and ``ifdd_tiny_pretext`` (``ifdd_tiny``
-with the shipped pretext backbone); the config and the named variants live in the torch-free
+``ifdd_tiny`` (same architecture at CPU size, 16x64x64), ``ifdd_tiny_pretext`` (``ifdd_tiny``
+with the shipped pretext backbone) and ``ifdd_tiny_frozen`` (the same, backbone frozen); the config and the named variants live in the torch-free
 ``ifdd_bench.models.ifdd_config`` (:class:`IFDDConfig`, :data:`ABLATIONS`).
 """
 
@@ -54,6 +54,7 @@ from ifdd_bench.errors import ConfigError
 from ifdd_bench.models.ifdd_config import (ABLATIONS, FRAME_MODES, INPUT_NORMS, TOKEN_FRAMES, IFDDConfig,
                                            ablation_overrides)
 from ifdd_bench.models.layers import DropPath, Mlp, as_laid_out, plain_attention
+from ifdd_bench.models.memo import FeatureMemo
 from ifdd_bench.models.mvit import MViTBackbone
 from ifdd_bench.models.output import ModelOutput
 from ifdd_bench.registry import register_model
@@ -450,6 +451,11 @@ class NoAuxLoss(nn.Module):
         return {}
 
 
+def _tracing() -> bool:
+    """True while torch.jit traces or torch.export / dynamo compiles the model."""
+    return torch.jit.is_tracing() or torch.compiler.is_compiling()
+
+
 class IFDD(nn.Module):
     """The IFDD model family; every variant is this class built from an :class:`IFDDConfig`."""
 
@@ -471,6 +477,47 @@ class IFDD(nn.Module):
             from ifdd_bench.models.pretrained import load_pretrained
 
             self.pretrained_report = load_pretrained(self, cfg.pretrained)
+        self.memo: FeatureMemo | None = None
+        if cfg.freeze_backbone:
+            self.embed.requires_grad_(False)
+            self.backbone.requires_grad_(False)
+            self.train(self.training)  # frozen parts to eval mode
+
+    def train(self, mode: bool = True) -> "IFDD":
+        """As :meth:`nn.Module.train`, but a frozen embedding and backbone always stay in eval mode."""
+        super().train(mode)
+        if self.cfg.freeze_backbone:
+            self.embed.eval()
+            self.backbone.eval()
+        return self
+
+    def enable_feature_memo(self, budget_mb: float) -> None:
+        """Memoise the frozen backbone's taps per clip (:class:`FeatureMemo`), within ``budget_mb``.
+
+        Only for a frozen backbone (``freeze_backbone``). Loading a state dict empties the memo.
+        Tracing and exporting bypass it.
+        """
+        if not self.cfg.freeze_backbone:
+            raise ConfigError("a feature memo needs a frozen backbone: set freeze_backbone=true, or turn the "
+                              "memo off (train.feature_cache_mb=0)")
+        self.memo = FeatureMemo(self._backbone_taps, budget_mb)
+
+    def load_state_dict(self, state_dict: Any, *args: Any, **kwargs: Any) -> Any:
+        if self.memo is not None:
+            self.memo.clear()
+        return super().load_state_dict(state_dict, *args, **kwargs)
+
+    def _backbone_taps(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return self.backbone(self.embed(x))  # taps (B, 1+N_s, C_s)
+
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """``x (B, 3, T, H, W)`` -> backbone taps ``(B, 1+N_s, C_s)``; no gradient when frozen."""
+        if not self.cfg.freeze_backbone:
+            return self._backbone_taps(x)
+        if self.memo is not None and not _tracing():
+            return self.memo(x)
+        with torch.no_grad():
+            return self._backbone_taps(x)
 
     def check_input(self, x: torch.Tensor) -> None:
         """Raise :class:`ConfigError` unless ``x`` is ``(B, C, T, H, W)`` matching the config."""
@@ -483,7 +530,7 @@ class IFDD(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor | ModelOutput:
         """``x (B, 3, T, H, W)`` in [0, 1] -> logits (eval) or :class:`ModelOutput` (train)."""
         self.check_input(x)
-        feats = self.backbone(self.embed(x))  # taps (B, 1+N_s, C_s)
+        feats = self.features(x)  # taps (B, 1+N_s, C_s)
         tokens = self.pyramid(feats)  # (B, T'*h*w, C)
         top = self.top(tokens)
         logits = self.head(top.feature)  # (B, K)
@@ -527,6 +574,20 @@ def ifdd_tiny_pretext(cfg: IFDDConfig) -> IFDD:
 
     The CPU stand-in for the paper's Kinetics-400 initialisation: pyramid, ISSM, LADM and head start
     from scratch, as they do in the paper.
+    """
+    return IFDD(cfg)
+
+
+@register_model("ifdd_tiny_frozen", config_cls=IFDDConfig,
+                defaults={**TINY, "pretrained": "synth-pretext", "freeze_backbone": True},
+                ablations=ablation_overrides(), family="ifdd",
+                description="ifdd_tiny_pretext with its backbone frozen: trains pyramid, split, LADM and head")
+def ifdd_tiny_frozen(cfg: IFDDConfig) -> IFDD:
+    """``ifdd_tiny_pretext`` whose embedding and backbone stay fixed at the shipped masked-video weights.
+
+    The embedded benchmark's default: every ablation row trains the parts IFDD adds (pyramid, ISSM
+    or the lazy split, LADM, head) on the same label-neutral features, which a CPU can fit in
+    minutes (docs/models.md, "Presets").
     """
     return IFDD(cfg)
 

@@ -83,6 +83,10 @@ class IFDDConfig:
     # never used by the authors' model; kept (frozen, requires_grad=False) so that sum(numel)
     # matches the reference. False drops them.
     parity_dead_params: bool = True
+    # embedding + backbone keep their initial weights (requires_grad False, always in eval mode):
+    # training fits pyramid, split, LADM and head on a fixed backbone (a frozen-backbone protocol;
+    # meaningful with `pretrained`, a random frozen backbone being a random-features control)
+    freeze_backbone: bool = False
     # embedding + backbone initialisation, never downloaded: a local torchvision K400 mvit_v2_s
     # state-dict file, a `run pretrain` weight file, or "synth-pretext" (shipped, ifdd_tiny geometry)
     pretrained: str | None = None
@@ -190,6 +194,8 @@ class IFDDConfig:
                 raise bad(key, "a probability in [0, 1)")
         if self.mlp_ratio <= 0:
             raise bad("mlp_ratio", "a number > 0")
+        if not isinstance(self.freeze_backbone, bool):
+            raise bad("freeze_backbone", "true or false")
         if self.recompute_tokens < 0:
             raise bad("recompute_tokens", "an integer >= 0 (0 never recomputes)")
 
