@@ -13,7 +13,8 @@ from ifdd_bench import registry
 from ifdd_bench.data.synth.dynamics import sample_clip_params
 from ifdd_bench.errors import CheckpointError, ConfigError
 from ifdd_bench.models.pretrained import BUILTIN_WEIGHTS, PRETEXT_FORMAT, load_pretrained
-from ifdd_bench.pretext.data import (NUISANCE_TARGET_NAMES, TARGET_NAMES, clip_targets, nuisance_targets,
+from ifdd_bench.data.synth.config import preset
+from ifdd_bench.pretext.data import (NUISANCE_TARGET_NAMES, PRETEXT_SEED, TARGET_NAMES, clip_targets, nuisance_targets,
                                      pretext_synth_config, render_pretext_clips)
 from ifdd_bench.pretext.train import PretextConfig, pretrain
 
@@ -32,6 +33,16 @@ def test_pretext_clips_carry_no_emotion_but_faces_move():
     assert np.mean(motion) > 0.3  # the face parts wander a lot more than in the benchmark
     with pytest.raises(ConfigError, match="pretext seed must be >= 1000"):
         pretext_synth_config(10, seed=0)
+
+
+def test_unlabeled_pretext_clips_are_the_benchmark_distribution_under_another_seed():
+    cfg = pretext_synth_config(40, size=32, source="unlabeled")
+    bench = preset("default", clips=40, size=32)
+    assert cfg.peak_intensity == bench.peak_intensity and cfg.distractor == bench.distractor
+    assert cfg.seed == PRETEXT_SEED != bench.seed
+    assert any(sample_clip_params(cfg, i).intensity.any() for i in range(4))  # expressions are shown
+    with pytest.raises(ConfigError, match="pretext source must be one of emotion-free, unlabeled"):
+        pretext_synth_config(10, source="labelled")
 
 
 def test_clip_targets_average_frame_pairs_around_the_clip_mean():
@@ -134,6 +145,8 @@ def test_pretext_config_rejects_impossible_values(tmp_path):
         PretextConfig(objective="labels")
     with pytest.raises(ConfigError, match="mask_ratio must be between 0 and 1"):
         PretextConfig(mask_ratio=1.0)
+    with pytest.raises(ConfigError, match="only the masked-video objective"):
+        PretextConfig(objective="nuisance-motion", source="unlabeled")
     with pytest.raises(ConfigError, match="for IFDD models"):
         pretrain(PretextConfig(model="c3d_tiny"), tmp_path / "sub" / "never.pt")
     assert not (tmp_path / "sub").exists()  # refused before anything is written

@@ -63,11 +63,22 @@ NUISANCE_TARGET_NAMES = ("head_dx", "head_dy", "head_roll", "head_log_scale", "s
                          "illumination", "blink", "talking")
 
 
-def pretext_synth_config(clips: int, *, size: int = 112, frames: int = 16, seed: int = PRETEXT_SEED) -> SynthConfig:
-    """The SynthDFER config of the pretext clips (``default`` preset + :data:`PRETEXT_KNOBS`)."""
+#: where the pretext clips come from: ``emotion-free`` (default preset + :data:`PRETEXT_KNOBS`: faces
+#: move, no expression is ever shown) or ``unlabeled`` (the benchmark's own distribution, expressions
+#: included, under a disjoint seed, labels never read: what VideoMAE / MAE-DFER pre-training on
+#: unlabeled face video amounts to)
+PRETEXT_SOURCES = ("emotion-free", "unlabeled")
+
+
+def pretext_synth_config(clips: int, *, size: int = 112, frames: int = 16, seed: int = PRETEXT_SEED,
+                         source: str = "emotion-free") -> SynthConfig:
+    """The SynthDFER config of the pretext clips from ``source`` (:data:`PRETEXT_SOURCES`)."""
     if seed < 1000:
         raise ConfigError(f"pretext seed must be >= 1000 so it stays disjoint from benchmark seeds, got {seed}")
-    return preset("default", clips=clips, size=size, frames=frames, seed=seed, **PRETEXT_KNOBS)
+    if source not in PRETEXT_SOURCES:
+        raise ConfigError(f"pretext source must be one of {', '.join(PRETEXT_SOURCES)}, got {source!r}")
+    knobs = PRETEXT_KNOBS if source == "emotion-free" else {}
+    return preset("default", clips=clips, size=size, frames=frames, seed=seed, **knobs)
 
 
 def clip_targets(params: ClipParams, token_frames: int) -> np.ndarray:

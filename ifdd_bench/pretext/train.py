@@ -46,8 +46,8 @@ from ifdd_bench.events import Progress
 from ifdd_bench.hashing import sha256_file
 from ifdd_bench.models.ifdd import TOKEN_FRAMES
 from ifdd_bench.models.pretrained import PRETEXT_FORMAT, backbone_geometry
-from ifdd_bench.pretext.data import (NUISANCE_TARGET_NAMES, PRETEXT_SEED, TARGET_NAMES, pretext_synth_config,
-                                     render_pretext_clips)
+from ifdd_bench.pretext.data import (NUISANCE_TARGET_NAMES, PRETEXT_SEED, PRETEXT_SOURCES, TARGET_NAMES,
+                                     pretext_synth_config, render_pretext_clips)
 from ifdd_bench.pretext.masked import TARGETS, MaskedVideoModel, masked_mse, sample_mask
 
 STATE_FORMAT = "ifdd-bench-pretext-state/1"
@@ -74,10 +74,16 @@ class PretextConfig:
     objective: str = "masked-video"
     mask_ratio: float = 0.6  # share of hidden units per clip (masked-video only)
     mask_target: str = "pixels"  # pixels | motion (masked-video only; ifdd_bench.pretext.masked.TARGETS)
+    source: str = "emotion-free"  # emotion-free | unlabeled (ifdd_bench.pretext.data.PRETEXT_SOURCES)
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
             raise ConfigError(f"pretext objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
+        if self.source not in PRETEXT_SOURCES:
+            raise ConfigError(f"pretext source must be one of {', '.join(PRETEXT_SOURCES)}, got {self.source!r}")
+        if self.source != "emotion-free" and self.objective != "masked-video":
+            raise ConfigError(f"pretext source={self.source!r} shows expressions, so only the masked-video objective "
+                              "(which reads pixels alone) may use it; the regression objectives need source=emotion-free")
         if self.mask_target not in TARGETS:
             raise ConfigError(f"pretext mask_target must be one of {', '.join(TARGETS)}, got {self.mask_target!r}")
         if not isinstance(self.mask_ratio, (int, float)) or not 0 < self.mask_ratio < 1:
@@ -255,7 +261,7 @@ def pretrain(cfg: PretextConfig, out: str | Path, *, progress: Progress | None =
     if getattr(ifdd.cfg, "pretrained", None):
         raise ConfigError(f"{cfg.model}: pre-train from a randomly initialised backbone (pretrained is set)")
     synth = pretext_synth_config(cfg.clips + cfg.val_clips, size=cfg.render_size, frames=ifdd.cfg.frames,
-                                 seed=cfg.data_seed)
+                                 seed=cfg.data_seed, source=cfg.source)
     setup = {"pretext": asdict(cfg), "synth": to_dict(synth), "geometry": backbone_geometry(ifdd.cfg)}
     state_file = _state_path(out)
     state = _load_state(state_file, setup)
