@@ -31,6 +31,7 @@ NATIVE = {
     # the shipped synth-pretext weights were trained at 16x64x64; the loader refuses any other
     # geometry (CheckpointError), which is the point of recording it
     "ifdd_tiny_pretext": (16, 64),
+    "ifdd_tiny_frozen": (16, 64),
 }
 
 _IFDD_LADM_POS = {"top.spatial_pos", "top.temporal_pos", "top.class_pos"}
@@ -60,9 +61,10 @@ def _cases() -> list[tuple[str, str]]:
     return [(n, v) for n in registry.library_models() for v in registry.ablations(n)]
 
 
-def _expected_frozen(name: str, variant: str) -> set[str]:
+def _expected_frozen(name: str, variant: str, model: torch.nn.Module) -> set[str]:
     if registry.get_entry(name).family == "ifdd":
-        return IFDD_FROZEN[variant]
+        backbone = {n for n, _ in model.named_parameters() if n.startswith(("embed.", "backbone."))}
+        return IFDD_FROZEN[variant] | (backbone if model.cfg.freeze_backbone else set())
     return set()  # baselines build every parameter trainable (no pretrained file is given here)
 
 
@@ -92,7 +94,7 @@ def test_forward_backward(name, variant):
 
     params = dict(model.named_parameters())
     frozen = {n for n, p in params.items() if not p.requires_grad}
-    assert frozen == _expected_frozen(name, variant)
+    assert frozen == _expected_frozen(name, variant, model)
     no_grad = sorted(n for n, p in params.items() if p.requires_grad and p.grad is None)
     assert not no_grad, f"{len(no_grad)} trainable parameter(s) get no gradient: {no_grad}"
     not_finite = sorted(n for n, p in params.items() if p.grad is not None and not torch.isfinite(p.grad).all())
