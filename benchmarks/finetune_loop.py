@@ -6,9 +6,15 @@ docs/notebook/default-ablation.md. It is not the engine: no validation hold-out,
 * data: every clip of a SynthDFER folder (``clips.csv`` + the DFEW-layout JPEGs), resized with
   Pillow's bilinear filter to ``--size``; the clips of fold 1's test split are the test set, all
   others train (1,200 of the default preset's 1,500);
-* training: AdamW without weight decay, batch ``--batch``, a per-step cosine from the peak to 1e-6,
-  with ``--lr`` for the embedding and backbone and ``--lr-top`` (default: the same) for the rest;
-* printed: the mean training loss and the test UAR after every epoch.
+* training: AdamW (weight decay ``--wd``, default 0), batch ``--batch``, a per-step cosine from the
+  peak to 1e-6, with ``--lr`` for the embedding and backbone and ``--lr-top`` (default: the same) for
+  the rest; ``-s freeze_backbone=true`` keeps the backbone fixed and memoises its features per clip
+  (the engine's ``train.feature_cache_mb``), so an epoch costs seconds;
+* printed: the mean training loss and the test UAR after every epoch; ``--probe`` adds the test UAR
+  with each clip's frames shuffled and with one random frame repeated, after the last epoch.
+
+``--ladm-mlp-residual`` is a diagnostic, not IFDD: it adds the residual connection that the
+reference's LADM refinement lacks around its MLP (spec 7.1 step 5, bug B9).
 
 ``--diagnose STEPS`` instead trains STEPS steps at ``--lr`` on batches drawn with replacement and
 prints, every 8 steps, the gradient norm of each part, the spread across the batch of the head's
@@ -19,6 +25,7 @@ Examples::
     python benchmarks/finetune_loop.py --variant full --lr 3e-4 --lr-top 3e-3
     python benchmarks/finetune_loop.py --variant baseline --data-root /tmp/easy --epochs 10
     python benchmarks/finetune_loop.py --variant full --diagnose 80 --lr 1e-3
+    python benchmarks/finetune_loop.py --variant no_ladm -s freeze_backbone=true --lr 1e-3 --wd 0.05 --epochs 20 --probe
 """
 
 from __future__ import annotations
@@ -73,7 +80,7 @@ def train_epochs(model, clips, labels, train, test, args) -> None:
     rest = [p for n, p in model.named_parameters() if not n.startswith(BACKBONE) and p.requires_grad]
     peaks = [args.lr, args.lr_top or args.lr]
     optim = torch.optim.AdamW([{"params": backbone, "lr": peaks[0]}, {"params": rest, "lr": peaks[1]}],
-                              weight_decay=0.0)
+                              weight_decay=args.wd)
     total, step = args.epochs * math.ceil(len(train) / args.batch), 0
     for epoch in range(args.epochs):
         model.train()
@@ -89,11 +96,45 @@ def train_epochs(model, clips, labels, train, test, args) -> None:
             optim.step()
             step += 1
             losses.append(loss.item())
-        model.eval()
-        with torch.no_grad():
-            pred = torch.cat([model(as_input(clips[test[i:i + 32]])).argmax(1) for i in range(0, len(test), 32)])
-        print(f"epoch {epoch + 1}  train loss {sum(losses) / len(losses):.3f}  test UAR {uar(pred, labels[test]):.1f}",
-              flush=True)
+        print(f"epoch {epoch + 1}  train loss {sum(losses) / len(losses):.3f}  "
+              f"test UAR {test_uar(model, clips[test], labels[test]):.1f}", flush=True)
+    if args.probe:
+        draw = torch.Generator().manual_seed(args.seed)
+        x = clips[test]  # (N, T, H, W, 3)
+        order = torch.stack([torch.randperm(x.shape[1], generator=draw) for _ in range(len(x))])  # (N, T)
+        shuffled = torch.stack([clip[perm] for clip, perm in zip(x, order)])
+        frame = torch.randint(0, x.shape[1], (len(x),), generator=draw)
+        single = torch.stack([clip[t].expand_as(clip) for clip, t in zip(x, frame)])
+        print(f"probes  shuffled {test_uar(model, shuffled, labels[test]):.1f}  "
+              f"single frame {test_uar(model, single, labels[test]):.1f}", flush=True)
+
+
+def test_uar(model, clips: torch.Tensor, labels: torch.Tensor) -> float:
+    """UAR in % of ``model`` (eval mode) over uint8 clips ``(N, T, H, W, 3)``."""
+    model.eval()
+    with torch.no_grad():
+        pred = torch.cat([model(as_input(clips[i:i + 32])).argmax(1) for i in range(0, len(clips), 32)])
+    return uar(pred, labels)
+
+
+class _PlusInput(torch.nn.Module):
+    """``x -> x + inner(x)``."""
+
+    def __init__(self, inner: torch.nn.Module):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.inner(x)
+
+
+def add_ladm_mlp_residual(model) -> None:
+    """Diagnostic: the LADM refinement with ``z = y + MLP(LN(y))`` instead of the reference's ``MLP(LN(y))``."""
+    top = model.top
+    if not hasattr(top, "mlp"):
+        raise SystemExit("--ladm-mlp-residual needs an LADM top (a variant with LADM)")
+    top.mlp = _PlusInput(torch.nn.Sequential(top.norm2, top.mlp))
+    top.norm2 = torch.nn.Identity()
 
 
 def diagnose(model, clips, labels, train, args) -> None:
@@ -135,6 +176,9 @@ def main() -> None:
     ap.add_argument("--lr-top", type=float, default=None, help="peak lr of everything else (default: --lr)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--diagnose", type=int, default=0, metavar="STEPS")
+    ap.add_argument("--wd", type=float, default=0.0, help="AdamW weight decay")
+    ap.add_argument("--probe", action="store_true", help="after training: test UAR on shuffled / single-frame clips")
+    ap.add_argument("--ladm-mlp-residual", action="store_true", help="diagnostic: a residual around LADM's MLP")
     ap.add_argument("-s", "--set", action="append", default=[], help="model config override KEY=VALUE")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -143,6 +187,10 @@ def main() -> None:
     clips, labels, folds = load_clips(root, args.size)
     train, test = (folds != 1).nonzero().squeeze(1), (folds == 1).nonzero().squeeze(1)
     model = create_model(args.model, args.variant, img_size=args.size, overrides=args.set)
+    if model.cfg.freeze_backbone:
+        model.enable_feature_memo(1024)
+    if args.ladm_mlp_residual:
+        add_ladm_mlp_residual(model)
     if args.diagnose:
         diagnose(model, clips, labels, train, args)
     else:

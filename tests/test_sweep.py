@@ -331,6 +331,15 @@ def timed_runner(spec, progress=None, resume=True):
     return out
 
 
+def test_a_pool_starts_the_baseline_cells_first(tmp_path):
+    plan = _plan(tmp_path, baselines=TOY_BASE)  # table order: 4 variant cells, then the baselines
+    events = []
+    outcome = sweep.run_sweep(plan, runner=fake_runner, jobs=2, progress=events.append)
+    submitted = [e["run_id"] for e in events if e.get("kind") == "cell_start"]
+    baselines = [c.run_id for c in plan.cells() if c.role == "baseline"]
+    assert baselines and submitted[:len(baselines)] == baselines and len(outcome.done) == len(plan.cells())
+
+
 def test_pooled_cells_record_their_own_run_time_not_the_queue(tmp_path):
     plan = _plan(tmp_path)  # 4 cells through 2 spawned workers: the last two wait for a free one
     events = []

@@ -243,8 +243,13 @@ def _run_pool(todo: list[Cell], book: JobBook, outcome: SweepOutcome, runner: Ru
               emit: Progress, resume: bool, jobs: int) -> None:
     pool = CellPool(jobs, len(todo))
     running: dict[cf.Future, tuple[int, Cell, int, float]] = {}
+    # baselines first: next to the variants of a frozen-backbone model they are the long cells (recipe
+    # synth-frozen: static_control ~6 min, each variant ~2-3 min), and submitted last they end the sweep
+    # running alone (the queue is FIFO); elsewhere the order costs little
+    order = sorted(range(len(todo)), key=lambda i: todo[i].role != "baseline")
     try:
-        for index, cell in enumerate(todo):
+        for index in order:
+            cell = todo[index]
             attempt = book.start(cell, f"local-pool{jobs}", status="submitted",
                                  log=str(Path(cell.spec.runs_dir) / cell.run_id))
             running[pool.submit(cell.spec, runner, resume)] = (index, cell, attempt, time.perf_counter())
