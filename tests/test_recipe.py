@@ -56,8 +56,16 @@ def test_synth_default_is_the_no_argument_run_and_sweep():
     assert [c.spec for c in recipe_plan.cells()] == [c.spec for c in plain.cells()]
 
 
+def test_synth_frozen_trains_the_frozen_model_with_its_features_memoised():
+    spec = run_spec("synth-frozen", variant="no_ladm")
+    default = build_run_spec(sweep.DEFAULT_MODEL, "no_ladm")
+    assert spec.model == "ifdd_tiny_frozen" and spec.train.feature_cache_mb > 0
+    assert (spec.train.epochs, spec.train.lr) == (15, 1e-3) and spec.data == default.data
+    assert spec.recipe_hash != default.recipe_hash
+
+
 def test_every_shipped_recipe_is_listed_and_found_by_name_or_file():
-    assert {"dfew-reference", "ferv39k-reference", "mafw-reference", "unified", "synth-default"} <= set(
+    assert {"dfew-reference", "ferv39k-reference", "mafw-reference", "unified", "synth-default", "synth-frozen"} <= set(
         shipped_recipes())
     by_name, by_file = load_recipe("mafw-reference"), load_recipe("mafw-reference.yaml")
     assert by_name.values == by_file.values and by_name.items == by_file.items
@@ -83,10 +91,10 @@ def test_config_show_reads_back_as_the_same_run(tmp_path):
 
 def test_shown_recipe_pins_its_identity(tmp_path):
     text = spec_yaml(build_run_spec("ifdd_tiny", epochs=2))
-    edited = _write(tmp_path, text.replace("lr: 0.001", "lr: 0.002"))
+    edited = _write(tmp_path, text.replace("lr: 0.0003", "lr: 0.002"))
     with pytest.raises(ConfigError, match=r"line 3: the recipe pins run_id"):
         run_spec(edited)
-    unpinned = _write(tmp_path, "\n".join(line for line in text.replace("lr: 0.001", "lr: 0.002").splitlines()
+    unpinned = _write(tmp_path, "\n".join(line for line in text.replace("lr: 0.0003", "lr: 0.002").splitlines()
                                           if not line.startswith(("run_id", "recipe_hash", "train_hash"))), "u.yaml")
     assert run_spec(unpinned).train.lr == 0.002
     with pytest.raises(ConfigError, match="resolves to"):
