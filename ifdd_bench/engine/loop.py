@@ -158,7 +158,8 @@ def fit(spec: RunSpec, bundle: Any, *, ctx: D.DistContext | None = None, progres
         result = S.publish(spec, bundle, classes, identity, state, test, predictions, params, precision, ctx,
                            run_dir)
     memo = getattr(model, "memo", None)
-    memo_stats = {"feature_memo": {"hits": memo.hits, "misses": memo.misses, "mb": memo.bytes / 2 ** 20}} if memo else {}
+    memo_stats = ({"feature_memo": {"hits": memo.hits, "misses": memo.misses, "mb": memo.bytes / 2 ** 20}}
+                  if memo else {})
     report.emit(kind="done", cached=False, row=result["row"], run_dir=str(run_dir), history=state.history,
                 per_class=result["per_class"], confusion=result["confusion"], classes=list(classes), notes=notes,
                 **memo_stats)

@@ -33,10 +33,11 @@ Output convention (``ifdd_bench.models.output``):
     lazy split: the fixed even / odd frames. Absent for the GAP top (no split).
   - ``"similarity"`` ``(B, T', T')``: ISSM's inter-frame similarity ``S`` (ISSM only).
 
-Registered presets (bottom of this file): ``ifdd`` (paper geometry, 16x224x224) and
+Registered presets (bottom of this file): ``ifdd`` (paper geometry, 16x224x224),
 ``ifdd_tiny`` (same architecture at CPU size, 16x64x64), ``ifdd_tiny_pretext`` (``ifdd_tiny``
-with the shipped pretext backbone) and ``ifdd_tiny_frozen`` (the same, backbone frozen); the config and the named variants live in the torch-free
-``ifdd_bench.models.ifdd_config`` (:class:`IFDDConfig`, :data:`ABLATIONS`).
+with the shipped pretext backbone) and ``ifdd_tiny_frozen`` (the same, backbone frozen); the
+config and the named variants live in the torch-free ``ifdd_bench.models.ifdd_config``
+(:class:`IFDDConfig`, :data:`ABLATIONS`).
 """
 
 from __future__ import annotations

@@ -82,8 +82,9 @@ class PretextConfig:
         if self.source not in PRETEXT_SOURCES:
             raise ConfigError(f"pretext source must be one of {', '.join(PRETEXT_SOURCES)}, got {self.source!r}")
         if self.source != "emotion-free" and self.objective != "masked-video":
-            raise ConfigError(f"pretext source={self.source!r} shows expressions, so only the masked-video objective "
-                              "(which reads pixels alone) may use it; the regression objectives need source=emotion-free")
+            raise ConfigError(f"pretext source={self.source!r} shows expressions, so only the masked-video "
+                              "objective (which reads pixels alone) may use it; the regression objectives need "
+                              "source=emotion-free")
         if self.mask_target not in TARGETS:
             raise ConfigError(f"pretext mask_target must be one of {', '.join(TARGETS)}, got {self.mask_target!r}")
         if not isinstance(self.mask_ratio, (int, float)) or not 0 < self.mask_ratio < 1:
