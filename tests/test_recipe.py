@@ -60,7 +60,7 @@ def test_synth_frozen_trains_the_frozen_model_with_its_features_memoised():
     spec = run_spec("synth-frozen", variant="no_ladm")
     default = build_run_spec(sweep.DEFAULT_MODEL, "no_ladm")
     assert spec.model == "ifdd_tiny_frozen" and spec.train.feature_cache_mb > 0
-    assert (spec.train.epochs, spec.train.lr) == (15, 1e-3) and spec.data == default.data
+    assert (spec.train.epochs, spec.train.lr) == (40, 1e-3) and spec.data == default.data
     assert spec.recipe_hash != default.recipe_hash
 
 
