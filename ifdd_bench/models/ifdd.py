@@ -504,6 +504,7 @@ class IFDD(nn.Module):
         self.memo = FeatureMemo(self._backbone_taps, budget_mb)
 
     def load_state_dict(self, state_dict: Any, *args: Any, **kwargs: Any) -> Any:
+        """As :meth:`nn.Module.load_state_dict`; empties the feature memo first (the weights may differ)."""
         if self.memo is not None:
             self.memo.clear()
         return super().load_state_dict(state_dict, *args, **kwargs)
@@ -586,9 +587,9 @@ def ifdd_tiny_pretext(cfg: IFDDConfig) -> IFDD:
 def ifdd_tiny_frozen(cfg: IFDDConfig) -> IFDD:
     """``ifdd_tiny_pretext`` whose embedding and backbone stay fixed at the shipped masked-video weights.
 
-    The embedded benchmark's default: every ablation row trains the parts IFDD adds (pyramid, ISSM
-    or the lazy split, LADM, head) on the same label-neutral features, which a CPU can fit in
-    minutes (docs/models.md, "Presets").
+    The model of the ``synth-frozen`` recipe: every ablation row trains the parts IFDD adds
+    (pyramid, ISSM or the lazy split, LADM, head) on the same label-neutral features, with the
+    backbone's features computed once per clip (docs/models.md, "Presets").
     """
     return IFDD(cfg)
 

@@ -10,6 +10,9 @@ cannot use (nothing is downloaded). It is built so that it never shows an emotio
 * the seed differs from every benchmark seed, so no identity, background or distractor path of the
   benchmark appears in it (identities are drawn from ``SeedSequence([seed, identity])``).
 
+``source="unlabeled"`` (masked-video only) keeps the seed but drops those knobs: the benchmark's own
+distribution, emotions shown, labels never read (:data:`PRETEXT_SOURCES`).
+
 The default objective (masked-video, :mod:`ifdd_bench.pretext.masked`) reads only these clips'
 pixels. The two regression objectives read per-token-frame targets made here (the embedding pairs
 input frames, T = 16 -> T' = 8), each relative to its clip mean:
