@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ifdd_bench.data.synth import ensure_dataset
+from ifdd_bench.engine.loop import use_feature_memo
 from ifdd_bench.registry import create_model
 
 BACKBONE = ("embed", "backbone")
@@ -187,8 +188,7 @@ def main() -> None:
     clips, labels, folds = load_clips(root, args.size)
     train, test = (folds != 1).nonzero().squeeze(1), (folds == 1).nonzero().squeeze(1)
     model = create_model(args.model, args.variant, img_size=args.size, overrides=args.set)
-    if model.cfg.freeze_backbone:
-        model.enable_feature_memo(1024)
+    use_feature_memo(model, 1024)  # a frozen backbone (-s freeze_backbone=true) computes each clip once
     if args.ladm_mlp_residual:
         add_ladm_mlp_residual(model)
     if args.diagnose:

@@ -166,17 +166,14 @@ def fit(spec: RunSpec, bundle: Any, *, ctx: D.DistContext | None = None, progres
     return dict(result["row"])
 
 
-def use_feature_memo(model: nn.Module, budget_mb: int) -> bool:
-    """Turn on the per-clip feature memo of a model with a frozen backbone; True when it was.
+def use_feature_memo(model: nn.Module, budget_mb: int) -> None:
+    """Turn on the per-clip feature memo of a model with a frozen backbone.
 
     Models without a frozen backbone (every baseline, IFDD with ``freeze_backbone=false``) train as
     they are: the memo is a speed option, never a reason to refuse a run.
     """
-    cfg = getattr(model, "cfg", None)
-    if budget_mb <= 0 or not getattr(cfg, "freeze_backbone", False) or not hasattr(model, "enable_feature_memo"):
-        return False
-    model.enable_feature_memo(budget_mb)
-    return True
+    if budget_mb > 0 and getattr(getattr(model, "cfg", None), "freeze_backbone", False):
+        model.enable_feature_memo(budget_mb)
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:

@@ -479,6 +479,8 @@ class IFDD(nn.Module):
 
             self.pretrained_report = load_pretrained(self, cfg.pretrained)
         self.memo: FeatureMemo | None = None
+        # backbone taps (B, 1+N_s, C_s) of a clip batch: with gradient, or from the frozen backbone
+        self.features = self._frozen_taps if cfg.freeze_backbone else self._backbone_taps
         if cfg.freeze_backbone:
             self.embed.requires_grad_(False)
             self.backbone.requires_grad_(False)
@@ -512,10 +514,8 @@ class IFDD(nn.Module):
     def _backbone_taps(self, x: torch.Tensor) -> list[torch.Tensor]:
         return self.backbone(self.embed(x))  # taps (B, 1+N_s, C_s)
 
-    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """``x (B, 3, T, H, W)`` -> backbone taps ``(B, 1+N_s, C_s)``; no gradient when frozen."""
-        if not self.cfg.freeze_backbone:
-            return self._backbone_taps(x)
+    def _frozen_taps(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Taps of the frozen backbone, without gradient: from the memo when one is on (not while tracing)."""
         if self.memo is not None and not _tracing():
             return self.memo(x)
         with torch.no_grad():
