@@ -42,7 +42,8 @@ from PIL import Image
 
 from ifdd_bench.data.synth import ensure_dataset
 from ifdd_bench.engine.loop import use_feature_memo
-from ifdd_bench.registry import create_model
+from ifdd_bench.errors import BenchError
+from ifdd_bench.registry import create_model, get_entry
 
 BACKBONE = ("embed", "backbone")
 PARTS = {"backbone": BACKBONE, "pyramid": ("pyramid",), "top": ("top",), "head": ("head",)}
@@ -182,6 +183,9 @@ def main() -> None:
     ap.add_argument("--ladm-mlp-residual", action="store_true", help="diagnostic: a residual around LADM's MLP")
     ap.add_argument("-s", "--set", action="append", default=[], help="model config override KEY=VALUE")
     args = ap.parse_args()
+    if get_entry(args.model).family != "ifdd":
+        raise SystemExit(f"finetune_loop trains IFDD models (--model ifdd_tiny, ifdd_tiny_pretext, ...); "
+                         f"{args.model} is a baseline: train it with ifdd-bench run train --model {args.model}")
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
     root = Path(args.data_root) if args.data_root else Path(ensure_dataset("default"))
@@ -198,4 +202,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except BenchError as err:  # an unknown model, variant or -s key: its message, not a traceback
+        raise SystemExit(f"error: {err}") from None
