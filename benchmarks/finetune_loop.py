@@ -7,7 +7,7 @@ docs/notebook/default-ablation.md. It is not the engine: no validation hold-out,
   Pillow's bilinear filter to ``--size``; the clips of fold 1's test split are the test set, all
   others train (1,200 of the default preset's 1,500);
 * training: AdamW (weight decay ``--wd``, default 0), batch ``--batch``, a per-step cosine from the
-  peak to 1e-6, with ``--lr`` for the embedding and backbone and ``--lr-top`` (default: the same) for
+  peak to 1e-6 (after ``--warmup`` epochs of linear warmup, default 0), with ``--lr`` for the embedding and backbone and ``--lr-top`` (default: the same) for
   the rest; ``-s freeze_backbone=true`` keeps the backbone fixed and memoises its features per clip
   (the engine's ``train.feature_cache_mb``), so an epoch costs seconds;
 * printed: the mean training loss and the test UAR after every epoch; ``--probe`` adds the test UAR
@@ -83,14 +83,15 @@ def train_epochs(model, clips, labels, train, test, args) -> None:
     peaks = [args.lr, args.lr_top or args.lr]
     optim = torch.optim.AdamW([{"params": backbone, "lr": peaks[0]}, {"params": rest, "lr": peaks[1]}],
                               weight_decay=args.wd)
-    total, step = args.epochs * math.ceil(len(train) / args.batch), 0
+    per_epoch = math.ceil(len(train) / args.batch)
+    total, step, warmup = args.epochs * per_epoch, 0, args.warmup * per_epoch
     for epoch in range(args.epochs):
         model.train()
         order, losses = train[torch.randperm(len(train))], []
         for i in range(0, len(order), args.batch):
             idx = order[i:i + args.batch]
             for group, peak in zip(optim.param_groups, peaks):
-                group["lr"] = 1e-6 + (peak - 1e-6) * 0.5 * (1 + math.cos(math.pi * step / total))
+                group["lr"] = step_lr(peak, step, total, warmup)
             out = model(as_input(clips[idx]))
             loss = F.cross_entropy(out.logits, labels[idx]) + sum(out.losses.values())
             optim.zero_grad()
@@ -109,6 +110,13 @@ def train_epochs(model, clips, labels, train, test, args) -> None:
         single = torch.stack([clip[t].expand_as(clip) for clip, t in zip(x, frame)])
         print(f"probes  shuffled {test_uar(model, shuffled, labels[test]):.1f}  "
               f"single frame {test_uar(model, single, labels[test]):.1f}", flush=True)
+
+
+def step_lr(peak: float, step: int, total: int, warmup: int) -> float:
+    """Linear warmup from 1e-6 over ``warmup`` steps, then a cosine from ``peak`` to 1e-6."""
+    if step < warmup:
+        return 1e-6 + (peak - 1e-6) * step / warmup
+    return 1e-6 + (peak - 1e-6) * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
 
 def test_uar(model, clips: torch.Tensor, labels: torch.Tensor) -> float:
@@ -178,6 +186,7 @@ def main() -> None:
     ap.add_argument("--lr-top", type=float, default=None, help="peak lr of everything else (default: --lr)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--diagnose", type=int, default=0, metavar="STEPS")
+    ap.add_argument("--warmup", type=float, default=0.0, help="epochs of linear warmup before the cosine")
     ap.add_argument("--wd", type=float, default=0.0, help="AdamW weight decay")
     ap.add_argument("--probe", action="store_true", help="after training: test UAR on shuffled / single-frame clips")
     ap.add_argument("--ladm-mlp-residual", action="store_true", help="diagnostic: a residual around LADM's MLP")
