@@ -366,14 +366,17 @@ def config_show_cmd(config, model, variant, dataset, data_root, fold, seed, prot
     """Print the fully resolved run spec that `run train` with the same options trains, as YAML.
 
     It names the run id and its recipe hash (the run's training identity), and reads back as a
-    recipe: `--config` of the printed file trains the same run.
+    recipe: `--config` of the printed file trains the same run. A spec that `run train` would refuse
+    (an unknown optimiser, a fold out of range, ...) is refused here with the same message.
     """
+    from ifdd_bench.engine.run import validate_spec
     from ifdd_bench.recipe import spec_yaml
     from ifdd_bench.spec import option_overrides, run_spec
     sets = [*option_overrides(precision=precision, compile=compile_), *sets]
     spec = run_spec(config, model=model, variant=variant, dataset=dataset, data_root=data_root, fold=fold, seed=seed,
                     protocol=protocol, epochs=epochs, overrides=sets, device=device, runs_dir=runs_dir,
                     results_dir=results_dir)
+    validate_spec(spec)
     show.spec_yaml(spec_yaml(spec))
 
 

@@ -206,6 +206,12 @@ def test_parse_recipe_keeps_lines_of_nested_set_entries():
     assert recipe.where("model") == "inline, line 1"
 
 
+def test_config_show_refuses_what_run_train_would_refuse():
+    shown = _invoke("config", "show", "--model", "ifdd_tiny", "-s", "optimizer=adamx")
+    assert shown.exit_code != 0 and "unknown optimizer 'adamx'" in shown.output and "run_id" not in shown.output
+    assert _invoke("config", "show", "--model", "ifdd_tiny", "--fold", "6").exit_code != 0
+
+
 def test_config_show_takes_the_training_precision_options():
     shown = _invoke("config", "show", "--model", "ifdd_tiny", "--precision", "bf16")
     assert shown.exit_code == 0, shown.output
