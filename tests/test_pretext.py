@@ -194,15 +194,17 @@ def test_a_checkpoint_config_rebuilds_after_its_init_file_is_gone(tmp_path):
     assert registry.build_for_checkpoint("ifdd_tiny", as_dict).cfg.pretrained is None
 
 
-def test_default_ablation_fine_tunes_the_shipped_backbone():
+def test_default_ablation_trains_on_the_shipped_backbone_kept_frozen():
     from ifdd_bench.sweep import plan_sweep
 
     plan = plan_sweep()
-    assert plan.model == "ifdd_tiny_pretext" and plan.model_overrides == ()
+    assert plan.model == "ifdd_tiny_frozen" and plan.model_overrides == ()
     saved = torch.load(BUILTIN_WEIGHTS["synth-pretext"], weights_only=True)["state_dict"]
     for variant in ("baseline", "full", "gap"):
-        state = registry.create_model(plan.model, variant).state_dict()
+        model = registry.create_model(plan.model, variant)
+        state = model.state_dict()
         assert all(torch.equal(state[k], v) for k, v in saved.items())
+        assert not any(p.requires_grad for k, p in model.named_parameters() if k in saved)
     scratch = registry.create_model("ifdd_tiny", "full").state_dict()
     assert not torch.equal(scratch["backbone.blocks.0.attn.qkv.weight"], saved["backbone.blocks.0.attn.qkv.weight"])
 

@@ -91,10 +91,10 @@ def test_config_show_reads_back_as_the_same_run(tmp_path):
 
 def test_shown_recipe_pins_its_identity(tmp_path):
     text = spec_yaml(build_run_spec("ifdd_tiny", epochs=2))
-    edited = _write(tmp_path, text.replace("lr: 0.0003", "lr: 0.002"))
+    edited = _write(tmp_path, text.replace("lr: 0.001", "lr: 0.002"))
     with pytest.raises(ConfigError, match=r"line 3: the recipe pins run_id"):
         run_spec(edited)
-    unpinned = _write(tmp_path, "\n".join(line for line in text.replace("lr: 0.0003", "lr: 0.002").splitlines()
+    unpinned = _write(tmp_path, "\n".join(line for line in text.replace("lr: 0.001", "lr: 0.002").splitlines()
                                           if not line.startswith(("run_id", "recipe_hash", "train_hash"))), "u.yaml")
     assert run_spec(unpinned).train.lr == 0.002
     with pytest.raises(ConfigError, match="resolves to"):

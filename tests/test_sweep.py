@@ -141,9 +141,10 @@ def test_defaults_and_all_variants(tmp_path):
     # a real dataset sweeps every official fold with the protocol preset's epochs
     real = sweep.plan_sweep(model=TOY, dataset="dfew", data_root=str(tmp_path))
     assert real.folds == (1, 2, 3, 4, 5) and real.train.epochs == 100
-    # the embedded CPU recipe: no crop augmentation, no warm-up / smoothing / decay
+    # the embedded CPU recipe: no crop augmentation, no warm-up or smoothing, the feature memo on
     assert plan.data.train_aug == "none" and real.data.train_aug == "unified"
-    assert (plan.train.warmup_epochs, plan.train.label_smoothing, plan.train.weight_decay) == (0, 0.0, 0.0)
+    assert (plan.train.warmup_epochs, plan.train.label_smoothing, plan.train.lr) == (0, 0.0, EMBEDDED_TRAIN["lr"])
+    assert plan.train.feature_cache_mb > 0 and real.train.feature_cache_mb == 0
     assert real.train.label_smoothing == 0.1
 
 

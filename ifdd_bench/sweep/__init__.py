@@ -21,7 +21,7 @@ Example::
 
     >>> plan = plan_sweep(variants="full,no_issm", folds="1", seeds="0", epochs=1)
     >>> [c.run_id for c in plan.cells()][:1]
-    ['ifdd_tiny_pretext-full-synth-f1-s0-unified-61ce8c09']
+    ['ifdd_tiny_frozen-full-synth-f1-s0-unified-c9d570d2']
     >>> outcome = run_sweep(plan)            # trains what runs.csv lacks
     >>> summarize(plan)                      # mean +- std UAR/WAR per variant
 """
