@@ -102,7 +102,8 @@ def test_renamed_and_added_keys_leave_run_ids_and_hashes_as_they_were():
     from ifdd_bench.config import HASH_EXCLUDE, dict_hash
     from ifdd_bench.spec import build_run_spec
 
-    spec = build_run_spec("ifdd_tiny", epochs=2)
+    # the embedded recipe as it was when the literals were computed (lr 3e-4, no weight decay)
+    spec = build_run_spec("ifdd_tiny", epochs=2, overrides=["lr=3e-4", "weight_decay=0.0"])
     assert spec.run_id == "ifdd_tiny-full-synth-f1-s0-unified-e480b16f"  # computed before the rename
     assert train_hash(spec.train) == "30d788d0"
     bf16 = replace(spec.train, precision="bf16")
