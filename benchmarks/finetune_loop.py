@@ -7,9 +7,10 @@ docs/notebook/default-ablation.md. It is not the engine: no validation hold-out,
   Pillow's bilinear filter to ``--size``; the clips of fold 1's test split are the test set, all
   others train (1,200 of the default preset's 1,500);
 * training: AdamW (weight decay ``--wd``, default 0), batch ``--batch``, a per-step cosine from the
-  peak to 1e-6 (after ``--warmup`` epochs of linear warmup, default 0), with ``--lr`` for the embedding and backbone and ``--lr-top`` (default: the same) for
-  the rest; ``-s freeze_backbone=true`` keeps the backbone fixed and memoises its features per clip
-  (the engine's ``train.feature_cache_mb``), so an epoch costs seconds;
+  peak to 1e-6 (after ``--warmup`` epochs of linear warmup, default 0), with ``--lr`` for the
+  embedding and backbone and ``--lr-top`` (default: the same) for the rest; ``-s
+  freeze_backbone=true`` keeps the backbone fixed and memoises its features per clip (the engine's
+  ``train.feature_cache_mb``), so an epoch costs seconds;
 * printed: the mean training loss and the test UAR after every epoch; ``--probe`` adds the test UAR
   with each clip's frames shuffled and with one random frame repeated, after the last epoch.
 
