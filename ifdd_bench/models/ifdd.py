@@ -587,7 +587,8 @@ def ifdd_tiny_pretext(cfg: IFDDConfig) -> IFDD:
 def ifdd_tiny_frozen(cfg: IFDDConfig) -> IFDD:
     """``ifdd_tiny_pretext`` whose embedding and backbone stay fixed at the shipped masked-video weights.
 
-    The model of the ``synth-frozen`` recipe: every ablation row trains the parts IFDD adds
+    The default ablation's model (recipes ``synth-default``, 15 epochs, and ``synth-frozen``, 40):
+    every ablation row trains the parts IFDD adds
     (pyramid, ISSM or the lazy split, LADM, head) on the same label-neutral features, with the
     backbone's features computed once per clip (docs/models.md, "Presets").
     """

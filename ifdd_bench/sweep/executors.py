@@ -243,9 +243,9 @@ def _run_pool(todo: list[Cell], book: JobBook, outcome: SweepOutcome, runner: Ru
               emit: Progress, resume: bool, jobs: int) -> None:
     pool = CellPool(jobs, len(todo))
     running: dict[cf.Future, tuple[int, Cell, int, float]] = {}
-    # baselines first: next to the variants of a frozen-backbone model they are the long cells (recipe
-    # synth-frozen: static_control ~20 min, each variant 3-5 min), and submitted last they end the sweep
-    # running alone (the queue is FIFO); elsewhere the order costs little
+    # baselines first: next to the variants of a frozen-backbone model they are the long cells (the
+    # default ablation: static_control ~7 min, each variant ~2 min), and submitted last they end the
+    # sweep running alone (the queue is FIFO); elsewhere the order costs little
     order = sorted(range(len(todo)), key=lambda i: todo[i].role != "baseline")
     try:
         for index in order:
