@@ -199,6 +199,9 @@ def main() -> None:
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
     root = Path(args.data_root) if args.data_root else Path(ensure_dataset("default"))
+    if not (root / "clips.csv").is_file():
+        raise SystemExit(f"error: {root} has no clips.csv; --data-root takes a SynthDFER folder "
+                         "(ifdd-bench data synth --out-dir DIR)")
     clips, labels, folds = load_clips(root, args.size)
     train, test = (folds != 1).nonzero().squeeze(1), (folds == 1).nonzero().squeeze(1)
     model = create_model(args.model, args.variant, img_size=args.size, overrides=args.set)
