@@ -4,11 +4,11 @@
 :data:`HEADLINE_START` and :data:`HEADLINE_END` with :func:`headline_markdown`. Everything in it
 comes from the report: the ablation table of the default model exactly as ``render_report``
 wrote it, one figure, and sentences computed from ``paired_differences.csv``,
-``clip_paired_differences.csv`` and ``summary.csv`` (the CSVs the same render wrote, already
-rounded to :data:`~ifdd_bench.reports.render.CSV_FLOAT_FORMAT`, so the text has the same bytes on
-any machine). No timestamps, no absolute paths. The model table beside it
-(:data:`MODEL_TABLE_START`) comes from the registry, which imports torch, so it is built in
-:mod:`ifdd_bench.readme_models`.
+``clip_paired_differences.csv``, ``control_differences.csv``, ``temporal_reliance.csv`` and
+``summary.csv`` (the CSVs the same render wrote, already rounded to
+:data:`~ifdd_bench.reports.render.CSV_FLOAT_FORMAT`, so the text has the same bytes on any
+machine). No timestamps, no absolute paths. The model table beside it (:data:`MODEL_TABLE_START`)
+comes from the registry, which imports torch, so it is built in :mod:`ifdd_bench.readme_models`.
 
 Example::
 
@@ -167,6 +167,56 @@ def _temporal_lines(result, names: dict[str, str]) -> list[str]:
     return lines + [" ".join(sentences), ""]
 
 
+def _controls_lines(result, model: str, names: dict[str, str]) -> list[str]:
+    """(g) ``model``'s entries against the order-free controls: which are clearly above each (the
+    paired t-interval over runs lies above 0), then the controls table."""
+    table = result.tables.get("controls")
+    diffs = _written_csv(result, "control_differences.csv")
+    if table is None or diffs is None or diffs.empty:
+        return []
+    part = diffs[(diffs["model"] == model) & (diffs["metric"] == "uar")]
+    part = part[(part["reference"] != "gap") | (part["reference_model"] == model)]
+    if part.empty:
+        return []
+    part = _ordered(part.assign(ci_low=part["ci_low"].map(_num), ci_high=part["ci_high"].map(_num),
+                                p_holm=part["p_holm"].map(_num)))
+
+    def label(row: pd.Series) -> str:
+        return tables.entry_label(row["model"], row["variant"], names=names)
+
+    def interval(row: pd.Series) -> str:
+        return (f"{signed_text(100 * row['mean_diff'])} [{signed_text(100 * row['ci_low'])}, "
+                f"{signed_text(100 * row['ci_high'])}] pp")
+
+    sentences = ["An entry is *clearly above* a control when the paired 95 % t-interval of its UAR difference "
+                 f"over runs (given from {stats.MIN_PAIRS_FOR_INTERVAL} paired runs on) lies above 0 (bold in the "
+                 "table)."]
+    for control in [c for c in stats.CONTROLS if c in set(part["reference"])]:
+        rows = part[part["reference"] == control]
+        with_ci = rows[rows["ci_low"].notna()]
+        name = tables.control_label(control, names)
+        if with_ci.empty:
+            sentences.append(f"Against {name} no entry has {stats.MIN_PAIRS_FOR_INTERVAL} paired runs, so none "
+                             "is called above it.")
+            continue
+        above = with_ci[with_ci["ci_low"] > 0]
+        if above.empty:
+            best = with_ci.sort_values("mean_diff", ascending=False, kind="stable").iloc[0]
+            sentences.append(f"Clearly above {name}: none of {len(with_ci)} (largest difference {label(best)}, "
+                             f"{interval(best)}).")
+            continue
+        holm = above[above["p_holm"] < ALPHA]
+        if len(holm):
+            verb = "has" if len(holm) == 1 else "have"
+            holm_text = f"{len(holm)} of them also {verb} a Holm-adjusted p below {ALPHA}"
+        else:
+            holm_text = f"none has a Holm-adjusted p below {ALPHA}"
+        sentences.append(f"Clearly above {name}: {len(above)} of {len(with_ci)}, "
+                         f"{_listing([f'{label(r)} ({interval(r)})' for _, r in above.iterrows()])}; {holm_text}.")
+    return ["**Against the controls.** " + " ".join(sentences), "",
+            markup.to_markdown(table).rstrip("\n"), ""]
+
+
 def _survives_runs(diffs: pd.DataFrame | None, summary: pd.DataFrame | None, model: str, reference: str,
                    names: dict[str, str]) -> str:
     """(e) Which differences to ``model``'s ``reference`` survive Holm correction over runs, and intervals."""
@@ -309,6 +359,7 @@ def headline_markdown(result, *, model: str, variants: Sequence[str], dataset: s
         survive = f"No paired statistics: {result.reference_note}."
     lines += [f"**What survives.** {survive}" + (f" {clips}" if clips else ""), ""]
     lines += _temporal_lines(result, names)
+    lines += _controls_lines(result, model, names)
     lines.append(f"Every table, figure and statistic: [report.md]({link_dir}/report.md). After retraining, "
                  f"`{command}` regenerates this block and the model table from the results.")
     return "\n".join(lines) + "\n"

@@ -4,10 +4,11 @@ Reads only CSVs (``runs.csv``, ``per_class.csv``, ``profile.csv``, ``probes.csv`
 and the run folders' ``history.csv`` / ``predictions.csv``); never imports torch. Writes, atomically:
 
 * ``<table>.tex`` / ``<table>.md`` for the ablation table(s), comparison, per-class recall,
-  reported-vs-measured complexity, paired statistics and temporal reliance (probes)
+  reported-vs-measured complexity, paired statistics, every entry against the order-free controls
+  and temporal reliance (probes)
 * ``report.md``: every Markdown table and figure in one page, with the command that made it
 * ``summary.csv`` (mean/std per model, variant, dataset), ``paired_differences.csv``,
-  ``clip_paired_differences.csv`` and ``temporal_reliance.csv`` (the probes per entry and
+  ``clip_paired_differences.csv``, ``control_differences.csv`` and ``temporal_reliance.csv`` (the probes per entry and
   perturbation), floats written with :data:`CSV_FLOAT_FORMAT` so that a re-render
   on another machine gives the same bytes
 * ``plots/*.png`` and ``plots/*.pdf``
@@ -238,6 +239,12 @@ def render_report(
         notify({"kind": "stage", "name": f"paired statistics ({n_resamples:,} resamples)"})
         diffs, clip_diffs = _paired_tables(runs, predictions, reference, ifdd_models, literature, runs_dir,
                                            n_resamples, seed, result)
+    control_diffs = stats.control_differences(runs, ifdd_models=ifdd_models)
+    if control_diffs.empty:
+        result.skipped.append(f"controls table: no run of a control ({', '.join(stats.CONTROLS)}) shares a dataset "
+                              "with another entry")
+    else:
+        result.tables["controls"] = tables.controls_table(control_diffs, literature=literature)
     probes = inputs.load_probes(results_dir / results.PROBES_CSV, runs)
     probe_summary = pd.DataFrame()
     if probes is None:
@@ -261,6 +268,8 @@ def render_report(
         result.files.append(write_csv(out_dir / "paired_differences.csv", diffs))
     if not clip_diffs.empty:
         result.files.append(write_csv(out_dir / "clip_paired_differences.csv", clip_diffs))
+    if not control_diffs.empty:
+        result.files.append(write_csv(out_dir / "control_differences.csv", control_diffs))
     if not probe_summary.empty:
         result.files.append(write_csv(out_dir / "temporal_reliance.csv", probe_summary))
 

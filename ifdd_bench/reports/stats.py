@@ -6,6 +6,8 @@
   default) on the (dataset, fold, seed) cells both have: paired t-test and, from
   :data:`MIN_PAIRS_FOR_INTERVAL` pairs on, the paired t-interval of the mean difference; the
   p-values of one table's comparisons are Holm-adjusted together (:func:`holm`).
+* :func:`control_differences` - the same comparison with each control of :data:`CONTROLS` (the
+  static control, the GAP head) as the reference, for every entry that is not a control.
 * :func:`clip_paired_differences` - the same comparison over the test clips of those cells, from the
   runs' ``predictions.csv``, with the trained models held fixed: how large a gap test-set sampling
   alone would produce between these two trained models (bootstrap over clips, stratified by
@@ -46,7 +48,7 @@ import pandas as pd
 
 from ifdd_bench.config import PERTURBATIONS
 from ifdd_bench.clipstats import CLIP_CI_METHOD, DRAW_BLOCK, clip_terms, stratified_counts
-from ifdd_bench.reports.inputs import ifdd_models_in
+from ifdd_bench.reports.inputs import ifdd_models_in, is_ifdd_model
 
 #: fewest paired runs for which a t-interval is given (below it: no interval, and the table says why)
 MIN_PAIRS_FOR_INTERVAL = 5
@@ -359,6 +361,45 @@ def paired_differences(runs: pd.DataFrame, *, reference: str = "full", metrics: 
                         p_method=RUN_P_METHOD if r.n >= 2 else "none: n < 2",
                     ))
     frame = pd.DataFrame(rows, columns=[c for c in RUN_COLUMNS if c not in ("p_holm", "holm_family_size")])
+    return add_holm(frame, HOLM_FAMILY)[RUN_COLUMNS]
+
+
+#: the entries without a temporal module that :func:`control_differences` compares every other
+#: entry with: the per-frame static control (a model) and IFDD's GAP head (a variant: the same
+#: backbone's tokens averaged over time and space before the classifier)
+CONTROLS = ("static_control", "gap")
+
+
+def is_control(model: str, variant: str, controls: Sequence[str] = CONTROLS) -> bool:
+    """True for an entry that is one of ``controls``: any variant of a control model, or an IFDD
+    variant named in ``controls``."""
+    return model in controls or (is_ifdd_model(model) and variant in controls)
+
+
+def control_differences(runs: pd.DataFrame, *, controls: Sequence[str] = CONTROLS,
+                        metrics: Sequence[str] = ("uar", "war"), confidence: float = 0.95,
+                        min_pairs: int = MIN_PAIRS_FOR_INTERVAL,
+                        ifdd_models: Sequence[str] | None = None) -> pd.DataFrame:
+    """Paired differences ``entry - control`` of every entry that is not itself a control.
+
+    For each name in ``controls`` that has runs (a model, compared through its ``full`` variant, or
+    an IFDD variant, compared within each IFDD model), the rows of :func:`paired_differences` with
+    that name as reference, minus the comparisons between two controls. Columns
+    :data:`RUN_COLUMNS`; ``reference`` names the control. ``p_holm`` is adjusted per control and
+    metric over the entries left (:data:`HOLM_FAMILY`). Empty when no control has runs.
+    """
+    if ifdd_models is None:
+        ifdd_models = ifdd_models_in(runs)
+    frames = []
+    for control in controls:
+        diffs = paired_differences(runs, reference=control, metrics=metrics, confidence=confidence,
+                                   min_pairs=min_pairs, ifdd_models=ifdd_models)
+        keep = [not is_control(m, v, controls) for m, v in zip(diffs["model"], diffs["variant"])]
+        frames.append(diffs[keep])
+    frames = [f for f in frames if not f.empty]
+    if not frames:
+        return pd.DataFrame(columns=RUN_COLUMNS)
+    frame = pd.concat(frames, ignore_index=True).drop(columns=["p_holm", "holm_family_size"])
     return add_holm(frame, HOLM_FAMILY)[RUN_COLUMNS]
 
 

@@ -13,6 +13,8 @@ printed by the CLI with rich. This package only names the public API; the module
 * ``paired``     :func:`stats_table`: paired differences to the reference over training runs
   (t-intervals from 5 pairs on, Holm-adjusted p); :func:`clip_stats_table`: the same over test
   clips with the trained models held fixed (clip bootstrap interval, swap-test p)
+* ``controls``   :func:`controls_table`: every entry against the order-free controls (static
+  control, GAP head), paired over runs
 * ``temporal``   :func:`temporal_table`: ΔUAR per perturbation of the frame order (probes.csv), with
   t-intervals over runs from 5 runs on (a single run: its clip bootstrap interval)
 * ``labels`` (entry labels and order, dataset order, literature source keys), ``cells`` (number
@@ -36,6 +38,7 @@ from ifdd_bench.reports.tables.ablation import CHECK, CHECK_TEX, CROSS, CROSS_TE
 from ifdd_bench.reports.tables.cells import NOT_DEFINED, fmt_compute, fmt_params, fmt_percent, pm_cell
 from ifdd_bench.reports.tables.comparison import LITERATURE_DATASETS, comparison_table
 from ifdd_bench.reports.tables.complexity import complexity_table
+from ifdd_bench.reports.tables.controls import control_label, controls_table
 from ifdd_bench.reports.tables.compute import ProfileMatch, find_profile
 from ifdd_bench.reports.tables.labels import (DATASET_ORDER, SOURCE_KEYS, entry_label, entry_sort_key, method_names,
                                               ordered_datasets, short_source, short_venue, source_legend)
@@ -47,11 +50,11 @@ from ifdd_bench.reports.tables.temporal import temporal_table
 __all__ = [
     # builders
     "ablation_table", "comparison_table", "per_class_table", "complexity_table", "stats_table", "clip_stats_table",
-    "temporal_table",
+    "temporal_table", "controls_table",
     # notes and table text
     "absent_class_note", "absent_classes", "protocol_notes", "CLIP_STATS_CAVEAT", "SELECTION_TEXT",
     # labels, order, sources
-    "entry_label", "entry_sort_key", "method_names", "ordered_datasets", "short_source", "short_venue",
+    "entry_label", "control_label", "entry_sort_key", "method_names", "ordered_datasets", "short_source", "short_venue",
     "source_legend", "DATASET_ORDER", "LITERATURE_DATASETS", "SOURCE_KEYS",
     # cells and formats
     "fmt_compute", "fmt_params", "fmt_percent", "pm_cell", "NOT_DEFINED", "CHECK", "CHECK_TEX", "CROSS", "CROSS_TEX",
