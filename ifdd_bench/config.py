@@ -22,7 +22,6 @@ Example::
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import types
 import typing
@@ -31,6 +30,7 @@ from typing import Any, Mapping, Sequence
 
 from ifdd_bench.errors import ConfigError, suggest
 from ifdd_bench.extras import require
+from ifdd_bench.hashing import json_hash
 
 DATASETS = ("synth", "dfew", "ferv39k", "mafw")
 PROTOCOLS = ("reference", "unified")
@@ -346,18 +346,13 @@ def from_dict(cfg_cls: type, data: Mapping[str, Any], *, strict: bool = True) ->
     return cfg_cls(**kwargs)
 
 
-def dict_hash(data: Mapping[str, Any]) -> str:
-    """Short stable hash (8 hex digits) of a JSON-ready mapping (keys sorted)."""
-    return hashlib.sha256(json.dumps(dict(data), sort_keys=True).encode()).hexdigest()[:8]
-
-
 def config_hash(cfg: Any, *, exclude: Sequence[str] = ()) -> str:
     """Short stable hash (8 hex digits) of a config's fields, minus ``exclude``.
 
     Result rows carry the hash of their TrainConfig (without the seed and device) so that tables
     can refuse to compare rows trained under different protocols.
     """
-    return dict_hash({k: v for k, v in to_dict(cfg).items() if k not in set(exclude)})
+    return json_hash({k: v for k, v in to_dict(cfg).items() if k not in set(exclude)})
 
 
 #: TrainConfig fields that do not change what is being measured and stay out of the hash.
@@ -376,7 +371,7 @@ def train_identity(cfg: TrainConfig) -> dict[str, Any]:
 
 def train_hash(cfg: TrainConfig) -> str:
     """Protocol hash of a TrainConfig (seed, device and logging excluded)."""
-    return dict_hash(train_identity(cfg))
+    return json_hash(train_identity(cfg))
 
 
 #: DataConfig fields that change speed but not results: a run may resume with other values, and
@@ -411,7 +406,7 @@ def recipe_hash(data: DataConfig, train: TrainConfig, model_overrides: Sequence[
         "train": train_identity(train),
         "model": [[k, v] for k, v in model_overrides],
     }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    return json_hash(payload)
 
 
 @dataclass(frozen=True)

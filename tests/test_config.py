@@ -99,7 +99,8 @@ def test_renamed_and_added_keys_leave_run_ids_and_hashes_as_they_were():
     """Hashes are computed on the names runs were recorded with: ``precision`` hashes as ``amp``
     (fp32 as none) and ``decode_device`` only when it is not cpu, so the committed run folders and
     result rows keep their ids."""
-    from ifdd_bench.config import HASH_EXCLUDE, dict_hash
+    from ifdd_bench.config import HASH_EXCLUDE
+    from ifdd_bench.hashing import json_hash
     from ifdd_bench.spec import build_run_spec
 
     # the embedded recipe as it was when the literals were computed (lr 3e-4, no weight decay)
@@ -108,6 +109,6 @@ def test_renamed_and_added_keys_leave_run_ids_and_hashes_as_they_were():
     assert train_hash(spec.train) == "30d788d0"
     bf16 = replace(spec.train, precision="bf16")
     legacy = {k: v for k, v in to_dict(bf16).items() if k not in HASH_EXCLUDE and k != "precision"}
-    assert train_hash(bf16) == dict_hash({**legacy, "amp": "bf16"})
+    assert train_hash(bf16) == json_hash({**legacy, "amp": "bf16"})
     assert replace(spec, data=replace(spec.data, clip_cache="/tmp/x", workers=3)).run_id == spec.run_id
     assert replace(spec, data=replace(spec.data, decode_device="cuda")).run_id != spec.run_id

@@ -30,7 +30,7 @@ from typing import Any, Sequence
 import torch
 from torch.utils.data import DataLoader
 
-from ifdd_bench.config import (RUN_ID_SCHEME, DataConfig, apply_overrides, data_identity, dict_hash, from_dict,
+from ifdd_bench.config import (RUN_ID_SCHEME, DataConfig, apply_overrides, data_identity, from_dict,
                                parse_perturbations, to_dict)
 from ifdd_bench.engine import runfiles as F
 from ifdd_bench.data.holdout import VAL_SPLIT_FILE
@@ -42,6 +42,7 @@ from ifdd_bench.engine.environment import git_sha
 from ifdd_bench.engine.metrics import classification_metrics
 from ifdd_bench.errors import CheckpointError, ConfigError
 from ifdd_bench.events import Progress
+from ifdd_bench.hashing import json_hash
 from ifdd_bench.results import EVALS_CSV, PROBES_CSV, append_rows
 
 SPLITS = ("test", "val")
@@ -108,7 +109,7 @@ def eval_data_config(ckpt: dict, *, dataset: str | None = None, data_root: str |
 def eval_id(data: DataConfig, split: str) -> str:
     """``{dataset}-f{fold}-{split}-v{views}-{hash}``: names an evaluation's folder; the hash covers
     the rest of the data config, so two evaluations with other settings never share a folder."""
-    digest = dict_hash(data_identity(data))
+    digest = json_hash(data_identity(data))
     return f"{data.dataset}-f{data.fold}-{split}-v{data.eval_views}-{digest}"
 
 

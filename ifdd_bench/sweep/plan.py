@@ -14,8 +14,6 @@ Example::
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -26,6 +24,7 @@ from ifdd_bench.config import (APEX_PERTURBATIONS, PERTURBATIONS, PROBE_MIN_FRAM
                                parse_loggers, parse_overrides, parse_perturbations, to_dict, train_hash)
 from ifdd_bench.data.labels import NUM_FOLDS
 from ifdd_bench.errors import ConfigError, suggest
+from ifdd_bench.hashing import json_hash
 from ifdd_bench.recipe import Recipe
 from ifdd_bench.spec import (REQUEST_DEFAULTS, build_run_spec, check_dataset, is_embedded, request_values,
                              shared_overrides)
@@ -300,8 +299,7 @@ class SweepPlan:
         """Stable id of the grid: the same command always lands in the same sweep folder."""
         desc = self.describe()
         desc.pop("runs_dir"), desc.pop("results_dir"), desc.pop("probes")
-        digest = hashlib.sha256(json.dumps(desc, sort_keys=True, default=str).encode()).hexdigest()[:8]
-        return f"{self.model}-{self.dataset}-{digest}"
+        return f"{self.model}-{self.dataset}-{json_hash(desc)}"
 
     def describe(self) -> dict[str, Any]:
         """JSON-ready description of the grid (written to ``sweep.json``)."""

@@ -13,13 +13,12 @@ Example::
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, fields, replace
 from typing import Any, Sequence
 
 from ifdd_bench.config import apply_overrides, parse_overrides, to_dict
 from ifdd_bench.errors import ConfigError, suggest, unknown
+from ifdd_bench.hashing import json_hash
 
 #: Bump when the same knobs would produce different pixels; it is part of the cache hash.
 GENERATOR_VERSION = "1.0"
@@ -121,8 +120,7 @@ def synth_config(preset_name: str, sets: Sequence[str] = (), **fields: Any) -> S
 
 def config_hash(cfg: SynthConfig) -> str:
     """8 hex digits identifying the pixels this config produces (all knobs + generator version)."""
-    payload = json.dumps({"version": GENERATOR_VERSION, **to_dict(cfg)}, sort_keys=True)
-    return hashlib.sha256(payload.encode()).hexdigest()[:8]
+    return json_hash({"version": GENERATOR_VERSION, **to_dict(cfg)})
 
 
 # --------------------------------------------------------------------------------------------
