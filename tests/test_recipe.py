@@ -171,6 +171,24 @@ def test_bad_recipe_names_file_line_and_key(tmp_path, text, needles):
         assert needle in message
 
 
+@pytest.mark.parametrize("text, needle, option", [
+    ("model: ifdd_tiny\nvariants: [full, gapp]\n", "line 2: variants: unknown variant 'gapp'", "variants"),
+    ("model: ifdd_tiny\nfolds: 9\n", "line 2: folds: synth has folds 1-5; got 9", "folds"),
+    ("model: ifdd_tiny\nseed: -3\n", "line 2: seed: must be in 0..2^63-1", "seeds"),
+    ("model: ifdd_tiny\nbaselines: c3dd\n", "line 2: baselines: unknown model 'c3dd'", "baselines"),
+])
+def test_bad_sweep_key_names_the_recipe_line_not_the_option(tmp_path, text, needle, option):
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        sweep.plan_sweep(recipe=load_recipe(path))
+    assert str(err.value).startswith(f"{path}, {needle}")
+    # the same bad value on the command line overrides the recipe and is not blamed on it
+    bad = {"variants": "gapp", "folds": "9", "seeds": "-3", "baselines": "c3dd"}[option]
+    with pytest.raises(ConfigError) as err:
+        sweep.plan_sweep(recipe=load_recipe(path), **{option: bad})
+    assert path not in str(err.value)
+
+
 def test_recipe_for_another_model_or_family_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="the recipe is for model 'ifdd', but --model ifdd_tiny"):
         run_spec("dfew-reference", model="ifdd_tiny", data_root="/d")

@@ -354,14 +354,19 @@ def plan_sweep(
     ``loggers`` (``tensorboard``, ``wandb``) go to every cell's run folder; a missing logger package
     fails here.
     """
-    sweep_keys = {}
+    sweep_keys: dict[str, Any] = {}
+    given = {"variants": variants, "folds": folds, "seeds": seeds, "baselines": baselines}
+    blame: dict[str, str | None] = dict.fromkeys(given)  # axis -> "FILE, line N: key" of the recipe that gave it
     if recipe is not None:
         sweep_keys = {key: recipe.get(key) for key in ("variants", "folds", "seeds", "baselines")}
+        blame = {key: f"{recipe.where(key)}: {key}" if given[key] is None and sweep_keys[key] is not None else None
+                 for key in given}
         for single, plural in (("variant", "variants"), ("fold", "folds"), ("seed", "seeds")):
             if recipe.get(single) is not None:
                 if sweep_keys[plural] is not None:
                     raise ConfigError(f"{recipe.where(single)}: give {single} or {plural}, not both")
                 sweep_keys[plural] = [recipe.get(single)]
+                blame[plural] = f"{recipe.where(single)}: {single}" if given[plural] is None else None
         sweep_keys = {k: ",".join(map(str, v)) if isinstance(v, list) else v for k, v in sweep_keys.items()}
         recipe = replace(recipe, derived={k: v for k, v in recipe.derived.items() if k != "run_id"})
     req = request_values(recipe, require_model=False, model=model, dataset=dataset, data_root=data_root, protocol=protocol,
@@ -383,10 +388,12 @@ def plan_sweep(
     if "seed" in axes:
         raise ConfigError("set seeds with --seeds (a recipe: seeds:), not seed=")
     plan = SweepPlan(
-        model=model, variants=resolve_variants(model, variants),
-        folds=parse_folds(folds if folds is not None else (DEFAULT_FOLDS if embedded else None), dataset),
-        seeds=parse_seeds(seeds), dataset=dataset, data_root=str(data_root) if data_root else None,
-        protocol=protocol, epochs=epochs, overrides=tuple(overrides), baselines=resolve_baselines(baselines),
+        model=model, variants=_blamed(blame["variants"], "--variants", resolve_variants, model, variants),
+        folds=_blamed(blame["folds"], "--folds", parse_folds,
+                      folds if folds is not None else (DEFAULT_FOLDS if embedded else None), dataset),
+        seeds=_blamed(blame["seeds"], "--seeds", parse_seeds, seeds), dataset=dataset, data_root=str(data_root) if data_root else None,
+        protocol=protocol, epochs=epochs, overrides=tuple(overrides),
+        baselines=_blamed(blame["baselines"], "--baselines", resolve_baselines, baselines),
         runs_dir=str(req["runs_dir"]), results_dir=str(req["results_dir"]), recipe=recipe,
         probes=resolve_probes(probes, perturb, dataset, data_root),
         loggers=parse_loggers(loggers),
@@ -397,6 +404,18 @@ def plan_sweep(
         raise ConfigError(f"the probes reorder frames, and these cells read {short[0]} frame(s) per clip; they need "
                           f"at least {PROBE_MIN_FRAMES}", hint="add --no-probes, or train with more frames")
     return plan
+
+
+def _blamed(source: str | None, option: str, parse: Any, *args: Any) -> Any:
+    """``parse(*args)``; when a recipe gave the value (``source``: its ``"FILE, line N: key"``), a
+    refusal names that line and key instead of the command-line ``option``."""
+    try:
+        return parse(*args)
+    except ConfigError as err:
+        if source is None:
+            raise
+        message = err.message.removeprefix(f"{option}:").removeprefix(option).strip()
+        raise ConfigError(f"{source}: {message}", hint=err.hint) from None
 
 
 def default_jobs(plan: SweepPlan, executor: str = "local") -> int:
