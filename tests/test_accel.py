@@ -84,3 +84,20 @@ def test_an_unknown_card_leaves_mfu_empty_with_a_note():
     assert peak is None and "MFU left empty" in note
     assert accel.mfu(287e9, 1000.0, None) is None
     assert accel.mfu(287e9, 1000.0, 989.0) == pytest.approx(287e12 / 989e12)
+
+
+def test_cpu_count_is_the_affinity_mask_everywhere_it_is_planned(monkeypatch):
+    """Under taskset / a Slurm CPU set the process may use fewer CPUs than the machine has: the sweep's
+    default jobs and the pool's threads follow the mask, not os.cpu_count()."""
+    from ifdd_bench import cpus
+    from ifdd_bench.sweep import plan as plan_mod
+    from ifdd_bench.sweep import pool as pool_mod
+
+    monkeypatch.setattr(cpus.os, "sched_getaffinity", lambda pid: {0})
+    monkeypatch.setattr(cpus.os, "cpu_count", lambda: 64)
+    assert cpus.usable_cpus() == 1
+    assert accel.usable_cpus is cpus.usable_cpus and pool_mod.usable_cpus is cpus.usable_cpus
+    synth_plan = plan_mod.plan_sweep(variants="full", seeds="0", baselines="none", probes=False)
+    assert plan_mod.default_jobs(synth_plan) == 1
+    monkeypatch.setattr(cpus.os, "sched_getaffinity", lambda pid: set(range(8)))
+    assert plan_mod.default_jobs(synth_plan) == min(plan_mod.DEFAULT_SYNTH_JOBS, 8)

@@ -32,20 +32,13 @@ import torch
 from torch import nn
 
 from ifdd_bench.config import PRECISIONS
+from ifdd_bench.cpus import usable_cpus
 from ifdd_bench.errors import unknown
 
 #: DataLoader worker processes per training process on CUDA when data.workers is unset
 MAX_CUDA_WORKERS = 8
 #: the torch.compile backend CompileFallback uses (tests swap in one that fails)
 COMPILE_BACKEND: str | Callable = "inductor"
-
-
-def usable_cpus() -> int:
-    """CPUs this process may run on (its affinity mask where the OS has one)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - macOS / Windows
-        return os.cpu_count() or 1
 
 
 def loader_workers(requested: int | None, device: torch.device, *, processes_per_node: int | None = None) -> int:

@@ -23,6 +23,7 @@ from ifdd_bench import registry
 from ifdd_bench.config import (APEX_PERTURBATIONS, PERTURBATIONS, PROBE_MIN_FRAMES, DataConfig, RunSpec, TrainConfig,
                                parse_loggers, parse_overrides, parse_perturbations, to_dict, train_hash)
 from ifdd_bench.data.labels import NUM_FOLDS
+from ifdd_bench.cpus import usable_cpus
 from ifdd_bench.errors import ConfigError, suggest
 from ifdd_bench.hashing import json_hash
 from ifdd_bench.recipe import Recipe
@@ -425,6 +426,6 @@ def default_jobs(plan: SweepPlan, executor: str = "local") -> int:
     once (capped at the CPU count, one torch thread each); everything else one cell at a time.
     """
     if executor == "local" and is_embedded(plan.dataset, plan.data_root):
-        return max(1, min(DEFAULT_SYNTH_JOBS, os.cpu_count() or 1))
+        return max(1, min(DEFAULT_SYNTH_JOBS, usable_cpus()))
     return 1
 

@@ -24,6 +24,7 @@ import time
 from typing import Any, Callable, Iterable, Mapping
 
 from ifdd_bench.config import RunSpec
+from ifdd_bench.cpus import usable_cpus
 from ifdd_bench.events import Progress
 
 Runner = Callable[..., Mapping[str, Any]]
@@ -160,7 +161,7 @@ class CellPool:
     """Spawned worker processes that run cells ``jobs`` at a time with shared cores and relayed progress."""
 
     def __init__(self, jobs: int, cells: int):
-        cores = os.cpu_count() or 1
+        cores = usable_cpus()
         self.threads = max(1, cores // jobs)  # before any cell has finished
         self.workers = min(jobs, cells)
         self.unfinished = cells

@@ -37,6 +37,7 @@ import numpy as np
 from PIL import Image
 
 from ifdd_bench.config import to_dict
+from ifdd_bench.cpus import usable_cpus
 from ifdd_bench.data.labels import DFEW_CLASSES, NUM_FOLDS
 from ifdd_bench.data.synth.config import GENERATOR_VERSION, SynthConfig, config_hash, preset
 from ifdd_bench.data.synth.dynamics import clip_folds, clip_identity, clip_labels, sample_clip_params
@@ -149,14 +150,6 @@ def numpy_pool_context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("spawn")
 
 
-def default_workers() -> int:
-    """Worker processes for generation: the CPUs this process may use."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
-
-
 def _render_all(cfg: SynthConfig, root: Path, workers: int, progress: ClipCounter | None) -> list[ClipTruth]:
     chunks = [list(range(s, min(s + CHUNK, cfg.clips))) for s in range(0, cfg.clips, CHUNK)]
     truths: list[ClipTruth] = []
@@ -243,7 +236,7 @@ def generate(cfg: SynthConfig, out_dir: str | Path, *, workers: int | None = Non
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{secrets.token_hex(3)}"
     tmp.mkdir()
     try:
-        truths = _render_all(cfg, tmp, workers or default_workers(), progress)
+        truths = _render_all(cfg, tmp, workers or usable_cpus(), progress)
         truths.sort(key=lambda r: int(r.clip_id))
         sizes = _write_lists(tmp, truths)
         (tmp / TRUTH_FILE).write_text(truth_csv_text(truths))
