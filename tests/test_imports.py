@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 #: package prefix; "=name" matches that module alone, so a new ifdd_bench module must be placed)
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("base", ("ifdd_bench.config", "ifdd_bench.results", "ifdd_bench.errors", "ifdd_bench.atomic",
-              "ifdd_bench.hashing", "ifdd_bench.events", "ifdd_bench.clipstats", "ifdd_bench.extras")),
+              "ifdd_bench.hashing", "ifdd_bench.events", "ifdd_bench.clipstats", "ifdd_bench.extras",
+              "ifdd_bench.cpus")),
     ("registry", ("ifdd_bench.registry", "ifdd_bench.spec", "ifdd_bench.recipe")),
     ("data", ("ifdd_bench.data",)),
     ("models", ("ifdd_bench.models", "baselines")),
