@@ -29,7 +29,7 @@ from ifdd_bench.data.collect import FATAL_PROBLEMS
 from ifdd_bench.data.labels import NUM_FOLDS, classes_for
 from ifdd_bench.data.readers import read_split, resolve_frame_source
 from ifdd_bench.errors import ConfigError, DataError
-from ifdd_bench.events import Progress
+from ifdd_bench.events import Progress, emit_progress
 
 IMAGE_SCANS = ("header", "decode", "none")
 
@@ -276,6 +276,5 @@ def _scan_images(report: CheckReport, sources: dict[str, tuple[str, int]], mode:
             else:
                 for item in bad:
                     report.add(report.warnings, "unreadable_frame", item)
-            if progress is not None and (k % 128 == 0 or k == len(items) - 1):
-                progress({"kind": "data_progress", "stage": f"scanning frames ({mode})", "done": k + 1,
-                          "total": len(items)})
+            if k % 128 == 0 or k == len(items) - 1:
+                emit_progress(progress, f"scanning frames ({mode})", k + 1, len(items))

@@ -16,7 +16,6 @@ from typing import Iterable
 from ifdd_bench.data.decode import VIDEO_EXTS, count_video_frames, is_video, list_frames
 from ifdd_bench.data.records import ClipRecord, SplitRecords
 from ifdd_bench.errors import DataError
-from ifdd_bench.events import Progress
 
 #: kinds of problem that would break training (``data check`` exits non-zero on any of them)
 FATAL_PROBLEMS = ("missing_root", "missing_split_file", "missing_frame_folder", "layout", "malformed_line",
@@ -65,12 +64,6 @@ class Collector:
                 label = kind.replace("_", " ")
                 raise DataError(f"{self.what}: {len(items)} {label} problem(s): {shown}{more}",
                                 hint=hints[kind])
-
-
-def emit_progress(progress: Progress | None, stage: str, done: int, total: int) -> None:
-    """Report ``done`` of ``total`` items of ``stage`` as a ``data_progress`` event (if anyone listens)."""
-    if progress is not None:
-        progress({"kind": "data_progress", "stage": stage, "done": done, "total": total})
 
 
 def resolve_clip(frame_dir: Path | None, video_stems: Iterable[Path], collector: Collector,

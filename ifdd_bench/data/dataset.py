@@ -46,7 +46,7 @@ from ifdd_bench.data.records import ClipRecord
 from ifdd_bench.data.sampling import SamplingSpec, sample_indices
 from ifdd_bench.data.transforms import ClipTransform, augment_spec
 from ifdd_bench.errors import ConfigError, DataError, suggest, unknown
-from ifdd_bench.events import Progress
+from ifdd_bench.events import Progress, emit_progress
 
 if TYPE_CHECKING:
     from ifdd_bench.data.clipcache import MemmapClipCache
@@ -267,9 +267,7 @@ def _resolve_root(cfg: DataConfig, progress: Progress | None) -> Path:
     from ifdd_bench.data.synth import ensure_dataset
 
     def synth_progress(done: int, total: int) -> None:  # the generator reports (done, total)
-        if progress is not None:
-            progress({"kind": "data_progress", "stage": f"generating SynthDFER {cfg.synth_preset}",
-                      "done": done, "total": total})
+        emit_progress(progress, f"generating SynthDFER {cfg.synth_preset}", done, total)
 
     return Path(ensure_dataset(cfg.synth_preset, progress=synth_progress))
 

@@ -45,7 +45,7 @@ import torch
 
 from ifdd_bench.data.records import ClipRecord
 from ifdd_bench.errors import DataError
-from ifdd_bench.events import Progress
+from ifdd_bench.events import Progress, emit_progress
 
 # torchvision 0.29 deprecated its image codecs in favour of TorchCodec and warns on every call; the
 # codecs still work and are measured against Pillow by `data bench`. Silence only that message.
@@ -472,6 +472,6 @@ def decode_clips(unique: dict[str, ClipRecord], size: int, *, decoder: str = "au
             if following is not None:
                 pending.append(pool.submit(work, following))
             yield result
-            if progress is not None and (k % 64 == 0 or k == len(items) - 1):
-                progress({"kind": "data_progress", "stage": stage, "done": k + 1, "total": len(items)})
+            if k % 64 == 0 or k == len(items) - 1:
+                emit_progress(progress, stage, k + 1, len(items))
             k += 1

@@ -34,11 +34,10 @@ from pathlib import Path
 from typing import Any
 
 from ifdd_bench.atomic import json_text, write_text_atomic
-from ifdd_bench.data.collect import emit_progress
 from ifdd_bench.data.decode import IMAGE_EXTS, is_video, list_frames
 from ifdd_bench.data.faces import CropConfig, FaceDetector, crop_clip
 from ifdd_bench.errors import ConfigError, DataError
-from ifdd_bench.events import Progress
+from ifdd_bench.events import Progress, emit_progress
 
 MANIFEST = "face_crop.json"
 

@@ -26,11 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from ifdd_bench.atomic import write_text_atomic
-from ifdd_bench.data.collect import Collector, emit_progress, finish_split, resolve_clip
+from ifdd_bench.data.collect import Collector, finish_split, resolve_clip
 from ifdd_bench.data.labels import LABEL_ORDERS, classes_for, label_index
 from ifdd_bench.data.records import ClipRecord, SplitRecords
 from ifdd_bench.errors import ConfigError, DataError
-from ifdd_bench.events import Progress
+from ifdd_bench.events import Progress, emit_progress
 
 IMPORT_DIR = "ifdd_splits"
 INT_LABEL_ORDERS = ("dfew", "official", "alphabetical")

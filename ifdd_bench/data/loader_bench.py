@@ -30,7 +30,6 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from ifdd_bench.data.collect import emit_progress
 from ifdd_bench.data.dataset import ClipDataset, FrameCache, worker_context
 from ifdd_bench.data.decode import check_decoder
 from ifdd_bench.data.fixtures import balanced_dfew_rows, write_dfew
@@ -38,7 +37,7 @@ from ifdd_bench.data.readers import read_split
 from ifdd_bench.data.sampling import SamplingSpec
 from ifdd_bench.data.transforms import ClipTransform, augment_spec
 from ifdd_bench.errors import ConfigError
-from ifdd_bench.events import Progress
+from ifdd_bench.events import Progress, emit_progress
 
 #: (stored frame size, clip size): the two clip sizes of the issue, DFEW's 224 frames fed at 112, and
 #: SynthDFER's default 112 frames fed to the tiny CPU models at 64

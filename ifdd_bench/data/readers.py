@@ -47,11 +47,11 @@ from pathlib import Path
 from typing import Iterable
 
 from ifdd_bench.data import lists
-from ifdd_bench.data.collect import Collector, emit_progress, finish_split, resolve_clip
+from ifdd_bench.data.collect import Collector, finish_split, resolve_clip
 from ifdd_bench.data.labels import DFEW_CLASSES, NUM_FOLDS, classes_for, label_index
 from ifdd_bench.data.records import ClipRecord, SplitRecords
 from ifdd_bench.errors import ConfigError, DataError, suggest
-from ifdd_bench.events import Progress
+from ifdd_bench.events import Progress, emit_progress
 
 READ_SPLITS = ("train", "test")
 FRAME_SOURCES = {
