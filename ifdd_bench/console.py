@@ -658,8 +658,8 @@ def sweep_summary(rows: list[dict]) -> None:
 
 
 def sweep_report(report: Any) -> None:
-    """The end of ``run ablation``: the paper-layout ablation table(s), paired statistics and
-    temporal-reliance table of the rendered report, or the simple summary table when there is no
+    """The end of ``run ablation``: the paper-layout ablation table(s), paired statistics,
+    temporal-reliance and controls tables of the rendered report, or the simple summary table when there is no
     report (and why)."""
     if not report.summary:
         return
@@ -673,7 +673,7 @@ def sweep_report(report: Any) -> None:
     if not result.ablation_keys:
         sweep_summary(report.summary)
     paired_statistics(console, result)
-    temporal_reliance(console, result)
+    dynamics_tables(console, result)
     if result.reference_note:
         err_console.print(f"[yellow]note:[/] {result.reference_note}", highlight=False)
     console.print(f"report: {len(result.files)} files in {result.out_dir}/ (tables .tex/.md, plots, report.md)",
@@ -837,13 +837,15 @@ def paired_statistics(out: Console, result: Any) -> None:
                 out.print(f"  [dim]{escape(note)}[/]", highlight=False)
 
 
-def temporal_reliance(out: Console, result: Any) -> None:
-    """The temporal-reliance table of a rendered report (probes.csv), with its notes, when there is one."""
-    table = result.tables.get("temporal_reliance")
-    if table is not None:
-        out.print(rich_table(table))
-        for note in table.notes:
-            out.print(f"  [dim]{escape(note)}[/]", highlight=False)
+def dynamics_tables(out: Console, result: Any) -> None:
+    """The temporal-reliance table (probes.csv) and the controls table of a rendered report, each with
+    its notes, where the report has them."""
+    for key in ("temporal_reliance", "controls"):
+        table = result.tables.get(key)
+        if table is not None:
+            out.print(rich_table(table))
+            for note in table.notes:
+                out.print(f"  [dim]{escape(note)}[/]", highlight=False)
 
 
 @contextlib.contextmanager
@@ -879,11 +881,12 @@ def rendering() -> Iterator[Callable[[dict], None]]:
 
 
 def report(result: Any) -> None:
-    """``report``: the ablation, paired-statistics and temporal-reliance tables, what was not rendered, the files."""
+    """``report``: the ablation, paired-statistics, temporal-reliance and controls tables, what was not
+    rendered, the files."""
     out = wide_console()  # piped output: keep table rows on one line
     _ablation_tables(out, result)
     paired_statistics(out, result)
-    temporal_reliance(out, result)
+    dynamics_tables(out, result)
     for item in result.skipped:
         out.print(f"[yellow]not rendered:[/] {item}", highlight=False)
     out.print(f"wrote {len(result.files)} files to {result.out_dir} in {result.seconds:.2f} s", highlight=False)
