@@ -1,7 +1,8 @@
-"""What a sweep cell gains when it gets the cores of its finished partners (``ifdd_bench.sweep.pool.CoreShare``).
+"""What a sweep cell would gain from the cores of its finished partners, and why the pool does not give them.
 
-The default SynthDFER sweep runs two cells at a time with one torch thread each; when only one cell
-is left, the pool raises its thread count to all cores. This times one training step of that cell
+The default SynthDFER sweep runs two cells at a time with one torch thread each, and a cell keeps
+its count to the end (``ifdd_bench.sweep.pool.CellPool``) even when it is the last one running.
+This times one training step of such a cell
 (``ifdd_tiny_pretext`` by default: forward, cross-entropy + auxiliary losses, backward, AdamW; batch
 16, 16x64x64) with one thread and with ``--threads`` (default: every core), switching the thread
 count of the same model in one process and interleaving the two round by round, so load drift slows

@@ -345,7 +345,7 @@ def history_row(epoch: int, lr: float, stats: Mapping[str, Any], val: Mapping[st
         "train_s": stats["wall"],
         "eval_s": eval_s,
         "epoch_s": epoch_s,
-        # the thread count at the epoch's end: a sweep's pool may change it between epochs (sweep.pool.CoreShare)
+        # the thread count at the epoch's end (a sweep's pool fixes it per cell: sweep.pool.CellPool)
         "torch_threads": torch.get_num_threads(),
     }
 

@@ -10,8 +10,8 @@ concept each:
   :func:`sweep_status` (where a sweep stands before it runs);
 * :mod:`~ifdd_bench.sweep.jobbook`: ``runs/sweeps/<sweep_id>/jobs.csv``, one row per attempt;
 * :mod:`~ifdd_bench.sweep.executors`: :func:`run_sweep` with the inline, pool and submitit executors;
-* :mod:`~ifdd_bench.sweep.pool`: cells in worker processes (:func:`run_cell`, core sharing,
-  progress relay);
+* :mod:`~ifdd_bench.sweep.pool`: cells in worker processes (:func:`run_cell`, a fixed thread
+  count per cell, progress relay);
 * :mod:`~ifdd_bench.sweep.slurm`: the optional submitit extra, the cluster options
   (:func:`submitit_options`) and multi-GPU jobs (one DDP rank per GPU).
 * :mod:`~ifdd_bench.sweep.probing`: :class:`CellRunner`, what every executor runs per cell: train

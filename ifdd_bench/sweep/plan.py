@@ -65,8 +65,8 @@ DEFAULT_SYNTH_JOBS = 2
 # training step of ifdd_tiny(_pretext) at 16x64x64 costs ~34 ms per clip; fold 1 of the default
 # preset has 1,081 train / 119 val / 300 test clips, so one epoch of one cell is ~33 s of training
 # plus ~4 s of evaluation; the probes add ~25 s per cell. 7 variants + static_control (~120 s) at 5
-# epochs, two cells at a time, the last one taking both cores once its partner finishes
-# (pool.CoreShare), took 14 min 24 s on a fresh clone (docs/notebook/default-ablation.md has the
+# epochs, two cells at a time (at the time the last one took both cores once its partner finished;
+# the pool now keeps one thread per cell), took 14 min 24 s on a fresh clone (docs/notebook/default-ablation.md has the
 # measured times). Re-measure when SynthDFER, the tiny geometry or the grid change.
 
 

@@ -4,8 +4,11 @@
 the cell's own time. :class:`CellPool` runs cells in spawned processes, ``jobs`` at a time, and
 adds two things to a plain process pool:
 
-* **core sharing** (:class:`CoreShare`): each cell gets ``cores // running`` torch threads, re-read
-  at every epoch start, so the last cells of a sweep take the cores of the finished ones;
+* **a fixed thread count per cell**: every worker trains with ``cores // workers`` torch threads
+  from the first step of a cell to its last. CPU kernels sum in an order that depends on the
+  thread count, so a cell whose count changed while it trained (as when the last cells took the
+  cores of finished ones) would end with other weights, and a rerun of the sweep would not repeat
+  it: whether and when the count changed depended on how fast its partners finished;
 * **progress relay** (:func:`_forwarder`): workers put their engine events (data preparation,
   epochs, steps, warnings) on a queue that the parent passes to the sweep's progress callback
   while it waits.
@@ -47,17 +50,12 @@ def run_cell(spec: RunSpec, runner: Runner | None = None, threads: int | None = 
     ``runner(spec, progress=, resume=)`` trains it (default: the engine's ``train_run``);
     ``resume=False`` trains from scratch instead of resuming the cell's ``last.pt``.
 
-    In a worker of a :class:`CellPool` the thread count follows the pool's
-    :class:`CoreShare` instead of ``threads``, and the engine's progress events are sent to the
-    parent (:func:`_forwarder`).
+    ``threads`` (when given) is the torch thread count for the whole cell. In a worker of a
+    :class:`CellPool` the engine's progress events are also sent to the parent (:func:`_forwarder`).
     """
     if _POOL_EVENTS is not None:
         progress = _forwarder(_POOL_EVENTS, spec.run_id, progress)
-    share = _POOL_SHARE
-    if share is not None:
-        share.apply()
-        progress = share.wrap(progress)
-    elif threads:
+    if threads:
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ[var] = str(threads)
         _set_torch_threads(threads)
@@ -98,43 +96,6 @@ def _forwarder(events: Any, run_id: str, progress: Progress | None) -> Progress:
     return forward
 
 
-class CoreShare:
-    """The machine's cores, shared among the cells that a local pool still runs.
-
-    The parent keeps ``active`` (a ``multiprocessing.Value``) at ``min(jobs, unfinished cells)``.
-    Each worker sets its torch thread count to ``cores // active`` when a cell starts and again at
-    every epoch start (the engine's ``start`` and ``epoch_start`` events). Without it, the last
-    cell of a sweep with an odd number of cells trains on one core while the other sits idle.
-    """
-
-    REBALANCE_EVENTS = ("start", "epoch_start")
-
-    def __init__(self, cores: int, active: Any):
-        self.cores = max(1, cores)
-        self.active = active
-
-    def threads(self) -> int:
-        """Threads for one cell now: this machine's cores split evenly among the running cells."""
-        return max(1, self.cores // max(1, int(self.active.value)))
-
-    def apply(self) -> int:
-        """Set this process's torch thread count to :meth:`threads` and return it."""
-        threads = self.threads()
-        _set_torch_threads(threads)
-        return threads
-
-    def wrap(self, progress: Progress | None) -> Progress:
-        """A progress callback that rebalances threads on the engine's start events, then forwards."""
-
-        def forward(event: dict[str, Any]) -> None:
-            if isinstance(event, dict) and event.get("kind") in self.REBALANCE_EVENTS:
-                self.apply()
-            if progress is not None:
-                progress(event)
-
-        return forward
-
-
 def pop_cell_seconds(returned: Mapping[str, Any] | None) -> tuple[dict[str, Any], float | None]:
     """Split :func:`run_cell`'s result into the runner's dict and the cell's measured seconds."""
     out = dict(returned or {})
@@ -142,42 +103,40 @@ def pop_cell_seconds(returned: Mapping[str, Any] | None) -> tuple[dict[str, Any]
     return out, seconds
 
 
-#: the pool's core share and its progress queue, set in each local pool worker by
-#: :func:`_worker_init` (None elsewhere)
-_POOL_SHARE: CoreShare | None = None
+#: the pool's progress queue, set in each local pool worker by :func:`_worker_init` (None elsewhere)
 _POOL_EVENTS: Any = None
 
 
-def _worker_init(threads: int, cores: int | None = None, active: Any = None, events: Any = None) -> None:
+def _worker_init(threads: int, events: Any = None) -> None:
     # runs in a fresh spawned worker before torch is imported: torch reads these at import
-    global _POOL_SHARE, _POOL_EVENTS
+    global _POOL_EVENTS
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(threads)
-    _POOL_SHARE = CoreShare(cores, active) if cores and active is not None else None
     _POOL_EVENTS = events
 
 
 class CellPool:
-    """Spawned worker processes that run cells ``jobs`` at a time with shared cores and relayed progress."""
+    """Spawned worker processes that run cells ``jobs`` at a time, each cell with ``cores // jobs``
+    torch threads from start to end, and relay their progress.
+
+    The thread count depends on ``jobs`` and the machine only, not on how many cells are left, so
+    re-running one cell with the same ``--jobs`` trains it with the same count as the sweep did.
+    """
 
     def __init__(self, jobs: int, cells: int):
-        cores = usable_cpus()
-        self.threads = max(1, cores // jobs)  # before any cell has finished
+        self.threads = max(1, usable_cpus() // max(1, jobs))
         self.workers = min(jobs, cells)
-        self.unfinished = cells
         ctx = multiprocessing.get_context("spawn")
-        self.active = ctx.Value("i", self.workers)  # cells running at once; read by the workers' CoreShare
         self.events = ctx.Queue()  # the workers' engine progress events, relayed by as_completed
         self.executor = cf.ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx, initializer=_worker_init,
-                                               initargs=(self.threads, cores, self.active, self.events))
+                                               initargs=(self.threads, self.events))
 
     def submit(self, spec: RunSpec, runner: Runner | None, resume: bool = True) -> cf.Future:
         """Queue one cell; its future returns :func:`run_cell`'s dict."""
         return self.executor.submit(run_cell, spec, runner, self.threads, resume=resume)
 
     def as_completed(self, futures: list[cf.Future], emit: Progress, poll_s: float = 0.2) -> Iterable[cf.Future]:
-        """Yield ``futures`` as they finish, passing the workers' queued events to ``emit`` meanwhile;
-        each finished cell hands its cores to the cells still running."""
+        """Yield ``futures`` as they finish, passing the workers' queued events to ``emit`` meanwhile."""
 
         def relay() -> None:
             while True:
@@ -190,10 +149,7 @@ class CellPool:
         while pending:
             done, pending = cf.wait(pending, timeout=poll_s, return_when=cf.FIRST_COMPLETED)
             relay()
-            for future in done:
-                self.unfinished -= 1
-                self.active.value = max(1, min(self.workers, self.unfinished))  # only the parent writes it
-                yield future
+            yield from done
         relay()
 
     def shutdown(self, wait: bool = True) -> None:
