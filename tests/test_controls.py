@@ -1,4 +1,4 @@
-"""Every entry against the order-free controls (static control, GAP head): statistics, table, README sentence."""
+"""Every entry against the controls without a temporal module (static control, GAP head): statistics, table, README sentence."""
 from __future__ import annotations
 
 import statistics

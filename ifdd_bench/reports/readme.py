@@ -168,8 +168,8 @@ def _temporal_lines(result, names: dict[str, str]) -> list[str]:
 
 
 def _controls_lines(result, model: str, names: dict[str, str]) -> list[str]:
-    """(g) ``model``'s entries against the order-free controls: which are clearly above each (the
-    paired t-interval over runs lies above 0), then the controls table."""
+    """(g) ``model``'s entries against the controls without a temporal module: which are clearly
+    above each (the paired t-interval over runs lies above 0), then the controls table."""
     table = result.tables.get("controls")
     diffs = _written_csv(result, "control_differences.csv")
     if table is None or diffs is None or diffs.empty:

@@ -4,8 +4,8 @@ Reads only CSVs (``runs.csv``, ``per_class.csv``, ``profile.csv``, ``probes.csv`
 and the run folders' ``history.csv`` / ``predictions.csv``); never imports torch. Writes, atomically:
 
 * ``<table>.tex`` / ``<table>.md`` for the ablation table(s), comparison, per-class recall,
-  reported-vs-measured complexity, paired statistics, every entry against the order-free controls
-  and temporal reliance (probes)
+  reported-vs-measured complexity, paired statistics, every entry against the controls without a
+  temporal module, and temporal reliance (probes)
 * ``report.md``: every Markdown table and figure in one page, with the command that made it
 * ``summary.csv`` (mean/std per model, variant, dataset), ``paired_differences.csv``,
   ``clip_paired_differences.csv``, ``control_differences.csv`` and ``temporal_reliance.csv`` (the probes per entry and

@@ -13,8 +13,8 @@ printed by the CLI with rich. This package only names the public API; the module
 * ``paired``     :func:`stats_table`: paired differences to the reference over training runs
   (t-intervals from 5 pairs on, Holm-adjusted p); :func:`clip_stats_table`: the same over test
   clips with the trained models held fixed (clip bootstrap interval, swap-test p)
-* ``controls``   :func:`controls_table`: every entry against the order-free controls (static
-  control, GAP head), paired over runs
+* ``controls``   :func:`controls_table`: every entry against the controls without a temporal
+  module (static control, GAP head), paired over runs
 * ``temporal``   :func:`temporal_table`: ΔUAR per perturbation of the frame order (probes.csv), with
   t-intervals over runs from 5 runs on (a single run: its clip bootstrap interval)
 * ``labels`` (entry labels and order, dataset order, literature source keys), ``cells`` (number
