@@ -45,14 +45,19 @@ def partition_finished(cells: Sequence[Cell], results_dir: str | os.PathLike) ->
     return todo, done
 
 
-def probed(cell: Cell, probes: Sequence[str], rows: Sequence[Mapping[str, str]]) -> bool:
-    """Whether ``rows`` (of probes.csv) hold every perturbation in ``probes`` for the cell's run
-    on its own test split (same run id, train hash, dataset and fold)."""
+def probed_perturbations(cell: Cell, rows: Sequence[Mapping[str, str]]) -> set[str]:
+    """The perturbations that ``rows`` (of probes.csv) hold for the cell's run on its own test split
+    (same run id, train hash, dataset and fold)."""
     data = cell.spec.data
-    have = {r.get("perturbation") for r in rows
+    return {r.get("perturbation") for r in rows
             if r.get("run_id") == cell.run_id and r.get("train_hash") == cell.train_hash
             and r.get("dataset") == data.dataset and str(r.get("fold")) == str(data.fold) and r.get("split") == "test"}
-    return set(probes) <= have
+
+
+def probed(cell: Cell, probes: Sequence[str], rows: Sequence[Mapping[str, str]]) -> bool:
+    """Whether ``rows`` (of probes.csv) hold every perturbation in ``probes`` for the cell's run
+    (:func:`probed_perturbations`)."""
+    return set(probes) <= probed_perturbations(cell, rows)
 
 
 def has_checkpoint(cell: Cell) -> bool:

@@ -19,7 +19,7 @@ from typing import Any, Sequence
 from ifdd_bench.config import RunSpec
 from ifdd_bench.events import Progress
 from ifdd_bench.results import PROBES_CSV, read_csv_rows
-from ifdd_bench.sweep.finished import has_checkpoint, partition_finished, probed
+from ifdd_bench.sweep.finished import has_checkpoint, partition_finished, probed_perturbations
 from ifdd_bench.sweep.plan import Cell
 from ifdd_bench.sweep.pool import Runner, default_runner
 
@@ -35,7 +35,8 @@ def probe_cell(cell: Cell, probes: Sequence[str], progress: Progress | None = No
     """
     spec = cell.spec
     rows = read_csv_rows(Path(spec.results_dir) / PROBES_CSV)
-    missing = [p for p in probes if not probed(cell, [p], rows)]
+    have = probed_perturbations(cell, rows)
+    missing = [p for p in probes if p not in have]
     if not missing:
         return PRESENT
     if not has_checkpoint(cell):
