@@ -11,7 +11,7 @@ from ifdd_bench.reports import plots
 from ifdd_bench.reports.render import render_report
 
 FIXTURES = Path(__file__).parent / "fixtures"
-KNOWN = {"former_dfer", "c3d", "ifdd", "ifdd_tiny"}
+KNOWN = {"former_dfer", "c3d", "ifdd", "ifdd_tiny", "static_control"}
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
@@ -32,11 +32,22 @@ def _fake_run_folders(runs_csv, runs_dir):
             folder / "predictions.csv", index=False)
 
 
+def _add_static_control(root):
+    """A static control beside the fixture's runs (former_dfer's numbers under its name), so every
+    table of the report, the controls table included, has something to render."""
+    for name in ("runs.csv", "per_class.csv"):
+        frame = pd.read_csv(root / name)
+        static = frame[frame["model"] == "former_dfer"].assign(
+            model="static_control", run_id=lambda f: f["run_id"].str.replace("former_dfer", "static_control"))
+        pd.concat([frame, static]).to_csv(root / name, index=False)
+
+
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory):
     root = tmp_path_factory.mktemp("report")
     for name in ("runs.csv", "per_class.csv", "profile.csv", "probes.csv"):
         shutil.copy(FIXTURES / name, root / name)
+    _add_static_control(root)
     _fake_run_folders(root / "runs.csv", root / "runs")
     events: list[dict] = []
     result = render_report(root, root / "runs", root / "out", known_models=KNOWN,
@@ -84,7 +95,7 @@ def test_progress_events_announce_each_step_before_it_runs(rendered):
 
 def test_nothing_skipped_and_no_temp_files(rendered):
     out, result = rendered
-    assert result.skipped == []
+    assert result.skipped == [] and "controls" in result.tables
     assert not list((out / "plots").glob(".*.tmp"))
 
 

@@ -173,10 +173,10 @@ def test_cells_without_a_checkpoint_are_not_probed_and_rerun_nothing(tmp_path):
 def test_default_jobs_parallel_only_for_the_embedded_local_sweep(tmp_path, monkeypatch):
     plan = sweep.plan_sweep(model=TOY, runs_dir=tmp_path, results_dir=tmp_path)
     real = sweep.plan_sweep(model=TOY, dataset="dfew", data_root=str(tmp_path))
-    monkeypatch.setattr(sweep_plan.os, "cpu_count", lambda: 16)
+    monkeypatch.setattr(sweep_plan, "usable_cpus", lambda: 16)
     assert sweep.default_jobs(plan) == sweep.DEFAULT_SYNTH_JOBS == 2
     assert sweep.default_jobs(plan, "submitit") == 1 and sweep.default_jobs(real) == 1
-    monkeypatch.setattr(sweep_plan.os, "cpu_count", lambda: 1)
+    monkeypatch.setattr(sweep_plan, "usable_cpus", lambda: 1)
     assert sweep.default_jobs(plan) == 1
 
 
