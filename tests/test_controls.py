@@ -1,4 +1,5 @@
-"""Every entry against the controls without a temporal module (static control, GAP head): statistics, table, README sentence."""
+"""Every entry against the controls without a temporal module (static control, GAP head): the
+statistics, the table and the README sentence."""
 from __future__ import annotations
 
 import statistics

@@ -22,8 +22,8 @@ from typing import Any, Iterable, Sequence
 from ifdd_bench import registry
 from ifdd_bench.config import (APEX_PERTURBATIONS, PERTURBATIONS, PROBE_MIN_FRAMES, DataConfig, RunSpec, TrainConfig,
                                parse_loggers, parse_overrides, parse_perturbations, to_dict, train_hash)
-from ifdd_bench.data.labels import NUM_FOLDS
 from ifdd_bench.cpus import usable_cpus
+from ifdd_bench.data.labels import NUM_FOLDS
 from ifdd_bench.errors import ConfigError, suggest
 from ifdd_bench.hashing import json_hash
 from ifdd_bench.recipe import Recipe
@@ -61,13 +61,12 @@ DEFAULT_SEEDS = (0,)
 #: cells run at once for the embedded CPU sweep: one torch thread each beats two threads per cell
 #: for op-overhead-bound tiny models (real datasets default to one cell at a time)
 DEFAULT_SYNTH_JOBS = 2
-# Budget behind these numbers (one torch thread per cell, torch 2.14, 2-core AVX2-only EPYC): a
-# training step of ifdd_tiny(_pretext) at 16x64x64 costs ~34 ms per clip; fold 1 of the default
-# preset has 1,081 train / 119 val / 300 test clips, so one epoch of one cell is ~33 s of training
-# plus ~4 s of evaluation; the probes add ~25 s per cell. 7 variants + static_control (~120 s) at 5
-# epochs, two cells at a time (at the time the last one took both cores once its partner finished;
-# the pool now keeps one thread per cell), took 14 min 24 s on a fresh clone (docs/notebook/default-ablation.md has the
-# measured times). Re-measure when SynthDFER, the tiny geometry or the grid change.
+# Budget behind these numbers (one torch thread per cell for the whole cell, torch 2.14, 2-core
+# AVX2-only EPYC): the frozen default (ifdd_tiny_frozen, 15 epochs, features memoised) trains an
+# IFDD cell with its probes in 99-131 s and the static control in 443 s; the 8 cells, two at a time,
+# took 11 min 28 s on a fresh clone with SynthDFER generated first (docs/notebook/default-ablation.md,
+# "seeds 5-9 of the default"). Re-measure when SynthDFER, the tiny geometry, the recipe or the grid
+# change.
 
 
 # --------------------------------------------------------------------------------------------
@@ -392,8 +391,8 @@ def plan_sweep(
         model=model, variants=_blamed(blame["variants"], "--variants", resolve_variants, model, variants),
         folds=_blamed(blame["folds"], "--folds", parse_folds,
                       folds if folds is not None else (DEFAULT_FOLDS if embedded else None), dataset),
-        seeds=_blamed(blame["seeds"], "--seeds", parse_seeds, seeds), dataset=dataset, data_root=str(data_root) if data_root else None,
-        protocol=protocol, epochs=epochs, overrides=tuple(overrides),
+        seeds=_blamed(blame["seeds"], "--seeds", parse_seeds, seeds), dataset=dataset,
+        data_root=str(data_root) if data_root else None, protocol=protocol, epochs=epochs, overrides=tuple(overrides),
         baselines=_blamed(blame["baselines"], "--baselines", resolve_baselines, baselines),
         runs_dir=str(req["runs_dir"]), results_dir=str(req["results_dir"]), recipe=recipe,
         probes=resolve_probes(probes, perturb, dataset, data_root),

@@ -4,7 +4,7 @@
 the cell's own time. :class:`CellPool` runs cells in spawned processes, ``jobs`` at a time, and
 adds two things to a plain process pool:
 
-* **a fixed thread count per cell**: every worker trains with ``cores // workers`` torch threads
+* **a fixed thread count per cell**: every worker trains with ``cores // jobs`` torch threads
   from the first step of a cell to its last. CPU kernels sum in an order that depends on the
   thread count, so a cell whose count changed while it trained (as when the last cells took the
   cores of finished ones) would end with other weights, and a rerun of the sweep would not repeat
