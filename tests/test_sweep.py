@@ -387,8 +387,9 @@ def test_a_finished_cell_records_the_seconds_the_worker_measured_not_the_time_si
 
 
 EPOCHS_BY_VARIANT = {"full": 1, "no_issm": 3}  # no_ladm: until both other cells have finished (see below)
-#: safety cap on no_ladm's epochs (x 0.05 s) for a pool whose other cells never finish
-MAX_LAST_EPOCHS = 400
+#: safety cap on no_ladm's epochs (x 0.05 s, 2 min) for a pool whose other cells never finish; it stops
+#: as soon as both have finished, so a slow worker start on a loaded machine only makes it wait longer
+MAX_LAST_EPOCHS = 2400
 
 
 def epoch_runner(spec, progress=None, resume=True):
