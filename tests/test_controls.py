@@ -82,6 +82,18 @@ def test_table_bolds_intervals_that_exclude_zero_and_pairs_gap_with_its_own_mode
     assert r"\multicolumn{2}{c}{vs static\_control:}" in tex and r"\textbf{+6.40" in tex
 
 
+def test_an_entry_without_a_run_in_common_with_a_control_gets_an_empty_cell():
+    runs = _runs()
+    runs.loc[runs["model"] == "static_control", "seed"] += 10  # the control ran other seeds
+    diffs = stats.control_differences(runs)
+    assert (diffs.loc[diffs["reference"] == "static_control", "n"] == 0).all()
+    md = markup.to_markdown(tables.controls_table(diffs))
+    assert "nan" not in md.lower()
+    baseline = next(line for line in md.splitlines() if line.startswith("| Baseline (lazy split)"))
+    cells = [cell.strip() for cell in baseline.strip("|").split("|")]
+    assert cells[1:3] == ["", ""] and cells[3].startswith("**+8.00 [")  # the GAP head still pairs
+
+
 def test_render_and_readme_say_which_entries_are_clearly_above(tmp_path):
     runs = _runs()
     runs.to_csv(tmp_path / "runs.csv", index=False)

@@ -29,9 +29,10 @@ def control_label(control: str, names: dict[str, str], *, tex: bool = False) -> 
 
 
 def _pair_cells(row: pd.Series | None, n_max: int) -> list[Cell]:
-    """``Δ [low, high]`` and the Holm-adjusted p of one comparison (two empty cells when there is none);
-    ``(n=k)`` after Δ when the comparison has fewer pairs than the table's most."""
-    if row is None:
+    """``Δ [low, high]`` and the Holm-adjusted p of one comparison (two empty cells when there is none
+    or when the entry shares no (fold, seed) cell with the control); ``(n=k)`` after Δ when the
+    comparison has fewer pairs than the table's most."""
+    if row is None or int(row["n"]) == 0:
         return [Cell(""), Cell("")]
     diff = signed_text(100 * row["mean_diff"])
     if np.isnan(row["ci_low"]):
@@ -86,7 +87,7 @@ def controls_table(diffs: pd.DataFrame, *, literature: pd.DataFrame | None = Non
             block.rows.append(cells)
     notes = [
         f"Δ = entry − control in percentage points, mean over the n = {n_max} (fold, seed) cells both have "
-        "(paired; a smaller n is given in the cell); "
+        "(paired; a smaller n is given in the cell, an empty cell means no cell in common); "
         f"{level} paired t-interval, Δ ± t(n−1)·s/√n, given from {stats.MIN_PAIRS_FOR_INTERVAL} pairs on; bold: "
         "the interval excludes 0 (what this report calls clearly above or below a control).",
         "p Holm: two-sided paired t-test, Holm-adjusted over the entries compared with one control; the "
