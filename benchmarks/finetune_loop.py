@@ -193,6 +193,11 @@ def main() -> None:
     ap.add_argument("--ladm-mlp-residual", action="store_true", help="diagnostic: a residual around LADM's MLP")
     ap.add_argument("-s", "--set", action="append", default=[], help="model config override KEY=VALUE")
     args = ap.parse_args()
+    for name in ("epochs", "batch"):
+        if getattr(args, name) < 1:
+            ap.error(f"--{name} must be at least 1, got {getattr(args, name)}")
+    if args.warmup < 0:
+        ap.error(f"--warmup must be 0 or more epochs, got {args.warmup}")
     if get_entry(args.model).family != "ifdd":
         raise SystemExit(f"finetune_loop trains IFDD models (--model ifdd_tiny, ifdd_tiny_pretext, ...); "
                          f"{args.model} is a baseline: train it with ifdd-bench run train --model {args.model}")

@@ -659,8 +659,8 @@ def sweep_summary(rows: list[dict]) -> None:
 
 def sweep_report(report: Any) -> None:
     """The end of ``run ablation``: the paper-layout ablation table(s), paired statistics,
-    temporal-reliance and controls tables of the rendered report, or the simple summary table when there is no
-    report (and why)."""
+    temporal-reliance and controls tables of the rendered report, or the simple summary table when
+    there is no report (and why)."""
     if not report.summary:
         return
     result = report.result
