@@ -175,7 +175,8 @@ def _controls_lines(result, model: str, names: dict[str, str]) -> list[str]:
     if table is None or diffs is None or diffs.empty:
         return []
     part = diffs[(diffs["model"] == model) & (diffs["metric"] == "uar")]
-    part = part[(part["reference"] != "gap") | (part["reference_model"] == model)]
+    # a model control (static_control) is its own reference model; a variant control (gap) is this model's
+    part = part[(part["reference_model"] == part["reference"]) | (part["reference_model"] == model)]
     if part.empty:
         return []
     part = _ordered(part.assign(ci_low=part["ci_low"].map(_num), ci_high=part["ci_high"].map(_num),
